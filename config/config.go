@@ -1,0 +1,207 @@
+//go:build linux
+
+// Package config reads tend's supervisor file (TOML, DESIGN.md §4) into a
+// Config with every default filled in. It refuses the whole file when
+// anything in it is wrong, reporting every problem at once, so that a bad
+// config is refused before anything starts. It owns no state and never
+// touches processes, sockets or users: names and paths are checked for form
+// only, and resolving them is left to the packages that use them.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of DESIGN.md §4, the values in its brackets.
+const (
+	DefaultSocket        = "/run/tend.sock"
+	DefaultMode          = os.FileMode(0o600)
+	DefaultGrace         = 10 * time.Second
+	DefaultMaxRunning    = 64
+	DefaultMaxQueued     = 256
+	DefaultJobStopGrace  = 5 * time.Second
+	DefaultKeep          = time.Hour
+	DefaultBackoff       = time.Second
+	DefaultBackoffMax    = 30 * time.Second
+	DefaultMaxRestarts   = 10
+	DefaultRestartWindow = 10 * time.Minute
+	DefaultReadyTimeout  = 60 * time.Second
+	DefaultStopSignal    = unix.SIGTERM
+)
+
+// MainName is the reserved name of the service made from the command after --.
+const MainName = "main"
+
+// Config is a whole supervisor file. Parse fills in every default, so a
+// zero field means the user asked for zero (or the default is zero).
+type Config struct {
+	Control  Control
+	Shutdown Shutdown
+	Jobs     Jobs
+	Services []Service // in file order; StartLevels gives the start order
+}
+
+// Control is the [control] table: the control socket.
+type Control struct {
+	Socket    string      // "" = no socket
+	SocketSet bool        // the key was present: failing to bind is then fatal, not a warning
+	Mode      os.FileMode // permission bits only (within 0777)
+	Group     string      // group name or gid, not resolved here; "" = the socket's default
+}
+
+// Shutdown is the [shutdown] table.
+type Shutdown struct {
+	Grace time.Duration // the whole stop budget, > 0
+}
+
+// Jobs is the [jobs] table: limits of jobs started through the control API.
+type Jobs struct {
+	MaxRunning int           // >= 1; beyond it jobs queue
+	MaxQueued  int           // >= 0; beyond it the API answers 429
+	Timeout    time.Duration // default wall time limit per job; 0 = none
+	StopGrace  time.Duration // SIGTERM to SIGKILL of a job's group; 0 = at once
+	Keep       time.Duration // how long exit records stay queryable, > 0
+}
+
+// Policy is a service's restart policy.
+type Policy string
+
+// The restart policies.
+const (
+	RestartAlways    Policy = "always"
+	RestartOnFailure Policy = "on-failure"
+	RestartNever     Policy = "never"
+)
+
+// Service is one [[service]] table, or the main command (see MainService).
+type Service struct {
+	Name          string
+	Command       []string          // argv; Command[0] is looked up in PATH by spawn
+	Dir           string            // "" = tend's working directory
+	Env           map[string]string // added to tend's own environment; nil = none
+	User          string            // name or uid[:gid], not resolved here; "" = tend's
+	Restart       Policy
+	RestartNow    []int // exit codes that restart at once, whatever the policy
+	NeverRestart  []int // exit codes that never restart
+	Backoff       time.Duration
+	BackoffMax    time.Duration
+	MaxRestarts   int // restarts allowed within RestartWindow, then failed for good
+	RestartWindow time.Duration
+	Critical      bool
+	StopSignal    unix.Signal
+	StopTimeout   time.Duration // 0 = what is left of Shutdown.Grace
+	After         []string      // names of services that must be ready first
+	Ready         Ready
+	ReadyTimeout  time.Duration
+	// Signals routes signals sent to tend: a value of 0 means the key signal
+	// is not forwarded to this service; a signal absent from the map takes
+	// the default route (INT and TERM start the shutdown, the rest are
+	// forwarded as they are). nil = all default.
+	Signals   map[unix.Signal]unix.Signal
+	LogPrefix bool
+	Line      int // line of the service's table in the file; 0 = unknown
+}
+
+// Ready says when a service counts as ready.
+type Ready struct {
+	// Exec is polled until it exits 0; nil means ready as soon as started.
+	Exec []string
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse parses a config file's contents; source names it in errors. It
+// returns every problem found, as one error (a *multierror.Error wrapped
+// with source), and no Config unless the file is entirely valid.
+func Parse(data []byte, source string) (*Config, error) {
+	if source == "" {
+		source = "config"
+	}
+	// Decoding into a plain map, rather than into structs, lets every key be
+	// read by hand: the decoder's struct mapping matches keys case-
+	// insensitively ("Restart" would pass as "restart") and stops at the
+	// first type mismatch, while a strict file must refuse the first and
+	// report every one of the second.
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err) // a toml.ParseError names the line
+	}
+	d := &decoder{lines: scanLines(data), errs: &multierror.Error{ErrorFormat: oneLine}}
+	root := d.root(raw)
+	cfg := &Config{
+		Control:  d.control(root.table("control")),
+		Shutdown: d.shutdown(root.table("shutdown")),
+		Jobs:     d.jobs(root.table("jobs")),
+	}
+	for i, t := range root.tables("service") {
+		cfg.Services = append(cfg.Services, d.service(t, i))
+	}
+	root.unknown()
+	d.checkNames(cfg.Services)
+	d.checkAfter(cfg.Services)
+	if err := d.errs.ErrorOrNil(); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return cfg, nil
+}
+
+// Service returns the service called name, or nil.
+func (c *Config) Service(name string) *Service {
+	for i := range c.Services {
+		if c.Services[i].Name == name {
+			return &c.Services[i]
+		}
+	}
+	return nil
+}
+
+// MainService returns the service made from the command after --: named
+// "main", critical, never restarted, with the defaults otherwise.
+func MainService(argv []string) Service {
+	s := defaultService()
+	s.Name = MainName
+	s.Command = append([]string(nil), argv...)
+	s.Restart = RestartNever
+	s.Critical = true
+	return s
+}
+
+// defaultService is a service with every default of §4 and no name or command.
+func defaultService() Service {
+	return Service{
+		Restart:       RestartOnFailure,
+		Backoff:       DefaultBackoff,
+		BackoffMax:    DefaultBackoffMax,
+		MaxRestarts:   DefaultMaxRestarts,
+		RestartWindow: DefaultRestartWindow,
+		StopSignal:    DefaultStopSignal,
+		ReadyTimeout:  DefaultReadyTimeout,
+	}
+}
+
+// oneLine formats collected errors on one line, so that they fit one slog
+// record: "3 errors: a; b; c".
+func oneLine(es []error) string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	msgs := make([]string, len(es))
+	for i, err := range es {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("%d errors: %s", len(es), strings.Join(msgs, "; "))
+}

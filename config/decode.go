@@ -1,0 +1,260 @@
+//go:build linux
+
+package config
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// decoder collects the errors of one Parse call.
+type decoder struct {
+	lines map[string]int   // key path -> line, from scanLines
+	errs  *multierror.Error // every problem found so far
+}
+
+// table reads one TOML table by hand. It remembers the keys it was asked
+// for, so that whatever is left over is an unknown key (what the decoder's
+// MetaData.Undecoded would report, but exact in case and with the index of
+// each [[service]]).
+type table struct {
+	d     *decoder
+	path  string // key path: "service[1].env"; "" for the root
+	label string // how errors name it: `service "gateway"`, "jobs"
+	line  int    // line of the table itself; 0 = unknown
+	m     map[string]any
+	seen  map[string]bool
+}
+
+// root returns a reader of the whole document.
+func (d *decoder) root(m map[string]any) *table {
+	return &table{d: d, m: m, seen: map[string]bool{}}
+}
+
+// keyPath is the full key path of key in t.
+func (t *table) keyPath(key string) string { return joinPath(t.path, key) }
+
+// lineOf is the line of key in t, or the line of t when the key has none
+// (a key inside an inline table).
+func (t *table) lineOf(key string) int {
+	if n, ok := t.d.lines[t.keyPath(key)]; ok {
+		return n
+	}
+	return t.line
+}
+
+// errorf records an error about key of t.
+func (t *table) errorf(key, format string, args ...any) {
+	err := fmt.Errorf(format, args...)
+	switch {
+	case t.label == "":
+		err = fmt.Errorf("%s: %w", key, err)
+	case key == "":
+		err = fmt.Errorf("%s: %w", t.label, err)
+	default:
+		err = fmt.Errorf("%s: %s: %w", t.label, key, err)
+	}
+	t.d.errs = multierror.Append(t.d.errs, err)
+}
+
+// get returns the value of key and marks it as known.
+func (t *table) get(key string) (any, bool) {
+	t.seen[key] = true
+	v, ok := t.m[key]
+	return v, ok
+}
+
+// typeErr records that key holds the wrong type of value.
+func (t *table) typeErr(key, want string, v any) {
+	t.errorf(key, "must be %s, not %s", want, tomlType(v))
+}
+
+// str returns the string at key; ok is false when it is absent or not a string.
+func (t *table) str(key string) (s string, ok bool) {
+	v, present := t.get(key)
+	if !present {
+		return "", false
+	}
+	if s, ok = v.(string); !ok {
+		t.typeErr(key, "a string", v)
+	}
+	return s, ok
+}
+
+// boolean returns the boolean at key, or false.
+func (t *table) boolean(key string) bool {
+	v, present := t.get(key)
+	if !present {
+		return false
+	}
+	b, ok := v.(bool)
+	if !ok {
+		t.typeErr(key, "true or false", v)
+	}
+	return b
+}
+
+// integer returns the integer at key, or def when it is absent, refusing
+// values below min.
+func (t *table) integer(key string, def, min int) int {
+	v, present := t.get(key)
+	if !present {
+		return def
+	}
+	n, ok := v.(int64)
+	if !ok {
+		t.typeErr(key, "an integer", v)
+		return def
+	}
+	if n < int64(min) || n > math.MaxInt32 {
+		t.errorf(key, "%d out of range (%d or more)", n, min)
+		return def
+	}
+	return int(n)
+}
+
+// strs returns the array of strings at key, or nil.
+func (t *table) strs(key string) []string {
+	v, present := t.get(key)
+	if !present {
+		return nil
+	}
+	arr, ok := v.([]any)
+	out := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, isStr := e.(string)
+		ok = ok && isStr
+		out = append(out, s)
+	}
+	if !ok {
+		t.typeErr(key, "an array of strings", v)
+		return nil
+	}
+	return out
+}
+
+// codes returns the array of exit codes (0-255) at key, or nil.
+func (t *table) codes(key string) []int {
+	v, present := t.get(key)
+	if !present {
+		return nil
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		t.typeErr(key, "an array of exit codes", v)
+		return nil
+	}
+	out := make([]int, 0, len(arr))
+	for _, e := range arr {
+		n, isInt := e.(int64)
+		if !isInt || n < 0 || n > 255 {
+			t.errorf(key, "exit code %v is not an integer in 0-255", e)
+			continue
+		}
+		out = append(out, int(n))
+	}
+	return out
+}
+
+// duration returns the duration at key, or def when it is absent. A
+// duration is a string for time.ParseDuration ("1m30s", or "0"); min is the
+// smallest allowed value, and zero is refused too when positive is set.
+func (t *table) duration(key string, def time.Duration, positive bool) time.Duration {
+	s, ok := t.str(key)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		t.errorf(key, "%w", err)
+	case d < 0:
+		t.errorf(key, "negative duration %q", s)
+	case d == 0 && positive:
+		t.errorf(key, "must be more than 0")
+	default:
+		return d
+	}
+	return def
+}
+
+// table returns a reader of the table at key; an absent key gives an empty one.
+func (t *table) table(key string) *table {
+	sub := &table{d: t.d, path: t.keyPath(key), label: t.keyPath(key), line: t.lineOf(key), seen: map[string]bool{}}
+	v, present := t.get(key)
+	if !present {
+		return sub
+	}
+	if sub.m, present = v.(map[string]any); !present {
+		t.typeErr(key, "a table", v)
+	}
+	return sub
+}
+
+// tables returns readers of the array of tables at key ([[key]]).
+func (t *table) tables(key string) []*table {
+	v, present := t.get(key)
+	if !present {
+		return nil
+	}
+	arr, ok := v.([]map[string]any)
+	if !ok {
+		t.typeErr(key, "an array of tables ([["+key+"]])", v)
+		return nil
+	}
+	out := make([]*table, len(arr))
+	for i, m := range arr {
+		p := t.keyPath(key) + "[" + strconv.Itoa(i) + "]"
+		line, ok := t.d.lines[p]
+		if !ok {
+			line = t.lineOf(key) // an inline array: the line of "key ="
+		}
+		out[i] = &table{d: t.d, path: p, label: p, line: line, m: m, seen: map[string]bool{}}
+	}
+	return out
+}
+
+// unknown records every key of t that was never asked for, in sorted order.
+func (t *table) unknown() {
+	var keys []string
+	for k := range t.m {
+		if !t.seen[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		err := fmt.Errorf("%s: unknown key", t.keyPath(k))
+		if n := t.lineOf(k); n > 0 {
+			err = fmt.Errorf("line %d: %s: unknown key", n, t.keyPath(k))
+		}
+		t.d.errs = multierror.Append(t.d.errs, err)
+	}
+}
+
+// tomlType names the TOML type of a decoded value, for error messages.
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	default:
+		return fmt.Sprintf("a %T", v) // dates and times
+	}
+}

@@ -1,0 +1,320 @@
+// Command tend is a PID-1 init and process supervisor for containers: it
+// reaps every orphan, forwards signals, and stops everything cleanly. This
+// file is the CLI; it is the only place that calls os.Exit.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/signals"
+	"github.com/tendinit/tend/supervisor"
+)
+
+// version and commit may be set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "0.1.0"
+	commit  = ""
+)
+
+const (
+	exitUsage   = 2 // bad flags or no command, in every mode
+	exitFailure = 1 // tend itself failed before the main process ran
+)
+
+func main() {
+	// First statement: catch every catchable signal before anything else
+	// can take tend down (DESIGN.md §1.5).
+	sigs := signals.Notify()
+	os.Exit(run(os.Args, sigs))
+}
+
+// errUsage marks errors that exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(args []string, sigs *signals.Set) (code int) {
+	defer func() {
+		// No panic may escape PID 1 with Go's status 2 and a stack trace
+		// as the only report; say what happened and exit like a failed init.
+		if p := recover(); p != nil {
+			fmt.Fprintf(os.Stderr, "tend: internal error: %v\n%s", p, debug.Stack())
+			code = exitFailure
+		}
+	}()
+	cliArgs, argv := splitArgs(args)
+	code = -1
+	app := newApp(sigs, argv, &code)
+	err := app.Run(cliArgs)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "tend: %s\n%s", ue.msg, usageText)
+		return exitUsage
+	case err != nil && code < 0:
+		if ec, ok := err.(cli.ExitCoder); ok && ec.ExitCode() != 0 {
+			fmt.Fprintf(os.Stderr, "tend: %v\n", err)
+			return ec.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "tend: %v\n", err)
+		return exitFailure
+	case code < 0:
+		return 0 // --help, --version
+	}
+	return code
+}
+
+const usageText = `usage: tend [flags] [--] command [args...]
+       tend --config FILE [flags] [-- command [args...]]
+run 'tend --help' for the flags
+`
+
+// valueFlags take a value in the next argument; splitArgs must skip it.
+var valueFlags = map[string]bool{
+	"-p": true, "--parent-death-signal": true, "-e": true, "--expect-exit": true,
+	"-r": true, "--rewrite": true, "--grace": true, "--cleanup-grace": true,
+	"--log-format": true, "--config": true, "--socket": true,
+}
+
+// splitArgs finds the `--` that ends tend's own flags, so that everything
+// after it is the command even when a word names a subcommand (`tend --
+// status` runs a program called status). Scanning stops at the first word
+// that is not a flag: from there on it is the command's.
+func splitArgs(args []string) (cliArgs, argv []string) {
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return args[:i], args[i+1:]
+		case valueFlags[a]:
+			i++
+		case strings.HasPrefix(a, "-") && a != "-":
+		default:
+			return args, nil
+		}
+	}
+	return args, nil
+}
+
+// envTwin names the environment twin of a flag: --cleanup-grace is
+// TEND_CLEANUP_GRACE.
+func envTwin(name string) []string {
+	return []string{"TEND_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
+
+func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
+	var verbose int
+	return &cli.App{
+		Name:                   "tend",
+		Usage:                  "a PID-1 init and process supervisor for containers",
+		UsageText:              "tend [flags] [--] command [args...]",
+		HideHelpCommand:        true,
+		UseShortOptionHandling: true,
+		Writer:                 os.Stdout,
+		ErrWriter:              os.Stderr,
+		ExitErrHandler:         func(*cli.Context, error) {}, // exit codes are decided in run
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err.Error()}
+		},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "subreaper", Aliases: []string{"s"}, EnvVars: envTwin("subreaper"),
+				Usage: "accepted for tini compatibility: tend registers as subreaper whenever it is not PID 1"},
+			&cli.BoolFlag{Name: "process-group", Aliases: []string{"g"}, EnvVars: envTwin("process-group"),
+				Usage: "send signals to the main process's group, not only to it"},
+			&cli.BoolFlag{Name: "single-child", Aliases: []string{"c"}, EnvVars: envTwin("single-child"),
+				Usage: "dumb-init's -c: signal only the main process (tend's default; overrides -g)"},
+			&cli.StringFlag{Name: "parent-death-signal", Aliases: []string{"p"}, EnvVars: envTwin("parent-death-signal"),
+				Usage: "ask the kernel to send tend `SIGNAL` when its parent dies (forwarded like any other)"},
+			&cli.IntSliceFlag{Name: "expect-exit", Aliases: []string{"e"}, EnvVars: envTwin("expect-exit"),
+				Usage: "report exit `CODE` of the main process as 0 (repeatable)"},
+			&cli.StringSliceFlag{Name: "rewrite", Aliases: []string{"r"}, EnvVars: envTwin("rewrite"),
+				Usage: "dumb-init's `S:R`: forward signal S as R (names or numbers; R 0 drops S); repeatable"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: &verbose,
+				Usage: "log more: -v info, -vv debug (default: warnings); TINI_VERBOSITY overrides"},
+			&cli.BoolFlag{Name: "warn-on-reap", Aliases: []string{"w"}, EnvVars: envTwin("warn-on-reap"),
+				Usage: "log a warning for every orphan reaped"},
+			&cli.DurationFlag{Name: "grace", EnvVars: envTwin("grace"),
+				Usage: "on SIGTERM/SIGINT, kill every process this long after forwarding it (0: never, the runtime's stop timeout decides)"},
+			&cli.DurationFlag{Name: "cleanup-grace", Value: 2 * time.Second, EnvVars: envTwin("cleanup-grace"),
+				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it after this"},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
+				Usage: "log format on stderr: text or json"},
+			&cli.BoolFlag{Name: "version", Usage: "print the version on stdout and exit"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				fmt.Fprintf(c.App.Writer, "tend version %s - git.%s\n", version, commitID())
+				return nil
+			}
+			if argv == nil {
+				argv = c.Args().Slice()
+			}
+			cfg, err := initConfig(c, argv, verbose, sigs)
+			if err != nil {
+				return err
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			sigCh := make(chan unix.Signal)
+			sigs.Funnel(sigCh, stop)
+			cfg.Signals = sigCh
+			cfg.SIGCHLD = sigs.CHLD
+			n, err := supervisor.RunInit(context.Background(), cfg)
+			if err != nil {
+				cfg.Log.Warn("errors while running", "err", err)
+			}
+			*code = n
+			return nil
+		},
+	}
+}
+
+// initConfig turns flags and environment into the init loop's config.
+func initConfig(c *cli.Context, argv []string, verbose int, sigs *signals.Set) (supervisor.InitConfig, error) {
+	var cfg supervisor.InitConfig
+	if len(argv) == 0 {
+		return cfg, usageError{"missing command"}
+	}
+	log, err := newLogger(c.String("log-format"), verbose)
+	if err != nil {
+		return cfg, err
+	}
+	if s := c.String("parent-death-signal"); s != "" {
+		sig, err := signals.Parse(s)
+		if err != nil {
+			return cfg, usageError{fmt.Sprintf("-p: %v", err)}
+		}
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
+			return cfg, fmt.Errorf("prctl(PR_SET_PDEATHSIG, %s): %w", signals.Name(sig), err)
+		}
+	}
+	for _, code := range c.IntSlice("expect-exit") {
+		if code < 0 || code > 255 {
+			return cfg, usageError{fmt.Sprintf("-e: exit code %d out of range 0-255", code)}
+		}
+		cfg.ExpectZero = append(cfg.ExpectZero, code)
+	}
+	cfg.Rewrite, err = parseRewrites(c.StringSlice("rewrite"))
+	if err != nil {
+		return cfg, err
+	}
+	_, tiniGroup := os.LookupEnv("TINI_KILL_PROCESS_GROUP") // tini: on when set at all
+	cfg.Group = (c.Bool("process-group") || tiniGroup) && !c.Bool("single-child")
+	cfg.Argv = argv
+	cfg.Env = childEnv(os.Environ(), c.App.Flags)
+	cfg.Log = log
+	cfg.Grace = c.Duration("grace")
+	cfg.CleanupGrace = c.Duration("cleanup-grace")
+	cfg.WarnReap = c.Bool("warn-on-reap")
+	if len(sigs.Ignored) > 0 {
+		log.Debug("signals ignored at start stay ignored", "sigs", sigs.Ignored)
+	}
+	return cfg, nil
+}
+
+// parseRewrites reads dumb-init's -r S:R pairs.
+func parseRewrites(pairs []string) (map[unix.Signal]unix.Signal, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	out := map[unix.Signal]unix.Signal{}
+	for _, p := range pairs {
+		from, to, ok := strings.Cut(p, ":")
+		if !ok {
+			return nil, usageError{fmt.Sprintf("-r %q: want FROM:TO, e.g. TERM:QUIT", p)}
+		}
+		fs, err := signals.Parse(from)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("-r %q: %v", p, err)}
+		}
+		var ts unix.Signal
+		if strings.TrimSpace(to) != "0" {
+			if ts, err = signals.Parse(to); err != nil {
+				return nil, usageError{fmt.Sprintf("-r %q: %v", p, err)}
+			}
+		}
+		out[fs] = ts
+	}
+	return out, nil
+}
+
+// newLogger builds the stderr logger. Default level warn; -v info; -vv
+// debug. TINI_VERBOSITY, when set, wins with tini's scale (0 errors only, 1
+// warnings, 2 info, 3 and up debug); TEND_VERBOSE is -v's twin, a count.
+func newLogger(format string, verbose int) (*slog.Logger, error) {
+	level := slog.LevelWarn - slog.Level(4*verbose)
+	if verbose == 0 {
+		if n, err := strconv.Atoi(os.Getenv("TEND_VERBOSE")); err == nil && n > 0 {
+			level = slog.LevelWarn - slog.Level(4*n)
+		}
+	}
+	if v, ok := os.LookupEnv("TINI_VERBOSITY"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, usageError{fmt.Sprintf("TINI_VERBOSITY=%q: want a number >= 0", v)}
+		}
+		level = slog.LevelError - slog.Level(4*n)
+	}
+	if level < slog.LevelDebug {
+		level = slog.LevelDebug
+	}
+	var w io.Writer = os.Stderr
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", format)}
+}
+
+// childEnv is tend's environment without tend's own settings: the env twins
+// of its flags and TEND_CONFIG/TEND_VERBOSE are tend's, not the children's
+// (a child that is itself a tend must not pick them up).
+func childEnv(env []string, flags []cli.Flag) []string {
+	own := map[string]bool{"TEND_CONFIG": true, "TEND_VERBOSE": true}
+	for _, f := range flags {
+		if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
+			for _, name := range ef.GetEnvVars() {
+				own[name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !own[name] {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// commitID is the commit tend was built from: -X main.commit, else the
+// build's vcs.revision, shortened to 12 hex characters.
+func commitID() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				return s.Value[:min(12, len(s.Value))]
+			}
+		}
+	}
+	return "unknown"
+}
