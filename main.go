@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/signals"
 	"github.com/tendinit/tend/supervisor"
 )
@@ -151,6 +152,8 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it after this"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log format on stderr: text or json"},
+			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
+				Usage: "supervise the services of this TOML `FILE` (the command after -- becomes the critical service main)"},
 			&cli.BoolFlag{Name: "version", Usage: "print the version on stdout and exit"},
 		},
 		Action: func(c *cli.Context) error {
@@ -160,6 +163,9 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 			}
 			if argv == nil {
 				argv = c.Args().Slice()
+			}
+			if c.String("config") == "" && len(argv) == 0 {
+				return usageError{"missing command (or --config FILE)"}
 			}
 			cfg, err := initConfig(c, argv, verbose, sigs)
 			if err != nil {
@@ -171,7 +177,15 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 			sigs.Funnel(sigCh, stop)
 			cfg.Signals = sigCh
 			cfg.SIGCHLD = sigs.CHLD
-			n, err := supervisor.RunInit(context.Background(), cfg)
+			var n int
+			if path := c.String("config"); path != "" {
+				n, err = runSupervisor(c, path, cfg)
+			} else {
+				n, err = supervisor.RunInit(context.Background(), cfg)
+			}
+			if err != nil && n < 0 {
+				return err
+			}
 			if err != nil {
 				cfg.Log.Warn("errors while running", "err", err)
 			}
@@ -184,9 +198,6 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 // initConfig turns flags and environment into the init loop's config.
 func initConfig(c *cli.Context, argv []string, verbose int, sigs *signals.Set) (supervisor.InitConfig, error) {
 	var cfg supervisor.InitConfig
-	if len(argv) == 0 {
-		return cfg, usageError{"missing command"}
-	}
 	log, err := newLogger(c.String("log-format"), verbose)
 	if err != nil {
 		return cfg, err
@@ -222,6 +233,31 @@ func initConfig(c *cli.Context, argv []string, verbose int, sigs *signals.Set) (
 		log.Debug("signals ignored at start stay ignored", "sigs", sigs.Ignored)
 	}
 	return cfg, nil
+}
+
+// runSupervisor runs supervisor mode. A config that cannot be used is
+// refused before anything starts, with exit code 2 like any bad input.
+func runSupervisor(c *cli.Context, path string, ic supervisor.InitConfig) (int, error) {
+	file, err := config.Load(path)
+	if err != nil {
+		return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
+	}
+	if c.IsSet("grace") { // flag and env win over the file
+		file.Shutdown.Grace = c.Duration("grace")
+	}
+	var main []string
+	if len(ic.Argv) > 0 {
+		main = ic.Argv
+	}
+	code, err := supervisor.Run(context.Background(), supervisor.Config{
+		File: file, Main: main, Env: ic.Env, Log: ic.Log, ExpectZero: ic.ExpectZero,
+		WarnReap: ic.WarnReap, Group: ic.Group, CleanupGrace: ic.CleanupGrace,
+		Signals: ic.Signals, SIGCHLD: ic.SIGCHLD, Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if code < 0 {
+		return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
+	}
+	return code, err
 }
 
 // parseRewrites reads dumb-init's -r S:R pairs.

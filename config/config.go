@@ -124,9 +124,10 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path)
 }
 
-// Parse parses a config file's contents; source names it in errors. It
-// returns every problem found, as one error (a *multierror.Error wrapped
-// with source), and no Config unless the file is entirely valid.
+// Parse parses a config file's contents; source names it in errors. A
+// TOML syntax error is returned alone, with its line; otherwise every
+// problem found is returned at once, as a *multierror.Error wrapped with
+// source. There is no Config unless the file is entirely valid.
 func Parse(data []byte, source string) (*Config, error) {
 	if source == "" {
 		source = "config"
@@ -147,10 +148,11 @@ func Parse(data []byte, source string) (*Config, error) {
 		Shutdown: d.shutdown(root.table("shutdown")),
 		Jobs:     d.jobs(root.table("jobs")),
 	}
-	for i, t := range root.tables("service") {
-		cfg.Services = append(cfg.Services, d.service(t, i))
+	services := root.tables("service")
+	root.unknown() // every top-level key has been asked for by now
+	for _, t := range services {
+		cfg.Services = append(cfg.Services, d.service(t))
 	}
-	root.unknown()
 	d.checkNames(cfg.Services)
 	d.checkAfter(cfg.Services)
 	if err := d.errs.ErrorOrNil(); err != nil {

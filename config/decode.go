@@ -3,10 +3,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -14,7 +15,7 @@ import (
 
 // decoder collects the errors of one Parse call.
 type decoder struct {
-	lines map[string]int   // key path -> line, from scanLines
+	lines map[string]int    // key path -> line, from scanLines
 	errs  *multierror.Error // every problem found so far
 }
 
@@ -100,8 +101,8 @@ func (t *table) boolean(key string) bool {
 }
 
 // integer returns the integer at key, or def when it is absent, refusing
-// values below min.
-func (t *table) integer(key string, def, min int) int {
+// values below least.
+func (t *table) integer(key string, def, least int) int {
 	v, present := t.get(key)
 	if !present {
 		return def
@@ -111,8 +112,12 @@ func (t *table) integer(key string, def, min int) int {
 		t.typeErr(key, "an integer", v)
 		return def
 	}
-	if n < int64(min) || n > math.MaxInt32 {
-		t.errorf(key, "%d out of range (%d or more)", n, min)
+	if n < int64(least) {
+		t.errorf(key, "%d is less than %d", n, least)
+		return def
+	}
+	if n > math.MaxInt32 { // no limit here needs more; keeps int conversions safe
+		t.errorf(key, "%d is too large", n)
 		return def
 	}
 	return int(n)
@@ -162,8 +167,8 @@ func (t *table) codes(key string) []int {
 }
 
 // duration returns the duration at key, or def when it is absent. A
-// duration is a string for time.ParseDuration ("1m30s", or "0"); min is the
-// smallest allowed value, and zero is refused too when positive is set.
+// duration is a string for time.ParseDuration ("1m30s", or "0"); negative
+// durations are refused, and so is zero when positive is set.
 func (t *table) duration(key string, def time.Duration, positive bool) time.Duration {
 	s, ok := t.str(key)
 	if !ok {
@@ -203,6 +208,15 @@ func (t *table) tables(key string) []*table {
 		return nil
 	}
 	arr, ok := v.([]map[string]any)
+	if inline, isArr := v.([]any); isArr {
+		// key = [{...}, {...}] decodes as a plain array.
+		ok = true
+		for _, e := range inline {
+			m, isMap := e.(map[string]any)
+			ok = ok && isMap
+			arr = append(arr, m)
+		}
+	}
 	if !ok {
 		t.typeErr(key, "an array of tables ([["+key+"]])", v)
 		return nil
@@ -221,19 +235,20 @@ func (t *table) tables(key string) []*table {
 
 // unknown records every key of t that was never asked for, in sorted order.
 func (t *table) unknown() {
-	var keys []string
-	for k := range t.m {
-		if !t.seen[k] {
-			keys = append(keys, k)
+	for _, k := range sortedKeys(t.m) {
+		if t.seen[k] {
+			continue
 		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		err := fmt.Errorf("%s: unknown key", t.keyPath(k))
+		msg := t.keyPath(k) + ": unknown key"
+		for known := range t.seen {
+			if strings.EqualFold(known, k) { // keys are case-sensitive in TOML
+				msg += fmt.Sprintf(" (did you mean %q?)", known)
+			}
+		}
 		if n := t.lineOf(k); n > 0 {
-			err = fmt.Errorf("line %d: %s: unknown key", n, t.keyPath(k))
+			msg = fmt.Sprintf("line %d: %s", n, msg)
 		}
-		t.d.errs = multierror.Append(t.d.errs, err)
+		t.d.errs = multierror.Append(t.d.errs, errors.New(msg))
 	}
 }
 

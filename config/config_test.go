@@ -1,0 +1,235 @@
+//go:build linux
+
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// full sets every key of the schema, none to its default.
+const full = `
+[control]
+socket = "/run/tend/ctl.sock"
+mode = "0660"
+group = "agents"
+
+[shutdown]
+grace = "25s"
+
+[jobs]
+max_running = 8
+max_queued = 0
+timeout = "30m"
+stop_grace = "0"
+keep = "15m"
+
+[[service]]
+name = "db"
+command = ["postgres", "-D", "/var/lib/pg"]
+
+[[service]]   # the one with everything
+name = "gateway"
+command = ["hermes", "gateway", "run", "--replace"]
+dir = "/opt/data"
+env = { HOME = "/opt/data", "MODE" = "a=b" }
+user = "1000:1000"
+restart = "always"
+restart_now = [75, 0]
+never_restart = [78]
+backoff = "500ms"
+backoff_max = "1m"
+max_restarts = 0
+restart_window = "1h"
+critical = true
+stop_signal = "SIGINT"
+stop_timeout = "20s"
+after = ["db"]
+ready = "exec:curl -fsS 'http://127.0.0.1:8080/a b' \"x\\\"y\""
+ready_timeout = "2m"
+signals = { SIGHUP = "SIGUSR1", USR2 = "", 28 = 10, "SIGRTMIN+3" = "term" }
+log_prefix = true
+`
+
+func TestParseFull(t *testing.T) {
+	cfg, err := Parse([]byte(full), "full.toml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	want := &Config{
+		Control:  Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents"},
+		Shutdown: Shutdown{Grace: 25 * time.Second},
+		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute},
+		Services: []Service{
+			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
+				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
+				StopSignal: unix.SIGTERM, ReadyTimeout: time.Minute, Line: 17},
+			{
+				Name:          "gateway",
+				Command:       []string{"hermes", "gateway", "run", "--replace"},
+				Dir:           "/opt/data",
+				Env:           map[string]string{"HOME": "/opt/data", "MODE": "a=b"},
+				User:          "1000:1000",
+				Restart:       RestartAlways,
+				RestartNow:    []int{75, 0},
+				NeverRestart:  []int{78},
+				Backoff:       500 * time.Millisecond,
+				BackoffMax:    time.Minute,
+				MaxRestarts:   0,
+				RestartWindow: time.Hour,
+				Critical:      true,
+				StopSignal:    unix.SIGINT,
+				StopTimeout:   20 * time.Second,
+				After:         []string{"db"},
+				Ready:         Ready{Exec: []string{"curl", "-fsS", "http://127.0.0.1:8080/a b", `x"y`}},
+				ReadyTimeout:  2 * time.Minute,
+				Signals: map[unix.Signal]unix.Signal{
+					unix.SIGHUP: unix.SIGUSR1, unix.SIGUSR2: 0, unix.SIGWINCH: unix.SIGUSR1, 35: unix.SIGTERM,
+				},
+				LogPrefix: true,
+				Line:      21,
+			},
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse(full) =\n%+v\nwant\n%+v", cfg, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       *Config
+	}{
+		{"empty file", "", &Config{
+			Control:  Control{Socket: DefaultSocket, Mode: 0o600},
+			Shutdown: Shutdown{Grace: 10 * time.Second},
+			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour},
+		}},
+		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
+			Control:  Control{Socket: "", SocketSet: true, Mode: 0o600},
+			Shutdown: Shutdown{Grace: 10 * time.Second},
+			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour},
+		}},
+		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
+			Control:  Control{Socket: "/run/tend.sock", Mode: 0o600},
+			Shutdown: Shutdown{Grace: 10 * time.Second},
+			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour},
+			Services: []Service{{
+				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
+				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10,
+				RestartWindow: 10 * time.Minute, StopSignal: unix.SIGTERM, StopTimeout: 0,
+				Ready: Ready{}, ReadyTimeout: 60 * time.Second, Line: 1,
+			}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.toml), "defaults.toml")
+			if err != nil {
+				t.Fatalf("Parse() error = %v", err)
+			}
+			if !reflect.DeepEqual(cfg, tt.want) {
+				t.Errorf("Parse() =\n%+v\nwant\n%+v", cfg, tt.want)
+			}
+		})
+	}
+}
+
+// TestGateway loads the config of an agent container: a critical gateway
+// that asks for a restart with 75, gives up with 78 and reloads on its own
+// (so SIGHUP is not forwarded to it), and helpers that start after it.
+func TestGateway(t *testing.T) {
+	cfg, err := Load(filepath.Join("testdata", "gateway.toml"))
+	if err != nil {
+		t.Fatalf("Load() error = %v", err)
+	}
+	gw := cfg.Service("gateway")
+	if gw == nil {
+		t.Fatal(`Service("gateway") = nil`)
+	}
+	if !reflect.DeepEqual(gw.RestartNow, []int{75}) || !reflect.DeepEqual(gw.NeverRestart, []int{78}) {
+		t.Errorf("gateway restart_now, never_restart = %v, %v; want [75], [78]", gw.RestartNow, gw.NeverRestart)
+	}
+	if sig, ok := gw.Signals[unix.SIGHUP]; !ok || sig != 0 {
+		t.Errorf("gateway signals[SIGHUP] = %v, %v; want 0 (not forwarded), true", sig, ok)
+	}
+	if _, ok := gw.Signals[unix.SIGUSR1]; ok {
+		t.Errorf("gateway signals has SIGUSR1; want it absent (default routing)")
+	}
+	if !gw.Critical || gw.Restart != RestartOnFailure || gw.StopTimeout != 25*time.Second || gw.User != "hermes" {
+		t.Errorf("gateway = %+v; want critical, on-failure, stop_timeout 25s, user hermes", gw)
+	}
+	if want := []string{"curl", "-fsS", "http://127.0.0.1:8642/health"}; !reflect.DeepEqual(gw.Ready.Exec, want) {
+		t.Errorf("gateway ready = %q, want %q", gw.Ready.Exec, want)
+	}
+	if got, want := cfg.StartLevels(), [][]string{{"gateway"}, {"browser", "mcp-files"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("StartLevels() = %v, want %v", got, want)
+	}
+	if cfg.Control.Mode != 0o660 || cfg.Control.Group != "hermes" || cfg.Shutdown.Grace != 30*time.Second {
+		t.Errorf("control, shutdown = %+v, %+v; want mode 0660, group hermes, grace 30s", cfg.Control, cfg.Shutdown)
+	}
+	if cfg.Service("nope") != nil {
+		t.Errorf(`Service("nope") != nil`)
+	}
+}
+
+func TestStartLevels(t *testing.T) {
+	svc := func(name string, after ...string) Service { return Service{Name: name, After: after} }
+	tests := []struct {
+		name string
+		svcs []Service
+		want [][]string
+	}{
+		{"none", nil, nil},
+		{"independent", []Service{svc("b"), svc("a")}, [][]string{{"a", "b"}}},
+		{"diamond", []Service{svc("d", "b", "c"), svc("c", "a"), svc("b", "a"), svc("a"), svc("e")},
+			[][]string{{"a", "e"}, {"b", "c"}, {"d"}}},
+		{"longest path decides", []Service{svc("a"), svc("b", "a"), svc("c", "a", "b")},
+			[][]string{{"a"}, {"b"}, {"c"}}},
+		{"hand-made cycle is still started", []Service{svc("a"), svc("b", "c"), svc("c", "b", "x")},
+			[][]string{{"a"}, {"b", "c"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Config{Services: tt.svcs}
+			if got := c.StartLevels(); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("StartLevels() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMainService(t *testing.T) {
+	argv := []string{"sh", "-c", "exit 3"}
+	got := MainService(argv)
+	argv[0] = "changed" // the service keeps its own copy
+	want := defaultService()
+	want.Name, want.Command, want.Restart, want.Critical = "main", []string{"sh", "-c", "exit 3"}, RestartNever, true
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("MainService() = %+v, want %+v", got, want)
+	}
+	if got.StopSignal != unix.SIGTERM || got.Backoff != time.Second || got.ReadyTimeout != time.Minute {
+		t.Errorf("MainService() defaults = %v, %v, %v; want SIGTERM, 1s, 1m", got.StopSignal, got.Backoff, got.ReadyTimeout)
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.toml")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load(%s) error = %v, want one naming the path", path, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("[jobs]\nmax_running = 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(bad); err == nil || !strings.Contains(err.Error(), bad+": jobs: max_running") {
+		t.Errorf("Load(%s) error = %v, want one naming the file and the key", bad, err)
+	}
+}

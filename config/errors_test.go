@@ -1,0 +1,135 @@
+//go:build linux
+
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// svc is a valid service table to which a test adds one bad line.
+func svc(name string, lines ...string) string {
+	return "[[service]]\nname = \"" + name + "\"\ncommand = [\"x\"]\n" + strings.Join(lines, "\n") + "\n"
+}
+
+func TestParseRefuses(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       []string // each must be in the error
+	}{
+		{"syntax error", "[jobs]\nmax_running = 8\nkeep = \n", []string{"bad.toml: ", "line 3"}},
+		{"duplicate key", "[jobs]\nkeep = \"1h\"\nkeep = \"2h\"\n", []string{"line 3", "keep"}},
+		{"unknown top key", "\nrestrt = 1\n", []string{"line 2: restrt: unknown key"}},
+		{"unknown table", "[contrl]\nsocket = \"/x\"\n", []string{"line 1: contrl: unknown key"}},
+		{"unknown control key", "[control]\nsockt = \"/x\"\n", []string{"line 2: control.sockt: unknown key"}},
+		{"unknown key in inline table", "\n\ncontrol = { sockt = \"/x\" }\n", []string{"line 3: control.sockt: unknown key"}},
+		{"unknown service key", svc("a") + svc("b", "restrt = \"always\""), []string{"line 8: service[1].restrt: unknown key"}},
+		{"key in wrong case", svc("a", `Restart = "never"`), []string{`line 4: service[0].Restart: unknown key (did you mean "restart"?)`}},
+		{"unknown key in inline service", "service = [{name = \"a\", command = [\"x\"]},\n  {name = \"b\", command = [\"x\"], bogus = 1}]\n", []string{"line 1: service[1].bogus: unknown key"}},
+		{"service is a table", "[service]\nname = \"a\"\n", []string{"service: must be an array of tables ([[service]]), not a table"}},
+		{"control is no table", "control = 5\n", []string{"control: must be a table, not an integer"}},
+		{"bad socket path", "[control]\nsocket = \"run/tend.sock\"\n", []string{"control: socket:", "not an absolute path"}},
+		{"long socket path", "[control]\nsocket = \"/" + strings.Repeat("s", 110) + "\"\n", []string{"control: socket:", "longer than 107"}},
+		{"bad mode", "[control]\nmode = \"0688\"\n", []string{"control: mode:", `"0688" is not an octal file mode`}},
+		{"mode bits", "[control]\nmode = \"04755\"\n", []string{"control: mode:", "outside 0777"}},
+		{"integer mode", "[control]\nmode = 0o660\n", []string{"control: mode: must be a string, not an integer"}},
+		{"group without access", "[control]\ngroup = \"agents\"\n", []string{"control: group:", "0600", "0660"}},
+		{"bad grace", "[shutdown]\ngrace = \"10\"\n", []string{"shutdown: grace:", "missing unit"}},
+		{"zero grace", "[shutdown]\ngrace = \"0\"\n", []string{"shutdown: grace: must be more than 0"}},
+		{"duration as integer", "[jobs]\ntimeout = 30\n", []string{"jobs: timeout: must be a string, not an integer"}},
+		{"no running jobs", "[jobs]\nmax_running = 0\n", []string{"jobs: max_running: 0 is less than 1"}},
+		{"negative queue", "[jobs]\nmax_queued = -1\n", []string{"jobs: max_queued: -1 is less than 0"}},
+		{"zero keep", "[jobs]\nkeep = \"0s\"\n", []string{"jobs: keep: must be more than 0"}},
+		{"missing name", "[[service]]\ncommand = [\"x\"]\n", []string{"service[0]: name: missing"}},
+		{"name not a string", "[[service]]\nname = 1\ncommand = [\"x\"]\n", []string{"service[0]: name: must be a string, not an integer"}},
+		{"missing command", "[[service]]\nname = \"a\"\n", []string{`service "a": command: missing`}},
+		{"empty command", "[[service]]\nname = \"a\"\ncommand = []\n", []string{`service "a": command: empty`}},
+		{"empty program", "[[service]]\nname = \"a\"\ncommand = [\"\", \"x\"]\n", []string{`service "a": command: the program name is empty`}},
+		{"command as string", "[[service]]\nname = \"a\"\ncommand = \"a b\"\n", []string{`service "a": command: must be an array of strings`}},
+		{"reserved name", svc("main"), []string{`service[0]: name: "main" is reserved`}},
+		{"bad name", svc("a b"), []string{`service[0]: name: "a b" is not made of letters`}},
+		{"dot name", svc(".."), []string{`service[0]: name: ".." is a path element`}},
+		{"duplicate name", svc("a") + svc("b") + svc("a"), []string{`service[2]: name: "a" is already the name of service[0]`}},
+		{"empty dir", svc("a", `dir = ""`), []string{`service "a": dir: empty`}},
+		{"env not a string", svc("a", "env = { N = 1 }"), []string{`service "a": env: N: must be a string, not an integer`}},
+		{"env name with =", svc("a", `env = { "A=B" = "c" }`), []string{`service "a": env: "A=B" is not a variable name`}},
+		{"bad user", svc("a", `user = "hermes:staff"`), []string{`service "a": user: "hermes:staff" is not a name or uid[:gid]`}},
+		{"bad restart", svc("a", `restart = "sometimes"`), []string{`service "a": restart: "sometimes" is not always, on-failure or never`}},
+		{"code out of range", svc("a", "restart_now = [256]"), []string{`service "a": restart_now: exit code 256 is not an integer in 0-255`}},
+		{"negative code", svc("a", "never_restart = [-1]"), []string{`service "a": never_restart: exit code -1`}},
+		{"code in both", svc("a", "restart_now = [75]", "never_restart = [75]"), []string{`service "a": never_restart: exit code 75 is also in restart_now`}},
+		{"bad backoff", svc("a", `backoff = "soon"`), []string{`service "a": backoff: time: invalid duration "soon"`}},
+		{"negative backoff", svc("a", `backoff = "-1s"`), []string{`service "a": backoff: negative duration "-1s"`}},
+		{"zero backoff", svc("a", `backoff = "0"`), []string{`service "a": backoff: must be more than 0`}},
+		{"backoff_max below backoff", svc("a", `backoff = "1m"`), []string{`service "a": backoff_max: 30s is less than backoff 1m0s`}},
+		{"negative max_restarts", svc("a", "max_restarts = -1"), []string{`service "a": max_restarts: -1 is less than 0`}},
+		{"zero restart_window", svc("a", `restart_window = "0"`), []string{`service "a": restart_window: must be more than 0`}},
+		{"critical not a bool", svc("a", `critical = "yes"`), []string{`service "a": critical: must be true or false, not a string`}},
+		{"unknown stop signal", svc("a", `stop_signal = "SIGFOO"`), []string{`service "a": stop_signal: unknown signal "SIGFOO"`}},
+		{"stop signal out of range", svc("a", `stop_signal = 65`), []string{`service "a": stop_signal: signal number 65 out of range`}},
+		{"negative stop_timeout", svc("a", `stop_timeout = "-5s"`), []string{`service "a": stop_timeout: negative duration`}},
+		{"zero ready_timeout", svc("a", `ready_timeout = "0"`), []string{`service "a": ready_timeout: must be more than 0`}},
+		{"ready notify", svc("a", `ready = "notify"`), []string{`service "a": ready: "notify" is not "started" or "exec:CMD"`}},
+		{"empty ready exec", svc("a", `ready = "exec:  "`), []string{`service "a": ready: exec: empty command`}},
+		{"unterminated ready exec", svc("a", `ready = "exec:curl 'http://x"`), []string{`service "a": ready: exec: unterminated '`}},
+		{"unknown signal key", svc("a", `signals = { SIGBOGUS = "" }`), []string{`service "a": signals: unknown signal "SIGBOGUS"`}},
+		{"unforwardable signal key", svc("a", `signals = { SIGCHLD = "SIGHUP" }`), []string{`service "a": signals: SIGCHLD is never forwarded`}},
+		{"unknown signal value", svc("a", `signals = { SIGHUP = "SIGNOPE" }`), []string{`service "a": signals: SIGHUP: unknown signal "SIGNOPE"`}},
+		{"signal value type", svc("a", `signals = { SIGHUP = true }`), []string{`service "a": signals: SIGHUP: must be a signal name or number, not a boolean`}},
+		{"same signal twice", svc("a", `signals = { HUP = "", SIGHUP = "USR1" }`), []string{`service "a": signals: HUP and SIGHUP name the same signal`}},
+		{"unknown after", svc("a", `after = ["db"]`), []string{`service "a": after: unknown service "db"`}},
+		{"after main", svc("a", `after = ["main"]`), []string{`service "a": after: "main" (the command after --) cannot be waited for`}},
+		{"after twice", svc("a") + svc("b", `after = ["a", "a"]`), []string{`service "b": after: "a" is listed twice`}},
+		{"self cycle", svc("a", `after = ["a"]`), []string{`service "a": after: cycle a -> a`}},
+		{"cycle", svc("a", `after = ["b"]`) + svc("b", `after = ["a"]`), []string{`after: cycle a -> b -> a`}},
+		{"long cycle", svc("a", `after = ["c"]`) + svc("b", `after = ["a"]`) + svc("c", `after = ["b"]`) + svc("d", `after = ["a"]`),
+			[]string{`after: cycle a -> c -> b -> a`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.toml), "bad.toml")
+			if err == nil {
+				t.Fatalf("Parse() = %+v, nil; want an error", cfg)
+			}
+			if cfg != nil {
+				t.Errorf("Parse() config = %+v, want nil with the error", cfg)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Parse() error = %q, want it to contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestParseReportsAll checks that distinct errors are all reported at once,
+// in one line, and stay reachable as a *multierror.Error.
+func TestParseReportsAll(t *testing.T) {
+	doc := svc("gateway", `backoff = "fast"`, `restrt = "always"`) + svc("helper", `after = ["gatewy"]`)
+	_, err := Parse([]byte(doc), "three.toml")
+	if err == nil {
+		t.Fatal("Parse() error = nil, want three errors")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"three.toml: 3 errors: ",
+		`service "gateway": backoff: time: invalid duration "fast"`,
+		"line 5: service[0].restrt: unknown key",
+		`service "helper": after: unknown service "gatewy"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("Parse() error = %q, want it to contain %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("Parse() error = %q, want one line", msg)
+	}
+	var merr *multierror.Error
+	if !errors.As(err, &merr) || len(merr.Errors) != 3 {
+		t.Errorf("Parse() error is not a *multierror.Error of 3 errors: %#v", err)
+	}
+}

@@ -1,0 +1,71 @@
+//go:build linux
+
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// maxSocketPath is the longest path bind(2) takes: sun_path is 108 bytes
+// with the terminating NUL (unix(7)).
+const maxSocketPath = 107
+
+// control reads [control].
+func (d *decoder) control(t *table) Control {
+	c := Control{Socket: DefaultSocket, Mode: DefaultMode}
+	if s, ok := t.str("socket"); ok {
+		c.Socket, c.SocketSet = s, true
+		switch {
+		case s == "": // no socket
+		case !filepath.IsAbs(s):
+			t.errorf("socket", "%q is not an absolute path", s)
+		case len(s) > maxSocketPath:
+			t.errorf("socket", "%q is longer than %d bytes, the limit of a unix socket path", s, maxSocketPath)
+		}
+	} else if _, present := t.m["socket"]; present {
+		c.SocketSet = true // of the wrong type: already reported
+	}
+	if s, ok := t.str("mode"); ok {
+		// A string, not a TOML integer: mode = 660 would silently be decimal.
+		m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+		switch {
+		case err != nil:
+			t.errorf("mode", "%q is not an octal file mode such as \"0660\"", s)
+		case m&^0o777 != 0:
+			t.errorf("mode", "%q has bits outside 0777", s)
+		default:
+			c.Mode = os.FileMode(m)
+		}
+	}
+	c.Group, _ = t.str("group")
+	// connect(2) on a unix socket needs write permission on it (unix(7)), so
+	// a group without it could never connect: say so now, not as EACCES later.
+	if c.Group != "" && c.Mode&0o020 == 0 {
+		t.errorf("group", "members of %q cannot connect with mode %04o: connecting needs group write (use \"0660\")", c.Group, c.Mode)
+	}
+	t.unknown()
+	return c
+}
+
+// shutdown reads [shutdown].
+func (d *decoder) shutdown(t *table) Shutdown {
+	s := Shutdown{Grace: t.duration("grace", DefaultGrace, true)}
+	t.unknown()
+	return s
+}
+
+// jobs reads [jobs].
+func (d *decoder) jobs(t *table) Jobs {
+	j := Jobs{
+		MaxRunning: t.integer("max_running", DefaultMaxRunning, 1),
+		MaxQueued:  t.integer("max_queued", DefaultMaxQueued, 0),
+		Timeout:    t.duration("timeout", 0, false),
+		StopGrace:  t.duration("stop_grace", DefaultJobStopGrace, false),
+		Keep:       t.duration("keep", DefaultKeep, true),
+	}
+	t.unknown()
+	return j
+}

@@ -1,0 +1,242 @@
+//go:build linux
+
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tendinit/tend/signals"
+	"golang.org/x/sys/unix"
+)
+
+// validName is what a service name may be made of; names appear in URLs
+// (/v1/services/{name}) and log prefixes, so nothing needs escaping.
+var validName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// isValidName reports whether name may name a service from the file. "."
+// and ".." are refused too: HTTP clients and muxes clean them out of paths.
+func isValidName(name string) bool {
+	return name != MainName && name != "." && name != ".." && validName.MatchString(name)
+}
+
+// service reads one [[service]] table.
+func (d *decoder) service(t *table) Service {
+	s := defaultService()
+	s.Line = t.line
+	s.Name = t.name()
+	if _, present := t.m["command"]; !present {
+		t.errorf("command", "missing")
+	} else if s.Command = t.strs("command"); s.Command != nil && len(s.Command) == 0 {
+		t.errorf("command", "empty")
+	} else if s.Command != nil && s.Command[0] == "" {
+		t.errorf("command", "the program name is empty")
+	}
+	if dir, ok := t.str("dir"); ok {
+		if s.Dir = dir; dir == "" {
+			t.errorf("dir", "empty")
+		}
+	}
+	s.Env = t.env("env")
+	if user, ok := t.str("user"); ok {
+		s.User = user
+		if err := checkUser(user); err != nil {
+			t.errorf("user", "%w", err)
+		}
+	}
+	t.restarts(&s)
+	s.Critical = t.boolean("critical")
+	if v, ok := t.get("stop_signal"); ok {
+		sig, err := parseSignal(v)
+		if err != nil {
+			t.errorf("stop_signal", "%w", err)
+		} else {
+			s.StopSignal = sig
+		}
+	}
+	s.StopTimeout = t.duration("stop_timeout", 0, false)
+	s.After = t.strs("after") // checked once every name is known
+	if r, ok := t.str("ready"); ok {
+		var err error
+		if s.Ready, err = parseReady(r); err != nil {
+			t.errorf("ready", "%w", err)
+		}
+	}
+	s.ReadyTimeout = t.duration("ready_timeout", DefaultReadyTimeout, true)
+	s.Signals = t.signalMap("signals")
+	s.LogPrefix = t.boolean("log_prefix")
+	t.unknown()
+	return s
+}
+
+// restarts reads the keys of the restart policy into s.
+func (t *table) restarts(s *Service) {
+	if p, ok := t.str("restart"); ok {
+		switch s.Restart = Policy(p); s.Restart {
+		case RestartAlways, RestartOnFailure, RestartNever:
+		default:
+			t.errorf("restart", "%q is not always, on-failure or never", p)
+		}
+	}
+	s.RestartNow, s.NeverRestart = t.codes("restart_now"), t.codes("never_restart")
+	for _, code := range s.RestartNow {
+		if slices.Contains(s.NeverRestart, code) {
+			t.errorf("never_restart", "exit code %d is also in restart_now", code)
+		}
+	}
+	s.Backoff = t.duration("backoff", DefaultBackoff, true)
+	s.BackoffMax = t.duration("backoff_max", DefaultBackoffMax, true)
+	if s.BackoffMax < s.Backoff {
+		t.errorf("backoff_max", "%v is less than backoff %v", s.BackoffMax, s.Backoff)
+	}
+	s.MaxRestarts = t.integer("max_restarts", DefaultMaxRestarts, 0)
+	s.RestartWindow = t.duration("restart_window", DefaultRestartWindow, true)
+}
+
+// name reads and checks the name of the service table t and, once it is
+// valid, makes errors about t name the service rather than its index.
+func (t *table) name() string {
+	if _, present := t.m["name"]; !present {
+		t.errorf("name", "missing")
+		return ""
+	}
+	name, ok := t.str("name")
+	switch {
+	case !ok: // reported
+	case name == MainName:
+		t.errorf("name", "%q is reserved for the command after --", name)
+	case name == "." || name == "..":
+		t.errorf("name", "%q is a path element, not a usable name", name)
+	case !validName.MatchString(name):
+		t.errorf("name", "%q is not made of letters, digits, '.', '_' and '-'", name)
+	default:
+		t.label = fmt.Sprintf("service %q", name)
+	}
+	return name
+}
+
+// env reads a table of environment variables, or nil.
+func (t *table) env(key string) map[string]string {
+	sub := t.table(key)
+	if sub.m == nil {
+		return nil
+	}
+	env := make(map[string]string, len(sub.m))
+	for _, k := range sortedKeys(sub.m) {
+		v, _ := sub.get(k)
+		s, ok := v.(string)
+		switch {
+		case !ok:
+			t.errorf(key, "%s: must be a string, not %s", k, tomlType(v))
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			// execve(2) would read "A=B=c" as variable A set to "B=c".
+			t.errorf(key, "%q is not a variable name", k)
+		default:
+			env[k] = s
+		}
+	}
+	return env
+}
+
+// signalMap reads a table of signal routes, or nil.
+func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
+	sub := t.table(key)
+	if sub.m == nil {
+		return nil
+	}
+	routes := make(map[unix.Signal]unix.Signal, len(sub.m))
+	given := map[unix.Signal]string{} // spelling of each key, to name duplicates
+	for _, k := range sortedKeys(sub.m) {
+		v, _ := sub.get(k)
+		from, err := signals.Parse(k)
+		if err != nil {
+			t.errorf(key, "%w", err)
+			continue
+		}
+		if !signals.Forwardable(from) {
+			t.errorf(key, "%s is never forwarded", signals.Name(from))
+			continue
+		}
+		if prev, dup := given[from]; dup {
+			t.errorf(key, "%s and %s name the same signal", prev, k)
+			continue
+		}
+		given[from] = k
+		if s, ok := v.(string); ok && s == "" {
+			routes[from] = 0 // not forwarded to this service
+			continue
+		}
+		to, err := parseSignal(v)
+		if err != nil {
+			t.errorf(key, "%s: %w", k, err)
+			continue
+		}
+		routes[from] = to
+	}
+	return routes
+}
+
+// parseSignal reads a signal given as a name or number, as a TOML string or
+// integer.
+func parseSignal(v any) (unix.Signal, error) {
+	switch v := v.(type) {
+	case string:
+		return signals.Parse(v)
+	case int64:
+		return signals.Parse(strconv.FormatInt(v, 10))
+	}
+	return 0, fmt.Errorf("must be a signal name or number, not %s", tomlType(v))
+}
+
+// parseReady reads "started" or "exec:CMD".
+func parseReady(s string) (Ready, error) {
+	if s == "started" {
+		return Ready{}, nil
+	}
+	cmd, ok := strings.CutPrefix(s, "exec:")
+	if !ok {
+		return Ready{}, fmt.Errorf("%q is not \"started\" or \"exec:CMD\"", s)
+	}
+	argv, err := splitArgs(cmd)
+	if err != nil {
+		return Ready{}, fmt.Errorf("exec: %w", err)
+	}
+	return Ready{Exec: argv}, nil
+}
+
+// checkUser checks the form of a user: a name, or uid[:gid] in numbers.
+// Whether it exists is for the one who starts the service to find out.
+func checkUser(u string) error {
+	uid, gid, hasGID := strings.Cut(u, ":")
+	switch {
+	case u == "":
+		return fmt.Errorf("empty")
+	case hasGID && (!isID(uid) || !isID(gid)):
+		return fmt.Errorf("%q is not a name or uid[:gid]", u)
+	case strings.ContainsAny(u, " \t\n/\x00"):
+		return fmt.Errorf("%q is not a user name", u)
+	}
+	return nil
+}
+
+// isID reports whether s is a decimal uid or gid. 4294967295 is (uid_t)-1,
+// which setuid(2) reads as "leave unchanged".
+func isID(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 32)
+	return err == nil && n != 1<<32-1
+}
+
+// sortedKeys returns the keys of m in order, so errors come out the same
+// way on every run.
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
