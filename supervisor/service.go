@@ -77,14 +77,14 @@ func (l *loop) build() error {
 		s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true}
 		env := l.cfg.Env
 		if c.User != "" {
-			id, err := resolveUser(c.User)
+			id, err := spawn.LookupUser(c.User)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
 				continue
 			}
-			s.spec.Cred = id.cred
-			if id.name != "" {
-				env = setEnv(env, "HOME", id.home, "USER", id.name, "LOGNAME", id.name)
+			s.spec.Cred = id.Cred
+			if id.Name != "" {
+				env = setEnv(env, "HOME", id.Home, "USER", id.Name, "LOGNAME", id.Name)
 			}
 		}
 		for _, k := range sortedKeys(c.Env) {

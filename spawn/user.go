@@ -1,6 +1,6 @@
 //go:build linux
 
-package supervisor
+package spawn
 
 import (
 	"fmt"
@@ -10,17 +10,17 @@ import (
 	"syscall"
 )
 
-// identity is a resolved `user` setting.
-type identity struct {
-	cred *syscall.Credential
-	home string // "" when the user has no passwd entry
-	name string
+// Identity is a resolved `user` setting.
+type Identity struct {
+	Cred *syscall.Credential
+	Home string // "" when the user has no passwd entry
+	Name string
 }
 
-// resolveUser reads a `user` value: a name, or uid[:gid] in numbers. The
+// LookupUser reads a `user` value: a name, or uid[:gid] in numbers. The
 // supplementary groups are the user's from /etc/group; a uid without a
 // passwd entry gets none (setgroups(0), never root's groups).
-func resolveUser(spec string) (*identity, error) {
+func LookupUser(spec string) (*Identity, error) {
 	name, gidStr, hasGid := strings.Cut(spec, ":")
 	var u *user.User
 	var err error
@@ -38,10 +38,10 @@ func resolveUser(spec string) (*identity, error) {
 			return nil, fmt.Errorf("user %q: uid %q: %w", spec, u.Uid, err)
 		}
 	}
-	id := &identity{cred: &syscall.Credential{Uid: uint32(uid), Groups: []uint32{}}}
+	id := &Identity{Cred: &syscall.Credential{Uid: uint32(uid), Groups: []uint32{}}}
 	gid := -1
 	if u != nil {
-		id.home, id.name = u.HomeDir, u.Username
+		id.Home, id.Name = u.HomeDir, u.Username
 		if gid, err = strconv.Atoi(u.Gid); err != nil {
 			return nil, fmt.Errorf("user %q: gid %q: %w", spec, u.Gid, err)
 		}
@@ -54,7 +54,7 @@ func resolveUser(spec string) (*identity, error) {
 			if err != nil {
 				return nil, fmt.Errorf("user %q: group %q: %w", spec, g, err)
 			}
-			id.cred.Groups = append(id.cred.Groups, uint32(n))
+			id.Cred.Groups = append(id.Cred.Groups, uint32(n))
 		}
 	}
 	if hasGid {
@@ -69,6 +69,6 @@ func resolveUser(spec string) (*identity, error) {
 	if gid < 0 {
 		gid = uid // uid without a passwd entry and no gid: the same number, as runc does
 	}
-	id.cred.Gid = uint32(gid)
+	id.Cred.Gid = uint32(gid)
 	return id, nil
 }

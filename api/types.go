@@ -1,0 +1,128 @@
+//go:build linux
+
+// Package api holds the wire types of tend's control API (HTTP/1.1 + JSON on
+// a Unix socket, DESIGN.md §5) and a Go client for it. It owns no state of
+// the server: the server and the client both import it.
+package api
+
+import "time"
+
+// Job states.
+const (
+	StateQueued  = "queued"
+	StateRunning = "running"
+	StateExited  = "exited"
+)
+
+// Why a job ended.
+const (
+	ReasonExited       = "exited"       // exited by itself with a code
+	ReasonSignaled     = "signaled"     // killed by a signal nobody from tend sent
+	ReasonTimeout      = "timeout"      // its timeout expired
+	ReasonKilled       = "killed"       // a signal request with "kill": true
+	ReasonShutdown     = "shutdown"     // tend stopped
+	ReasonExecFailed   = "exec_failed"  // a queued job whose command could not be run
+	ReasonDisconnected = "disconnected" // its bound connection closed first
+)
+
+// JobRequest is the body of POST /v1/jobs. File descriptors passed with
+// SCM_RIGHTS on the request (at most 3) become the job's fds named in Stdio,
+// in order (default 0, 1, 2); the job's other stdio fds are /dev/null.
+type JobRequest struct {
+	Argv    []string          `json:"argv"`
+	Env     []string          `json:"env,omitempty"` // nil: see DESIGN.md §5
+	Dir     string            `json:"dir,omitempty"` // default "/"
+	Labels  map[string]string `json:"labels,omitempty"`
+	Timeout string            `json:"timeout,omitempty"` // Go duration; "" = [jobs] timeout
+	Bind    bool              `json:"bind,omitempty"`
+	User    string            `json:"user,omitempty"` // root callers only
+	Stdio   []int             `json:"stdio,omitempty"` // target fd (0-2) of each passed fd
+}
+
+// Job is the job record.
+type Job struct {
+	ID         string            `json:"id"`
+	PID        *int              `json:"pid"`   // null while queued
+	State      string            `json:"state"` // queued | running | exited
+	ExitCode   *int              `json:"exit_code"`
+	Signal     *string           `json:"signal"` // "SIGKILL" when it died of a signal
+	CoreDumped bool              `json:"core_dumped"`
+	Reason     string            `json:"reason,omitempty"` // set once exited
+	Error      string            `json:"error,omitempty"`  // with exec_failed: path and errno
+	Argv       []string          `json:"argv"`
+	Labels     map[string]string `json:"labels"`
+	UID        int               `json:"uid"`
+	QueuedAt   time.Time         `json:"queued_at"`
+	StartedAt  *time.Time        `json:"started_at"`
+	EndedAt    *time.Time        `json:"ended_at"`
+}
+
+// SignalRequest is the body of POST /v1/jobs/{id}/signal and of
+// POST /v1/services/{name}/signal (Tree and Kill are for jobs only).
+type SignalRequest struct {
+	Signal string `json:"signal"`         // name or number; default SIGTERM
+	Tree   bool   `json:"tree,omitempty"` // the job's whole process group
+	Kill   bool   `json:"kill,omitempty"` // then SIGKILL the group after [jobs] stop_grace
+}
+
+// Service is one supervised service as GET /v1/status shows it.
+type Service struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"` // pending starting running backoff stopping stopped failed
+	PID      *int      `json:"pid"`
+	Runs     int       `json:"runs"`
+	LastCode *int      `json:"last_code"` // of the last run; 128+N for signal N
+	Critical bool      `json:"critical"`
+	Ready    bool      `json:"ready"`
+	Since    time.Time `json:"since"` // of the current state
+}
+
+// Counters are tend's running totals.
+type Counters struct {
+	Reaped        uint64 `json:"reaped"`         // every child reaped
+	OrphansReaped uint64 `json:"orphans_reaped"` // of those, nobody's
+	JobsStarted   uint64 `json:"jobs_started"`
+	JobsRunning   int    `json:"jobs_running"`
+	JobsQueued    int    `json:"jobs_queued"`
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Version  string    `json:"version"`
+	PID      int       `json:"pid"`
+	Stopping bool      `json:"stopping"`
+	Services []Service `json:"services"`
+	Jobs     []Job     `json:"jobs"` // those the caller may see, newest first
+	Counters Counters  `json:"counters"`
+}
+
+// Event types on GET /v1/events.
+const (
+	EventJobStarted   = "job.started"
+	EventJobExited    = "job.exited"
+	EventOrphanReaped = "orphan.reaped"
+	// Service events are "service." + the new state: service.running, ...
+	EventServicePrefix = "service."
+)
+
+// Event is one line of the NDJSON stream of GET /v1/events.
+type Event struct {
+	Seq     uint64    `json:"seq"` // increasing; a gap means events were dropped
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Job     *Job      `json:"job,omitempty"`
+	Service *Service  `json:"service,omitempty"`
+	PID     int       `json:"pid,omitempty"`  // orphan.reaped
+	Code    *int      `json:"code,omitempty"` // orphan.reaped
+}
+
+// Error is the body of every 4xx and 5xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Health is the body of GET /v1/health.
+type Health struct {
+	Healthy  bool     `json:"healthy"`
+	NotReady []string `json:"not_ready,omitempty"` // critical services not ready
+}
