@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/signals"
 	"github.com/tendinit/tend/spawn"
@@ -41,6 +44,8 @@ type InitConfig struct {
 
 	Signals <-chan unix.Signal // every caught signal but SIGCHLD
 	SIGCHLD <-chan os.Signal
+
+	Runtime
 }
 
 // RunInit starts the main process, forwards signals to it, reaps everything,
@@ -59,15 +64,12 @@ func RunInit(ctx context.Context, cfg InitConfig) (int, error) {
 			log.Debug("not PID 1: registered as child subreaper")
 		}
 	}
-	r := reaper.New(func(e reaper.Exit) {
-		if cfg.WarnReap {
-			log.Warn(fmt.Sprintf("Reaped zombie process with pid=%d", e.Pid))
-		} else {
-			log.Debug("reaped orphan", "pid", e.Pid, "code", e.Code())
-		}
-	})
-	go r.Run(ctx, cfg.SIGCHLD)
-
+	r := cfg.Reaper
+	if r == nil {
+		r = NewReaper(log, cfg.WarnReap, cfg.Publish)
+		go r.Run(ctx, cfg.SIGCHLD)
+	}
+	defer cfg.Control.end()
 	l := newInitLoop(cfg, r, pid1)
 	return l.run()
 }
@@ -80,6 +82,8 @@ type initLoop struct {
 	mainPID  int
 	mainExit chan reaper.Exit
 	errs     *multierror.Error
+	exited   bool // the main process has exited
+	stopping bool // SIGTERM/SIGINT received, or the main process exited
 
 	// Injected for tests; the real ones are set by newInitLoop.
 	start      func() (int, error)                              // start and register the main process
@@ -125,6 +129,9 @@ func (l *initLoop) run() (int, error) {
 			running = false
 		case sig := <-l.cfg.Signals:
 			l.handle(sig)
+			if sig == unix.SIGTERM || sig == unix.SIGINT {
+				l.stopping = true
+			}
 			if (sig == unix.SIGTERM || sig == unix.SIGINT) && l.cfg.Grace > 0 && killAt == nil {
 				l.log.Info("stopping: the tree is killed if still there after the grace", "grace", l.cfg.Grace)
 				killAt = l.after(l.cfg.Grace)
@@ -133,8 +140,11 @@ func (l *initLoop) run() (int, error) {
 			l.log.Warn("grace over: killing every process", "grace", l.cfg.Grace)
 			l.appendErr(l.signalAll(unix.SIGKILL))
 			killAt = nil
+		case f := <-l.cfg.Control.requests():
+			f(l)
 		}
 	}
+	l.exited, l.stopping = true, true
 	code := l.exitCode(exit)
 	l.log.Info("main process exited", "pid", exit.Pid, "code", exit.Code(), "status", exit.String())
 	l.cleanup()
@@ -177,6 +187,11 @@ func (l *initLoop) exitCode(e reaper.Exit) int {
 // cleanup stops whatever outlived the main process: SIGTERM, SIGKILL after
 // the cleanup grace, then a bounded wait for the last exits.
 func (l *initLoop) cleanup() {
+	if l.cfg.Jobs != nil {
+		// Queued jobs are dropped and running ones recorded as stopped by
+		// the shutdown; the sweep below reaches them anyway.
+		l.cfg.Jobs.Shutdown(time.Now().Add(l.cfg.CleanupGrace))
+	}
 	if l.noChildren() {
 		return
 	}
@@ -204,6 +219,8 @@ func (l *initLoop) waitEmpty(d time.Duration) bool {
 		case <-l.empty:
 		case sig := <-l.cfg.Signals:
 			l.log.Debug("signal during cleanup dropped", "sig", signals.Name(sig))
+		case f := <-l.cfg.Control.requests():
+			f(l)
 		case <-deadline:
 			return l.noChildren()
 		}
@@ -216,6 +233,42 @@ func (l *initLoop) appendErr(err error) {
 		l.errs.ErrorFormat = oneLine
 	}
 }
+
+// services shows the main process as the service "main".
+func (l *initLoop) services() []api.Service {
+	svc := api.Service{Name: config.MainName, State: string(stateRunning), Runs: 1, Critical: true, Ready: true}
+	if l.exited {
+		svc.State, svc.Ready = string(stateStopped), false
+	} else {
+		pid := l.mainPID
+		svc.PID = &pid
+	}
+	return []api.Service{svc}
+}
+
+// serviceOp lets the API signal the main process; init mode has nothing to
+// restart, stop or start.
+func (l *initLoop) serviceOp(name, op string, sig unix.Signal) error {
+	if name != config.MainName {
+		return api.Errorf(http.StatusNotFound, "no service %q (init mode runs only %q)", name, config.MainName)
+	}
+	if op != "signal" {
+		return api.Errorf(http.StatusConflict, "init mode cannot %s the main process: only signal", op)
+	}
+	if l.exited {
+		return api.Errorf(http.StatusConflict, "the main process has exited")
+	}
+	return l.signal(l.mainPID, sig, l.cfg.Group)
+}
+
+func (l *initLoop) health() api.Health {
+	if l.exited || l.stopping {
+		return api.Health{NotReady: []string{config.MainName}}
+	}
+	return api.Health{Healthy: true}
+}
+
+func (l *initLoop) isStopping() bool { return l.stopping }
 
 // signalAll sends sig to every process tend can reach below itself: as PID 1
 // that is kill(-1), which spares only PID 1 (kill(2)); otherwise each

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/api"
 	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/logline"
 	"github.com/tendinit/tend/reaper"
@@ -36,6 +37,25 @@ type Config struct {
 	Signals        <-chan unix.Signal
 	SIGCHLD        <-chan os.Signal
 	Stdout, Stderr io.Writer // where log_prefix lines go
+
+	Runtime
+}
+
+// Runtime is what main shares between the loop and the control API; every
+// field is optional. With a control socket, main runs the reaper itself (the
+// jobs share it) and passes it here with the jobs, the Controller the API
+// asks, and where events go.
+type Runtime struct {
+	Reaper  *reaper.Reaper
+	Jobs    JobStopper
+	Control *Controller
+	Publish func(api.Event)
+}
+
+// JobStopper is the part of the jobs manager the shutdown needs: stop every
+// job within the budget, and say when their leaders have exited.
+type JobStopper interface {
+	Shutdown(deadline time.Time) <-chan struct{}
 }
 
 // logQueueLines bounds each prefixed-output queue: beyond it lines are
@@ -68,14 +88,12 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err := l.build(); err != nil {
 		return -1, err
 	}
-	l.r = reaper.New(func(e reaper.Exit) {
-		if cfg.WarnReap {
-			log.Warn(fmt.Sprintf("Reaped zombie process with pid=%d", e.Pid))
-		} else {
-			log.Debug("reaped orphan", "pid", e.Pid, "code", e.Code())
-		}
-	})
-	go l.r.Run(ctx, cfg.SIGCHLD)
+	l.r = cfg.Reaper
+	if l.r == nil {
+		l.r = NewReaper(log, cfg.WarnReap, cfg.Publish)
+		go l.r.Run(ctx, cfg.SIGCHLD)
+	}
+	defer cfg.Control.end()
 	l.stdout = logline.NewSink(cfg.Stdout, logQueueLines)
 	l.stderr = logline.NewSink(cfg.Stderr, logQueueLines)
 	code := l.run()
@@ -114,15 +132,32 @@ type loop struct {
 	stdout, stderr *logline.Sink
 	streams        []logStream // log_prefix readers not yet at EOF
 
-	stopping  bool      // shutdown started
-	stopLevel int       // levels[stopLevel-1] is being stopped; 0: sweeping
-	deadline  time.Time // end of the shutdown budget
-	sweeping  bool      // the final sweep is under way
-	finished  bool      // run returns
-	code      int       // exit code decided so far
-	byMain    bool      // take the code from the main service when it exits
-	reason    string    // why the shutdown started
-	killed    bool      // the final SIGKILL went out
+	stopping  bool            // shutdown started
+	stopLevel int             // levels[stopLevel-1] is being stopped; 0: sweeping
+	deadline  time.Time       // end of the shutdown budget
+	sweeping  bool            // the final sweep is under way
+	finished  bool            // run returns
+	code      int             // exit code decided so far
+	byMain    bool            // take the code from the main service when it exits
+	reason    string          // why the shutdown started
+	killed    bool            // the final SIGKILL went out
+	jobsDone  <-chan struct{} // during shutdown: closed once every job has exited
+}
+
+// NewReaper returns the reaper with tend's orphan handling: a debug line, or
+// tini's warning with -w, and an orphan.reaped event.
+func NewReaper(log *slog.Logger, warnReap bool, publish func(api.Event)) *reaper.Reaper {
+	return reaper.New(func(e reaper.Exit) {
+		if warnReap {
+			log.Warn(fmt.Sprintf("Reaped zombie process with pid=%d", e.Pid))
+		} else {
+			log.Debug("reaped orphan", "pid", e.Pid, "code", e.Code())
+		}
+		if publish != nil {
+			code := e.Code()
+			publish(api.Event{Type: api.EventOrphanReaped, PID: e.Pid, Code: &code})
+		}
+	})
 }
 
 // after runs f on the loop goroutine once d has passed, unless the loop has
@@ -149,6 +184,12 @@ func (l *loop) run() int {
 			f()
 		case sig := <-l.cfg.Signals:
 			l.onSignal(sig)
+		case f := <-l.cfg.Control.requests():
+			f(l)
+		case <-l.jobsDone:
+			l.jobsDone = nil
+			l.log.Info("every job has exited")
+			l.stopNextLevel()
 		case <-empty:
 			if l.sweeping && l.r.NoChildren() {
 				l.finish()

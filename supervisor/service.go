@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/api"
 	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/logline"
 	"github.com/tendinit/tend/reaper"
@@ -54,6 +55,13 @@ type service struct {
 	lastCode int  // exit code of the last run, 128+N for signal N
 	tracker  *restart.Tracker
 	probeGap time.Duration
+	since    time.Time // of the current state
+
+	// Set by the control API: the exit that follows a stop request ends
+	// the service (or, with restartAfterStop, starts it afresh) whatever
+	// its restart policy says.
+	apiStopped       bool
+	restartAfterStop bool
 }
 
 // logStream is one log_prefix reader and the pipe it reads. It outlives the
@@ -128,6 +136,21 @@ func (l *loop) setState(s *service, st state, args ...any) {
 	}
 	l.log.Info("service "+string(st), append([]any{"service", s.cfg.Name, "from", string(s.state)}, args...)...)
 	s.state = st
+	s.since = time.Now()
+	if l.cfg.Publish != nil {
+		svc := serviceStatus(s)
+		l.cfg.Publish(api.Event{Type: api.EventServicePrefix + string(st), Service: &svc})
+	}
+}
+
+// byName finds a service.
+func (l *loop) byName(name string) *service {
+	for _, s := range l.svcs {
+		if s.cfg.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // startEligible starts every pending service whose dependencies have all
@@ -348,6 +371,18 @@ func (l *loop) exited(s *service, e reaper.Exit) {
 	if l.stopping {
 		l.setState(s, stateStopped)
 		l.advanceShutdown()
+		return
+	}
+	if s.apiStopped {
+		s.apiStopped = false
+		if s.restartAfterStop {
+			s.restartAfterStop = false
+			s.tracker.Reset()
+			l.start(s)
+			return
+		}
+		l.setState(s, stateStopped, "reason", "stopped from the API")
+		l.ended(s)
 		return
 	}
 	if s.failing {

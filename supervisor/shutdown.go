@@ -5,12 +5,14 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/api"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/signals"
 )
@@ -71,6 +73,13 @@ func (l *loop) shutdown(reason string, code int, byMain bool) {
 			l.setState(s, stateStopped)
 		}
 	}
+	if l.cfg.Jobs != nil {
+		// Jobs first: they are the services' work, and a gateway drains
+		// better without workers dying under it... but jobs are killed by
+		// their own stop_grace, within the same budget.
+		l.jobsDone = l.cfg.Jobs.Shutdown(l.deadline)
+		return // the loop calls stopNextLevel once jobsDone closes
+	}
 	l.stopNextLevel()
 }
 
@@ -125,6 +134,13 @@ func (l *loop) stopService(s *service) bool {
 	if s.cfg.StopTimeout > 0 && s.cfg.StopTimeout < left {
 		timeout = s.cfg.StopTimeout
 	}
+	l.signalStop(s, timeout)
+	return true
+}
+
+// signalStop sends s its stop signal and SIGKILLs its group if it is still
+// there after timeout.
+func (l *loop) signalStop(s *service, timeout time.Duration) {
 	l.setState(s, stateStopping, "sig", signals.Name(s.cfg.StopSignal), "timeout", timeout.Round(time.Millisecond))
 	s.gen++
 	if err := l.r.Signal(s.pid, s.cfg.StopSignal, false); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
@@ -137,7 +153,42 @@ func (l *loop) stopService(s *service) bool {
 			l.killService(s)
 		}
 	})
-	return true
+}
+
+// apiStop is POST /v1/services/{name}/stop: the stop signal, SIGKILL after
+// its stop_timeout (or [shutdown] grace), and no restart after.
+func (l *loop) apiStop(s *service) error {
+	if s.pid == 0 {
+		if s.state == stateStopped || s.state == stateFailed {
+			return api.Errorf(http.StatusConflict, "service %q is already %s", s.cfg.Name, s.state)
+		}
+		s.gen++ // a pending backoff or start does nothing now
+		l.setState(s, stateStopped, "reason", "stopped from the API")
+		l.ended(s)
+		return nil
+	}
+	s.apiStopped = true
+	if s.state != stateStopping {
+		timeout := s.cfg.StopTimeout
+		if timeout <= 0 {
+			timeout = l.cfg.File.Shutdown.Grace
+		}
+		l.signalStop(s, timeout)
+	}
+	return nil
+}
+
+// apiStart is POST /v1/services/{name}/start: a stopped or failed service
+// runs again with a fresh restart budget.
+func (l *loop) apiStart(s *service) error {
+	switch s.state {
+	case stateStopped, stateFailed, stateBackoff:
+	default:
+		return api.Errorf(http.StatusConflict, "service %q is %s", s.cfg.Name, s.state)
+	}
+	s.tracker.Reset()
+	l.start(s)
+	return nil
 }
 
 // killService SIGKILLs the process group of s (the group exists at least as
