@@ -42,6 +42,12 @@ func Notify() *Set {
 			s.Ignored = append(s.Ignored, sig)
 		}
 	}
+	// 32-34 belong to libc's threads and Go never handles them, so their
+	// default action (terminate) would stand: ignore them. A child that is
+	// a C program gets its libc's own handlers back when libc starts.
+	for sig := unix.Signal(32); sig < RTMin; sig++ {
+		setIgnored(sig)
+	}
 	signal.Notify(s.CHLD, unix.SIGCHLD)
 	for _, sig := range Catchable() {
 		if sig == unix.SIGCHLD || ignored[sig] {
@@ -78,6 +84,13 @@ func (s *Set) Funnel(out chan<- unix.Signal, stop <-chan struct{}) {
 			}
 		}
 	}()
+}
+
+// setIgnored sets sig's disposition to SIG_IGN with rt_sigaction(2), for
+// the signals the Go runtime leaves alone.
+func setIgnored(sig unix.Signal) {
+	act := [4]uint64{1} // sa_handler = SIG_IGN, no flags, empty mask
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act[0])), 0, 8, 0, 0)
 }
 
 // isIgnored asks the kernel for sig's current disposition. It uses
