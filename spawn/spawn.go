@@ -87,6 +87,16 @@ func Start(s Spec) (int, error) {
 	if err != nil {
 		return 0, &ExecError{Path: s.Argv[0], Err: err}
 	}
+	if s.Dir != "" {
+		// The child's chdir failing would come back as a bare errno that
+		// reads like the program's own; name the directory instead.
+		if st, err := os.Stat(s.Dir); err != nil || !st.IsDir() {
+			if err == nil {
+				err = unix.ENOTDIR
+			}
+			return 0, &ExecError{Path: s.Argv[0], Err: fmt.Errorf("working directory %s: %w", s.Dir, errnoOf(err))}
+		}
+	}
 	files := s.Files
 	if files == nil {
 		files = []uintptr{0, 1, 2}
@@ -114,6 +124,16 @@ func Start(s Spec) (int, error) {
 		return 0, &ExecError{Path: path, Err: err}
 	}
 	return pid, nil
+}
+
+// errnoOf unwraps a *PathError to its errno, so messages say "working
+// directory /x: no such file or directory (ENOENT)" once.
+func errnoOf(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
 }
 
 // envPath returns the PATH in env, or tend's own when env has none.

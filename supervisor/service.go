@@ -428,8 +428,8 @@ func (l *loop) ended(s *service) {
 	l.checkAllDone()
 }
 
-// checkAllDone stops tend once no service is left to run: 0 when each ended
-// by its policy, 1 when one failed for good.
+// checkAllDone stops tend once no service is left to run: 0 when each one's
+// last run exited 0, 1 when one failed for good or last exited otherwise.
 func (l *loop) checkAllDone() {
 	if l.stopping {
 		return
@@ -438,6 +438,9 @@ func (l *loop) checkAllDone() {
 	for _, s := range l.svcs {
 		switch s.state {
 		case stateStopped:
+			if s.lastCode != 0 {
+				code = 1
+			}
 		case stateFailed:
 			code = 1
 		default:
