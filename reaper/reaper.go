@@ -69,6 +69,11 @@ type Reaper struct {
 	// that moment tend had no child at all, hence no descendant.
 	empty chan struct{}
 
+	// delivering is set (under mu) while the exits of a pass are being
+	// handed out: until they are, NoChildren must not report the tree gone,
+	// or tend could exit before an owner or the -w log saw the last exit.
+	delivering atomic.Bool
+
 	// wait4 is unix.Wait4; tests replace it.
 	wait4 func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
 	batch []delivery // reused by Reap; only the reaping goroutine touches it
@@ -169,6 +174,9 @@ func (r *Reaper) Reap() int {
 		delete(r.owners, pid)
 		batch = append(batch, delivery{owner, Exit{Pid: pid, Status: ws}})
 	}
+	if len(batch) > 0 {
+		r.delivering.Store(true)
+	}
 	r.mu.Unlock()
 
 	for i, d := range batch {
@@ -184,6 +192,7 @@ func (r *Reaper) Reap() int {
 	}
 	r.reaped.Add(uint64(len(batch)))
 	r.batch = batch[:0]
+	r.delivering.Store(false)
 	if noChildren {
 		select {
 		case r.empty <- struct{}{}:
@@ -213,12 +222,15 @@ func (r *Reaper) Run(ctx context.Context, sigchld <-chan os.Signal) {
 func (r *Reaper) Empty() <-chan struct{} { return r.empty }
 
 // NoChildren reports whether tend has no child at all, alive or zombie,
-// without reaping anything (WNOWAIT). Having no child means having no
-// descendant: an orphaned grandchild becomes tend's child the moment its
-// parent dies.
+// without reaping anything (WNOWAIT), and every exit reaped so far has been
+// delivered. Having no child means having no descendant: an orphaned
+// grandchild becomes tend's child the moment its parent dies.
 func (r *Reaper) NoChildren() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.delivering.Load() {
+		return false // Reap sends an Empty token once it has delivered
+	}
 	var info unix.Siginfo
 	for {
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)

@@ -42,11 +42,15 @@ func Notify() *Set {
 			s.Ignored = append(s.Ignored, sig)
 		}
 	}
-	// 32-34 belong to libc's threads and Go never handles them, so their
-	// default action (terminate) would stand: ignore them. A child that is
-	// a C program gets its libc's own handlers back when libc starts.
-	for sig := unix.Signal(32); sig < RTMin; sig++ {
-		setIgnored(sig)
+	// Go never handles 32-34 (libc's), so whatever tend was started with
+	// stands and children inherit it. As PID 1 the kernel drops a default-
+	// action signal sent to tend, so they can be given back their default
+	// action for the children; not as PID 1 they are left alone (ignoring
+	// them would change the children's, resetting them could kill tend).
+	if os.Getpid() == 1 {
+		for sig := unix.Signal(32); sig < RTMin; sig++ {
+			setDisposition(sig, sigDFL)
+		}
 	}
 	signal.Notify(s.CHLD, unix.SIGCHLD)
 	for _, sig := range Catchable() {
@@ -86,10 +90,15 @@ func (s *Set) Funnel(out chan<- unix.Signal, stop <-chan struct{}) {
 	}()
 }
 
-// setIgnored sets sig's disposition to SIG_IGN with rt_sigaction(2), for
-// the signals the Go runtime leaves alone.
-func setIgnored(sig unix.Signal) {
-	act := [4]uint64{1} // sa_handler = SIG_IGN, no flags, empty mask
+const (
+	sigDFL = 0
+	sigIGN = 1
+)
+
+// setDisposition sets sig's handler to SIG_DFL or SIG_IGN with
+// rt_sigaction(2), for the signals the Go runtime leaves alone.
+func setDisposition(sig unix.Signal, handler uint64) {
+	act := [4]uint64{handler} // no flags, empty mask
 	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act[0])), 0, 8, 0, 0)
 }
 
@@ -102,5 +111,5 @@ func isIgnored(sig unix.Signal) bool {
 	var old [4]uint64
 	_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0,
 		uintptr(unsafe.Pointer(&old[0])), 8, 0, 0)
-	return errno == 0 && old[0] == 1 // SIG_IGN
+	return errno == 0 && old[0] == sigIGN
 }
