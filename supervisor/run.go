@@ -180,6 +180,9 @@ func (l *loop) run() int {
 		select {
 		case ev := <-l.exits:
 			l.onExit(ev)
+			if l.sweeping && !l.finished && l.gone() {
+				l.finish()
+			}
 		case f := <-l.timers:
 			f()
 		case sig := <-l.cfg.Signals:
@@ -191,7 +194,7 @@ func (l *loop) run() int {
 			l.log.Info("every job has exited")
 			l.stopNextLevel()
 		case <-empty:
-			if l.sweeping && l.r.NoChildren() {
+			if l.sweeping && l.gone() {
 				l.finish()
 			}
 		}

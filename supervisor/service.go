@@ -16,6 +16,7 @@ import (
 	"github.com/tendinit/tend/logline"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/restart"
+	"github.com/tendinit/tend/signals"
 	"github.com/tendinit/tend/spawn"
 )
 
@@ -222,7 +223,15 @@ func (l *loop) start(s *service) {
 		}
 		l.log.Error("service cannot start", "service", s.cfg.Name, "err", err, "code", code)
 		s.started = time.Now()
-		l.exited(s, reaper.Exit{Status: unix.WaitStatus(code << 8)})
+		// Through the loop, not directly: an immediate restart of a
+		// command that cannot start would otherwise recurse without end
+		// and keep signals and the API waiting.
+		gen := s.gen
+		l.after(0, func() {
+			if s.gen == gen {
+				l.exited(s, reaper.Exit{Status: unix.WaitStatus(code << 8)})
+			}
+		})
 		return
 	}
 	s.started = time.Now()
@@ -338,6 +347,10 @@ func (l *loop) onExit(ev exitEvent) {
 	switch ev.exit.Pid {
 	case s.probePid:
 		s.probePid = 0
+		if l.stopping {
+			l.advanceShutdown() // the level may have waited for this probe
+			return
+		}
 		if s.state != stateStarting {
 			return
 		}
@@ -362,7 +375,7 @@ func (l *loop) exited(s *service, e reaper.Exit) {
 	s.gen++ // timers of the run (readiness) are void now
 	args := []any{"service", s.cfg.Name, "code", s.lastCode, "run", s.runs}
 	if e.Status.Signaled() {
-		args = append(args, "sig", e.Status.Signal().String())
+		args = append(args, "sig", signals.Name(e.Status.Signal()))
 	}
 	l.log.Info("service exited", args...)
 	if s == l.main && l.byMain {

@@ -123,7 +123,9 @@ func (l *loop) stopService(s *service) bool {
 		_ = l.r.Signal(s.probePid, unix.SIGKILL, false)
 	}
 	if s.pid == 0 {
-		l.setState(s, stateStopped)
+		if s.state != stateFailed {
+			l.setState(s, stateStopped)
+		}
 		return s.probePid != 0
 	}
 	if s.state == stateStopping {
@@ -207,7 +209,7 @@ func (l *loop) killService(s *service) {
 // bounded wait for the last exits.
 func (l *loop) sweep() {
 	l.sweeping = true
-	if l.r.NoChildren() {
+	if l.gone() {
 		l.finish()
 		return
 	}
@@ -238,7 +240,7 @@ func (l *loop) killAll() {
 		l.killService(s)
 	}
 	l.appendErr(signalAll(unix.SIGKILL, l.pid1))
-	if l.r.NoChildren() {
+	if l.gone() {
 		l.finish()
 		return
 	}
@@ -248,6 +250,19 @@ func (l *loop) killAll() {
 			l.finish()
 		}
 	})
+}
+
+// gone reports whether nothing is left: every service's exit (and probe's)
+// has reached the loop, and tend has no child at all. Exits may still sit in
+// l.exits when the reaper already reports the tree empty, and the main
+// service's code must not be lost with them.
+func (l *loop) gone() bool {
+	for _, s := range l.svcs {
+		if s.pid != 0 || s.probePid != 0 {
+			return false
+		}
+	}
+	return l.r.NoChildren()
 }
 
 // setEnv sets each key, value pair in env, replacing earlier definitions.
