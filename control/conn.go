@@ -1,0 +1,244 @@
+//go:build linux
+
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/jobs"
+)
+
+const (
+	// maxFDs is the most fds one request may pass: stdin, stdout, stderr.
+	maxFDs = 3
+	// maxPendingBatches bounds the fd batches a connection holds for
+	// requests not handled yet, so a client cannot pile fds up in tend.
+	maxPendingBatches = 2
+	// peerGroupsStart is the first guess of SO_PEERGROUPS' size (in gids).
+	peerGroupsStart = 64
+)
+
+// conn is one accepted connection. It knows its peer's credentials, read once
+// at accept, and collects the fds that arrive with its bytes (SCM_RIGHTS).
+//
+// Passed fds are queued in batches, one per control message; the next
+// POST /v1/jobs on the connection claims the oldest batch. A client therefore
+// sends its fds with the first bytes of that request and does not pipeline
+// requests on a connection that passes fds. Batches still unclaimed when the
+// connection closes are closed.
+type conn struct {
+	*net.UnixConn
+	id     uint64
+	caller jobs.Caller
+	oob    []byte // only Read uses it; net/http never reads a conn concurrently
+
+	mu      sync.Mutex
+	pending [][]*os.File // guarded by mu: unclaimed batches, oldest first
+	bad     string       // guarded by mu: why the next request gets 400; "" = none
+	closed  bool         // guarded by mu: set by release; later fds are closed at once
+
+	// bound is set once a job is bound to the connection: from then on no
+	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
+	bound atomic.Bool
+}
+
+// newConn reads the peer's credentials of uc. SO_PEERCRED and SO_PEERGROUPS
+// are those of the peer at connect(2) time (socket(7)), which is what we
+// want: a client cannot gain rights by passing its socket to someone else.
+func newConn(uc *net.UnixConn, id uint64) (*conn, error) {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var groups []int
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if serr == nil {
+			groups, serr = peerGroups(int(fd))
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peer credentials: %w", err)
+	}
+	return &conn{
+		UnixConn: uc,
+		id:       id,
+		caller:   jobs.Caller{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid), Groups: groups},
+		// Room for one more fd than allowed, so that 4 fds are seen and
+		// refused by count; more than that arrive as MSG_CTRUNC.
+		oob: make([]byte, unix.CmsgSpace((maxFDs+1)*4)),
+	}, nil
+}
+
+// peerGroups reads SO_PEERGROUPS (Linux 4.13+). x/sys has no helper, and
+// GetsockoptString's 256-byte buffer holds only 64 groups: on ERANGE the
+// kernel reports the size it needs in optlen, so grow to it and retry.
+func peerGroups(fd int) ([]int, error) {
+	buf := make([]uint32, peerGroupsStart)
+	for {
+		size := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+		switch {
+		case errno == unix.ERANGE && int(size) > len(buf)*4:
+			buf = make([]uint32, size/4)
+			continue
+		case errno == unix.ENOPROTOOPT:
+			return nil, nil // an older kernel: primary gid only
+		case errno != 0:
+			return nil, fmt.Errorf("SO_PEERGROUPS: %w", errno)
+		}
+		groups := make([]int, size/4)
+		for i := range groups {
+			groups[i] = int(buf[i])
+		}
+		return groups, nil
+	}
+}
+
+// Read reads with recvmsg(2) to collect fds passed with the bytes. Go passes
+// MSG_CMSG_CLOEXEC on Linux (net/unixsock_readmsg_cmsg_cloexec.go), so no
+// child started meanwhile can inherit them. A zero read is io.EOF already
+// (internal/poll's eofError).
+func (c *conn) Read(b []byte) (int, error) {
+	n, oobn, flags, _, err := c.ReadMsgUnix(b, c.oob)
+	if err != nil {
+		// Unlike Read, ReadMsgUnix passes recvmsg's -1 on, and bufio
+		// panics on a negative count.
+		return max(n, 0), err
+	}
+	if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {
+		c.collect(c.oob[:oobn], flags)
+	}
+	return n, nil
+}
+
+// collect queues the fds of one control message, or closes them and marks
+// the connection bad when there are too many or the message was truncated.
+func (c *conn) collect(oob []byte, flags int) {
+	fds, err := parseRights(oob)
+	why := ""
+	switch {
+	case flags&unix.MSG_CTRUNC != 0:
+		// The kernel dropped what did not fit; what fit is installed and
+		// ours to close.
+		why = fmt.Sprintf("control message truncated: at most %d fds may be passed", maxFDs)
+	case err != nil:
+		why = fmt.Sprintf("bad control message: %v", err)
+	case len(fds) > maxFDs:
+		why = fmt.Sprintf("%d fds passed: at most %d (stdin, stdout, stderr)", len(fds), maxFDs)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if why == "" && !c.closed && len(c.pending) >= maxPendingBatches {
+		why = fmt.Sprintf("more than %d requests' fds pending: only POST /v1/jobs claims them", maxPendingBatches)
+	}
+	if why != "" || c.closed || c.bad != "" {
+		closeFDs(fds)
+		if why != "" && c.bad == "" {
+			c.bad = why
+		}
+		c.closePendingLocked()
+		return
+	}
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("passed fd %d", i))
+	}
+	c.pending = append(c.pending, files)
+}
+
+// parseRights returns every fd of the SCM_RIGHTS messages in oob.
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for i := range msgs {
+		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		got, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			closeFDs(fds)
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// closePendingLocked closes every unclaimed fd; c.mu must be held.
+func (c *conn) closePendingLocked() {
+	for _, batch := range c.pending {
+		for _, f := range batch {
+			f.Close()
+		}
+	}
+	c.pending = nil
+}
+
+// take hands the oldest pending batch to the caller, who owns it from then.
+func (c *conn) take() []*os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	files := c.pending[0]
+	c.pending = c.pending[1:]
+	return files
+}
+
+// badReason says why the connection's fds were refused; "" when they were not.
+func (c *conn) badReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bad
+}
+
+// release closes the fds nobody claimed; the connection is gone.
+func (c *conn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.closePendingLocked()
+}
+
+// SetReadDeadline passes deadlines on, except that once a job is bound to
+// the connection it ignores those in the future: net/http's IdleTimeout and
+// ReadHeaderTimeout would otherwise close it and kill the job. Zero and past
+// deadlines still pass: net/http aborts its background read with a deadline
+// in the past and waits for that read to return.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if c.bound.Load() && !t.IsZero() && t.After(time.Now()) {
+		return nil
+	}
+	return c.UnixConn.SetReadDeadline(t)
+}
+
+// SetDeadline is SetReadDeadline and SetWriteDeadline.
+func (c *conn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetReadDeadline(t), c.UnixConn.SetWriteDeadline(t))
+}

@@ -1,0 +1,264 @@
+//go:build linux
+
+package control
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/jobs"
+)
+
+// fakeJobs is a jobs manager that reports what it was asked over channels.
+type fakeJobs struct {
+	submitted chan jobs.SubmitRequest // every Submit, with its files (the test closes them)
+	closed    chan uint64             // every ConnClosed
+	callers   chan jobs.Caller        // the caller of every List
+	labels    chan map[string]string  // the labels of every List
+	signals   chan api.SignalRequest
+	release   chan struct{} // closing it ends every Wait on "j-1"
+}
+
+func newFakeJobs() *fakeJobs {
+	return &fakeJobs{
+		submitted: make(chan jobs.SubmitRequest, 16),
+		closed:    make(chan uint64, 2048),
+		callers:   make(chan jobs.Caller, 2048),
+		labels:    make(chan map[string]string, 2048),
+		signals:   make(chan api.SignalRequest, 16),
+		release:   make(chan struct{}),
+	}
+}
+
+func running(id string, uid int) api.Job {
+	pid := 42
+	return api.Job{ID: id, PID: &pid, State: api.StateRunning, UID: uid, Argv: []string{"sleep", "9"}}
+}
+
+func (f *fakeJobs) Submit(req jobs.SubmitRequest) (api.Job, error) {
+	if req.Argv[0] == "full" {
+		for _, f := range req.Files {
+			f.Close()
+		}
+		return api.Job{}, api.Errorf(http.StatusTooManyRequests, "queue full")
+	}
+	f.submitted <- req
+	return running("j-1", req.Caller.UID), nil
+}
+
+func (f *fakeJobs) Get(c jobs.Caller, id string) (api.Job, error) {
+	if id != "j-1" {
+		return api.Job{}, api.Errorf(http.StatusNotFound, "no job %s", id)
+	}
+	return running(id, c.UID), nil
+}
+
+func (f *fakeJobs) List(c jobs.Caller, labels map[string]string) []api.Job {
+	select {
+	case f.callers <- c:
+	default:
+	}
+	select {
+	case f.labels <- labels:
+	default:
+	}
+	return []api.Job{running("j-2", c.UID), running("j-1", c.UID)}
+}
+
+func (f *fakeJobs) Wait(ctx context.Context, c jobs.Caller, id string, conn uint64) (api.Job, error) {
+	if id != "j-1" {
+		return api.Job{}, api.Errorf(http.StatusNotFound, "no job %s", id)
+	}
+	select {
+	case <-f.release:
+		j := running(id, c.UID)
+		j.State = api.StateExited
+		return j, nil
+	case <-ctx.Done():
+		return api.Job{}, ctx.Err()
+	}
+}
+
+func (f *fakeJobs) Signal(c jobs.Caller, id string, req api.SignalRequest) error {
+	if id != "j-1" {
+		return api.Errorf(http.StatusNotFound, "no job %s", id)
+	}
+	f.signals <- req
+	return nil
+}
+
+func (f *fakeJobs) ConnClosed(conn uint64) { f.closed <- conn }
+
+func (f *fakeJobs) Counters() (uint64, int, int) { return 7, 2, 1 }
+
+// fakeServices is a supervisor with two services; "boom" panics.
+type fakeServices struct {
+	mu      sync.Mutex
+	healthy bool
+	ops     []string // "name op sig", guarded by mu
+}
+
+func (f *fakeServices) Services() []api.Service {
+	return []api.Service{{Name: "gateway", State: "running"}, {Name: "worker", State: "backoff"}}
+}
+
+func (f *fakeServices) ServiceOp(name, op string, sig unix.Signal) error {
+	switch name {
+	case "boom":
+		panic("boom")
+	case "gateway", "worker":
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.ops = append(f.ops, name+" "+op+" "+sig.String())
+		return nil
+	}
+	return api.Errorf(http.StatusNotFound, "no service %s", name)
+}
+
+func (f *fakeServices) Health() api.Health {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.healthy {
+		return api.Health{Healthy: true}
+	}
+	return api.Health{NotReady: []string{"gateway"}}
+}
+
+func (f *fakeServices) Stopping() bool { return false }
+
+func (f *fakeServices) Reaped() (uint64, uint64) { return 10, 3 }
+
+// fakeHub is an event source with events.Hub's contract: a subscriber
+// whose buffer is full is dropped and its channel closed.
+type fakeHub struct {
+	mu         sync.Mutex
+	subs       map[*fakeSub]bool
+	subscribed chan struct{} // one value per Subscribe
+	canceled   chan struct{} // one value per cancel
+}
+
+type fakeSub struct {
+	c          chan api.Event
+	overflowed bool // guarded by fakeHub.mu
+}
+
+func newFakeHub() *fakeHub {
+	return &fakeHub{subs: map[*fakeSub]bool{}, subscribed: make(chan struct{}, 64), canceled: make(chan struct{}, 64)}
+}
+
+func (h *fakeHub) Subscribe(n int) (<-chan api.Event, func() bool, func()) {
+	s := &fakeSub{c: make(chan api.Event, n)}
+	h.mu.Lock()
+	h.subs[s] = true
+	h.mu.Unlock()
+	h.subscribed <- struct{}{}
+	var once sync.Once
+	overflowed := func() bool { h.mu.Lock(); defer h.mu.Unlock(); return s.overflowed }
+	cancel := func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.subs, s)
+			h.mu.Unlock()
+			h.canceled <- struct{}{}
+		})
+	}
+	return s.c, overflowed, cancel
+}
+
+// Publish never blocks: a full subscriber is dropped.
+func (h *fakeHub) Publish(e api.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		select {
+		case s.c <- e:
+		default:
+			s.overflowed = true
+			close(s.c)
+			delete(h.subs, s)
+		}
+	}
+}
+
+// harness is a server on a fresh socket with fakes behind it.
+type harness struct {
+	srv  *Server
+	jobs *fakeJobs
+	svcs *fakeServices
+	hub  *fakeHub
+	path string
+}
+
+func startServer(t *testing.T, edit func(*Config)) *harness {
+	t.Helper()
+	h := &harness{jobs: newFakeJobs(), svcs: &fakeServices{healthy: true}, hub: newFakeHub()}
+	h.path = filepath.Join(t.TempDir(), "tend.sock")
+	cfg := Config{Path: h.path, Version: "test", Jobs: h.jobs, Services: h.svcs, Events: h.hub.Subscribe,
+		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := Serve(cfg)
+	if err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	h.srv = srv
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return h
+}
+
+// client returns an HTTP client of the socket; its idle connections are
+// closed at the end of the test.
+func (h *harness) client(t *testing.T) *http.Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", h.path)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// do sends one request and returns the status and body.
+func (h *harness) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://tend"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.client(t).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// dial opens a raw connection to the socket, closed at the end of the test.
+func (h *harness) dial(t *testing.T) *net.UnixConn {
+	t.Helper()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: h.path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

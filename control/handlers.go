@@ -1,0 +1,201 @@
+//go:build linux
+
+package control
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/jobs"
+)
+
+// status answers GET /v1/status: every service, the jobs the caller may see.
+func (s *Server) status(w http.ResponseWriter, r *http.Request, c *conn) {
+	started, running, queued := s.cfg.Jobs.Counters()
+	reaped, orphans := s.cfg.Services.Reaped()
+	st := api.Status{
+		Version:  s.cfg.Version,
+		PID:      os.Getpid(),
+		Stopping: s.cfg.Services.Stopping(),
+		Services: nonNil(s.cfg.Services.Services()),
+		Jobs:     nonNil(s.cfg.Jobs.List(c.caller, nil)),
+		Counters: api.Counters{Reaped: reaped, OrphansReaped: orphans,
+			JobsStarted: started, JobsRunning: running, JobsQueued: queued},
+	}
+	s.reply(w, http.StatusOK, st)
+}
+
+// health answers GET /v1/health: 200 when healthy, else 503, with the record.
+func (s *Server) health(w http.ResponseWriter, r *http.Request, c *conn) {
+	h := s.cfg.Services.Health()
+	code := http.StatusOK
+	if !h.Healthy {
+		code = http.StatusServiceUnavailable
+	}
+	s.reply(w, code, h)
+}
+
+// serviceOp answers POST /v1/services/{name}/{op}: 204 for a signal sent,
+// 202 for a start, stop or restart begun (the supervisor finishes it).
+func (s *Server) serviceOp(w http.ResponseWriter, r *http.Request, c *conn) {
+	name, op := r.PathValue("name"), r.PathValue("op")
+	switch op {
+	case "signal", "restart", "stop", "start":
+	default:
+		s.fail(w, api.Errorf(http.StatusNotFound, "no endpoint POST %s: a service's operations are signal, restart, stop and start", r.URL.Path))
+		return
+	}
+	if !s.mayControl(c.caller) {
+		s.fail(w, api.Errorf(http.StatusForbidden, "uid %d may not control services: only root and uid %d may", c.caller.UID, s.uid))
+		return
+	}
+	var sig unix.Signal
+	if op == "signal" {
+		var req api.SignalRequest
+		err := s.decode(w, r, &req, true)
+		if err == nil && (req.Tree || req.Kill) {
+			err = api.Errorf(http.StatusBadRequest, "body: tree and kill are for jobs, not services")
+		}
+		if err == nil {
+			sig, err = parseSignal(req.Signal)
+		}
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+	} else if err := s.decode(w, r, &struct{}{}, true); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := s.cfg.Services.ServiceOp(name, op, sig); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if op == "signal" {
+		s.reply(w, http.StatusNoContent, nil)
+		return
+	}
+	s.reply(w, http.StatusAccepted, nil)
+}
+
+// submit answers POST /v1/jobs: 201 and the record. The oldest batch of fds
+// pending on the connection belongs to this request: handed to the manager,
+// or closed here when the request is refused before it.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
+	files := c.take()
+	handed := false
+	defer func() {
+		if !handed {
+			for _, f := range files {
+				f.Close()
+			}
+		}
+	}()
+	var req api.JobRequest
+	err := s.decode(w, r, &req, false)
+	if err == nil {
+		err = checkJob(req, len(files))
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	handed = true
+	job, err := s.cfg.Jobs.Submit(jobs.SubmitRequest{JobRequest: req, Caller: c.caller, Files: files, Conn: c.id})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if req.Bind {
+		c.bound.Store(true)
+	}
+	w.Header().Set("Location", "/v1/jobs/"+url.PathEscape(job.ID))
+	s.reply(w, http.StatusCreated, job)
+}
+
+// list answers GET /v1/jobs?label=k=v...: the caller's jobs, newest first.
+func (s *Server) list(w http.ResponseWriter, r *http.Request, c *conn) {
+	labels, err := parseLabels(r.URL.RawQuery)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.reply(w, http.StatusOK, nonNil(s.cfg.Jobs.List(c.caller, labels)))
+}
+
+// get answers GET /v1/jobs/{id}.
+func (s *Server) get(w http.ResponseWriter, r *http.Request, c *conn) {
+	job, err := s.cfg.Jobs.Get(c.caller, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.reply(w, http.StatusOK, job)
+}
+
+// wait answers GET /v1/jobs/{id}/wait[?timeout=D]: the record once the job
+// exited. When the timeout elapses first the answer is still 200, with the
+// current record (state queued or running): the client polls again. The
+// request has no server timeout and ends early only if the client leaves.
+func (s *Server) wait(w http.ResponseWriter, r *http.Request, c *conn) {
+	ctx := r.Context()
+	if q := r.URL.Query().Get("timeout"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil || d < 0 {
+			s.fail(w, api.Errorf(http.StatusBadRequest, "timeout %q: want a duration such as 30s", q))
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	id := r.PathValue("id")
+	job, err := s.cfg.Jobs.Wait(ctx, c.caller, id, c.id)
+	if r.Context().Err() != nil {
+		return // the client left: nobody to answer
+	}
+	if err != nil && ctx.Err() != nil {
+		job, err = s.cfg.Jobs.Get(c.caller, id) // our timeout elapsed
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.reply(w, http.StatusOK, job)
+}
+
+// signal answers POST /v1/jobs/{id}/signal: 204 once sent, 202 with kill
+// (the SIGKILL of the group is still to come).
+func (s *Server) signal(w http.ResponseWriter, r *http.Request, c *conn) {
+	var req api.SignalRequest
+	err := s.decode(w, r, &req, true)
+	if err == nil {
+		_, err = parseSignal(req.Signal)
+	}
+	if err == nil {
+		err = s.cfg.Jobs.Signal(c.caller, r.PathValue("id"), req)
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if req.Kill {
+		s.reply(w, http.StatusAccepted, nil)
+		return
+	}
+	s.reply(w, http.StatusNoContent, nil)
+}
+
+// nonNil makes an empty list [] in JSON, not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

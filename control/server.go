@@ -1,0 +1,208 @@
+//go:build linux
+
+// Package control is tend's control API: HTTP/1.1 and JSON on a Unix socket
+// (DESIGN.md §5). It owns the socket, the peer credentials and passed fds of
+// each connection, authorization and the wire format; the jobs manager and
+// the supervisor own all state. It must never block tend: every write has a
+// deadline, and a panic in a handler is answered with a 500, never a crash.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/jobs"
+)
+
+// Defaults of the Config durations.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultIOTimeout         = 10 * time.Second
+	DefaultMode              = 0o600
+	// closeWait bounds how long Close waits for handlers to return.
+	closeWait = 5 * time.Second
+	// maxHeaderBytes is far more than any tend client sends.
+	maxHeaderBytes = 64 << 10
+)
+
+// Jobs is the jobs manager as the API uses it (jobs.Manager). Errors that
+// are an *api.StatusError are answered with their code; others with 500.
+type Jobs interface {
+	// Submit starts or queues a job; it owns req.Files from the call on.
+	Submit(req jobs.SubmitRequest) (api.Job, error)
+	Get(c jobs.Caller, id string) (api.Job, error)
+	// List returns the jobs c may see, newest first, filtered by labels.
+	List(c jobs.Caller, labels map[string]string) []api.Job
+	// Wait returns the record once the job exited, or ctx's error.
+	Wait(ctx context.Context, c jobs.Caller, id string, conn uint64) (api.Job, error)
+	Signal(c jobs.Caller, id string, req api.SignalRequest) error
+	// ConnClosed says connection conn is gone: jobs bound to it die.
+	ConnClosed(conn uint64)
+	Counters() (started uint64, running, queued int)
+}
+
+// Services is the supervisor as the API uses it.
+type Services interface {
+	Services() []api.Service
+	// ServiceOp runs op ("signal", "restart", "stop" or "start"; sig only
+	// for "signal") on the service name.
+	ServiceOp(name, op string, sig unix.Signal) error
+	Health() api.Health
+	Stopping() bool
+	Reaped() (total, orphans uint64)
+}
+
+// Subscribe subscribes to tend's events with room for buffer of them. The
+// channel is closed when the subscriber fell behind (overflowed then reports
+// true) or the source stopped; cancel unsubscribes and is idempotent. For
+// an events.Hub: s := hub.Subscribe(n); return s.C, s.Overflowed, s.Close.
+type Subscribe func(buffer int) (events <-chan api.Event, overflowed func() bool, cancel func())
+
+// Config configures Serve.
+type Config struct {
+	Path    string      // the socket's path
+	Mode    os.FileMode // its permission bits; 0 = 0600
+	Group   string      // its group, a name or gid; "" = tend's, no chown
+	Version string      // shown by GET /v1/status
+
+	Jobs     Jobs
+	Services Services
+	Events   Subscribe
+	Log      *slog.Logger
+
+	ReadHeaderTimeout time.Duration // a connection silent this long is closed; 0 = 10s
+	IdleTimeout       time.Duration // between requests; 0 = 2m
+	IOTimeout         time.Duration // for each request body, response and event line; 0 = 10s
+}
+
+// Server is a running control API.
+type Server struct {
+	cfg    Config
+	ln     *Listener
+	http   *http.Server
+	uid    int           // tend's own uid: may control services
+	served chan struct{} // closed when http.Server.Serve returned
+	// conns counts connections between StateNew and StateClosed; handlers
+	// run on their connection's goroutine, so it counts them too.
+	conns sync.WaitGroup
+}
+
+type connKey struct{}
+
+// Serve listens on cfg.Path (see Listen) and serves the API in a goroutine
+// until Close.
+func Serve(cfg Config) (*Server, error) {
+	if cfg.Jobs == nil || cfg.Services == nil || cfg.Events == nil || cfg.Log == nil {
+		return nil, errors.New("control: Config needs Jobs, Services, Events and Log")
+	}
+	cfg = withDefaults(cfg)
+	ln, err := Listen(cfg.Path, cfg.Mode, cfg.Group)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{})}
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		// No ReadTimeout or WriteTimeout: they would cut long polls, event
+		// streams and bound connections. Handlers set their own deadlines.
+		MaxHeaderBytes: maxHeaderBytes,
+		// Accept failures (EMFILE) and recovered panics: tolerated failures.
+		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		ConnState: s.connState,
+	}
+	go func() {
+		defer close(s.served)
+		defer s.recoverLog("serve")
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Log.Error("control socket stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Mode == 0 {
+		cfg.Mode = DefaultMode
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = DefaultIOTimeout
+	}
+	return cfg
+}
+
+// connState tracks connections and, when one ends, tells the jobs manager
+// (bound jobs die) and closes the fds nobody claimed. It runs on net/http's
+// goroutines, which do not recover panics in hooks.
+func (s *Server) connState(nc net.Conn, state http.ConnState) {
+	defer s.recoverLog("conn state")
+	c, ok := nc.(*conn)
+	if !ok {
+		return
+	}
+	switch state {
+	case http.StateNew:
+		s.conns.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		defer s.conns.Done()
+		c.release()
+		s.cfg.Jobs.ConnClosed(c.id)
+	}
+}
+
+// Path returns the socket's path.
+func (s *Server) Path() string { return s.ln.Path() }
+
+// Close stops listening, removes the socket, closes every connection (which
+// cancels the requests on them) and waits a bounded time for the handlers.
+func (s *Server) Close() error {
+	err := s.http.Close()
+	// Also close it ourselves: a Close that comes before Serve has started
+	// makes Serve return without closing the listener.
+	if lerr := s.ln.Close(); err == nil && !errors.Is(lerr, net.ErrClosed) {
+		err = lerr
+	}
+	<-s.served // Serve returns promptly once the listener is closed
+	// No StateNew can come now, so Wait cannot race with Add.
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(closeWait)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		err = errors.Join(err, fmt.Errorf("control: handlers still running after %v", closeWait))
+	}
+	return err
+}
+
+// recoverLog logs a panic instead of letting it end tend.
+func (s *Server) recoverLog(where string) {
+	if v := recover(); v != nil {
+		s.cfg.Log.Error("panic in control server", "where", where, "panic", v)
+	}
+}

@@ -1,0 +1,156 @@
+//go:build linux
+
+package events
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tendinit/tend/api"
+)
+
+func TestPublishOrderAndSeq(t *testing.T) {
+	h := NewHub()
+	s := h.Subscribe(10)
+	defer s.Close()
+	fixed := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	h.Publish(api.Event{Type: api.EventJobStarted})
+	h.Publish(api.Event{Type: api.EventJobExited, Time: fixed})
+	h.Publish(api.Event{Type: api.EventOrphanReaped, PID: 7})
+	for i, want := range []string{api.EventJobStarted, api.EventJobExited, api.EventOrphanReaped} {
+		ev := <-s.C
+		if ev.Seq != uint64(i+1) || ev.Type != want {
+			t.Errorf("event %d = seq %d type %q, want seq %d type %q", i, ev.Seq, ev.Type, i+1, want)
+		}
+		if ev.Time.IsZero() {
+			t.Errorf("event %d has no time", i)
+		}
+		if i == 1 && !ev.Time.Equal(fixed) {
+			t.Errorf("event with a time got %v, want %v kept", ev.Time, fixed)
+		}
+	}
+}
+
+func TestLateSubscriberSeesOnlyLaterEvents(t *testing.T) {
+	h := NewHub()
+	h.Publish(api.Event{Type: "a"})
+	s := h.Subscribe(1)
+	defer s.Close()
+	h.Publish(api.Event{Type: "b"})
+	if ev := <-s.C; ev.Type != "b" || ev.Seq != 2 {
+		t.Errorf("got %q seq %d, want \"b\" seq 2", ev.Type, ev.Seq)
+	}
+}
+
+// TestStuckSubscriberIsCutOff: a subscriber that never reads must neither
+// block Publish nor keep the others from getting every event.
+func TestStuckSubscriberIsCutOff(t *testing.T) {
+	h := NewHub()
+	stuck := h.Subscribe(2)
+	live := h.Subscribe(1000)
+	defer live.Close()
+	done := make(chan struct{})
+	go func() {
+		for range 100 {
+			h.Publish(api.Event{Type: "x"})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish blocked on a stuck subscriber")
+	}
+	if !stuck.Overflowed() {
+		t.Error("stuck subscriber: Overflowed() = false, want true")
+	}
+	n := 0
+	for range stuck.C { // the buffered events, then closed
+		n++
+	}
+	if n != 2 {
+		t.Errorf("stuck subscriber got %d events before the cut, want 2", n)
+	}
+	if live.Overflowed() {
+		t.Error("live subscriber overflowed")
+	}
+	for i := range 100 {
+		if ev := <-live.C; ev.Seq != uint64(i+1) {
+			t.Fatalf("live subscriber event %d has seq %d", i, ev.Seq)
+		}
+	}
+	stuck.Close() // after the cut: a no-op
+	if got := h.Subscribers(); got != 1 {
+		t.Errorf("Subscribers() = %d, want 1", got)
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	h := NewHub()
+	s := h.Subscribe(0)
+	if cap(s.C) != DefaultBuffer {
+		t.Errorf("Subscribe(0) buffer = %d, want %d", cap(s.C), DefaultBuffer)
+	}
+	s.Close()
+	s.Close()
+	if _, ok := <-s.C; ok {
+		t.Error("C not closed after Close")
+	}
+	if s.Overflowed() {
+		t.Error("Overflowed() after a plain Close")
+	}
+	h.Publish(api.Event{Type: "after"}) // must not panic on the closed channel
+}
+
+// TestConcurrent publishes, subscribes, reads and closes from many
+// goroutines at once; run it with -race. Every subscriber sees strictly
+// increasing sequence numbers.
+func TestConcurrent(t *testing.T) {
+	h := NewHub()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					h.Publish(api.Event{Type: "x"})
+				}
+			}
+		}()
+	}
+	var subs sync.WaitGroup
+	for g := range 8 {
+		subs.Add(1)
+		go func() {
+			defer subs.Done()
+			for range 50 {
+				s := h.Subscribe(1 + g*4)
+				var last uint64
+				for range 20 {
+					ev, ok := <-s.C
+					if !ok {
+						break
+					}
+					if ev.Seq <= last {
+						t.Errorf("seq %d after %d", ev.Seq, last)
+					}
+					last = ev.Seq
+				}
+				go s.Close() // races with Publish and with the next Close
+				s.Close()
+			}
+		}()
+	}
+	subs.Wait()
+	close(stop)
+	wg.Wait()
+	if n := h.Subscribers(); n != 0 {
+		t.Errorf("Subscribers() = %d after every Close, want 0", n)
+	}
+}
