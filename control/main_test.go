@@ -8,11 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"go.uber.org/goleak"
 )
 
 // helpers run when the test binary is re-executed with TEND_TEST_HELPER set.
@@ -24,33 +23,13 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if code == 0 {
-		if leaks := leakedGoroutines(5 * time.Second); leaks != "" {
-			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaks)
+		// A goroutine leaked in PID 1 lives as long as the container.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakedGoroutines waits up to d for every goroutine but this one to end,
-// and returns the stacks of those that did not (go.uber.org/goleak's
-// VerifyTestMain, which go.mod does not require).
-func leakedGoroutines(d time.Duration) string {
-	deadline := time.Now().Add(d)
-	for {
-		buf := make([]byte, 1<<20)
-		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
-		var leaks []string
-		for _, g := range stacks[1:] { // stacks[0] is this goroutine
-			if !strings.Contains(g, "os/signal.") && !strings.Contains(g, "runtime.ensureSigM") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 || time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // helperCmd returns a command that re-executes the test binary as helper
