@@ -122,6 +122,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 		Usage:                  "a PID-1 init and process supervisor for containers",
 		UsageText:              "tend [flags] [--] command [args...]",
 		HideHelpCommand:        true,
+		Commands:               clientCommands(code), // cmd_client.go; each sets *code
 		UseShortOptionHandling: true,
 		Writer:                 os.Stdout,
 		ErrWriter:              os.Stderr,

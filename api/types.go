@@ -35,7 +35,7 @@ type JobRequest struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	Timeout string            `json:"timeout,omitempty"` // Go duration; "" = [jobs] timeout
 	Bind    bool              `json:"bind,omitempty"`
-	User    string            `json:"user,omitempty"` // root callers only
+	User    string            `json:"user,omitempty"`  // root callers only
 	Stdio   []int             `json:"stdio,omitempty"` // target fd (0-2) of each passed fd
 }
 

@@ -1,0 +1,116 @@
+//go:build linux
+
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tendinit/tend/api"
+)
+
+// printStatus writes the services, the jobs and the counters as tables.
+func printStatus(w io.Writer, s api.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SERVICE\tSTATE\tPID\tRUNS\tLAST\tREADY\tCRITICAL\tSINCE\n")
+	for _, v := range s.Services {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.Name, v.State, optInt(v.PID), v.Runs,
+			optInt(v.LastCode), yesNo(v.Ready), yesNo(v.Critical), age(v.Since))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := printf(w, "\n"); err != nil {
+		return err
+	}
+	if err := printJobs(w, s.Jobs); err != nil {
+		return err
+	}
+	c := s.Counters
+	return printf(w, "\ntend %s pid %d%s: reaped %d (orphans %d), jobs started %d, running %d, queued %d\n",
+		s.Version, s.PID, map[bool]string{true: " (stopping)"}[s.Stopping], c.Reaped, c.OrphansReaped,
+		c.JobsStarted, c.JobsRunning, c.JobsQueued)
+}
+
+// printJobs writes jobs as a table.
+func printJobs(w io.Writer, jobs []api.Job) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "JOB\tSTATE\tPID\tEXIT\tREASON\tAGE\tLABELS\tCOMMAND\n")
+	for _, j := range jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.State, optInt(j.PID), jobEnd(j),
+			cmp.Or(j.Reason, "-"), age(j.QueuedAt), labelText(j.Labels), strings.Join(j.Argv, " "))
+	}
+	return tw.Flush()
+}
+
+// formatEvent is one event on one line.
+func formatEvent(e api.Event) string {
+	line := e.Time.Format(time.RFC3339Nano) + " " + e.Type
+	switch {
+	case e.Job != nil:
+		j := e.Job
+		line += fmt.Sprintf(" job=%s pid=%s state=%s", j.ID, optInt(j.PID), j.State)
+		if j.State == api.StateExited {
+			line += fmt.Sprintf(" exit=%s reason=%s", jobEnd(*j), j.Reason)
+		}
+	case e.Service != nil:
+		v := e.Service
+		line += fmt.Sprintf(" service=%s pid=%s state=%s runs=%d", v.Name, optInt(v.PID), v.State, v.Runs)
+	case e.Type == api.EventOrphanReaped:
+		line += fmt.Sprintf(" pid=%d code=%s", e.PID, optInt(e.Code))
+	}
+	return line
+}
+
+// jobEnd is how an exited job ended: its code or its signal's name.
+func jobEnd(j api.Job) string {
+	switch {
+	case j.ExitCode != nil:
+		return strconv.Itoa(*j.ExitCode)
+	case j.Signal != nil:
+		return *j.Signal
+	}
+	return "-"
+}
+
+func optInt(p *int) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.Itoa(*p)
+}
+
+func yesNo(b bool) string { return map[bool]string{true: "yes", false: "no"}[b] }
+
+// age is how long ago t was, to the second ("-" for the zero time).
+func age(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+// labelText is k=v,k=v in key order, or "-".
+func labelText(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	kv := make([]string, 0, len(m))
+	for k, v := range m {
+		kv = append(kv, k+"="+v)
+	}
+	slices.Sort(kv)
+	return strings.Join(kv, ",")
+}
+
+// printf is fmt.Fprintf for callers that only need the error.
+func printf(w io.Writer, format string, args ...any) error {
+	_, err := fmt.Fprintf(w, format, args...)
+	return err
+}

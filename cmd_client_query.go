@@ -1,0 +1,185 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/signals"
+)
+
+func waitCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "wait", Usage: "wait for a job and exit as it did (its code, or 128+N for signal N)",
+		UsageText: "tend wait JOB-ID"}, func(c *cli.Context, r *clientRun) int {
+		if c.NArg() != 1 {
+			return usage(r.cio, c.Command, "want exactly one job id")
+		}
+		j, err := r.client.Wait(r.ctx, c.Args().First(), 0)
+		if err != nil {
+			return r.fail(err)
+		}
+		return r.exitLike(j, false)
+	}}
+}
+
+func statusCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "status", Usage: "show tend's services and jobs",
+		UsageText: "tend status [--json]", Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print api.Status as JSON"}}},
+		func(c *cli.Context, r *clientRun) int {
+			if c.NArg() != 0 {
+				return usage(r.cio, c.Command, "no arguments expected")
+			}
+			s, err := r.client.Status(r.ctx)
+			if err != nil {
+				return r.fail(err)
+			}
+			if c.Bool("json") {
+				return r.printed(r.printJSON(s))
+			}
+			return r.printed(r.wrote(printStatus(r.cio.stdout, s)))
+		}}
+}
+
+func jobsCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "jobs", Usage: "list jobs, newest first",
+		UsageText: "tend jobs [--json] [--label K=V]...", Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the records as a JSON list"},
+			&cli.GenericFlag{Name: "label", Aliases: []string{"l"}, Value: &labelFlag{}, Usage: "only jobs labelled `KEY=VALUE` (repeatable: all must match)"}}},
+		func(c *cli.Context, r *clientRun) int {
+			if c.NArg() != 0 {
+				return usage(r.cio, c.Command, "no arguments expected")
+			}
+			jobs, err := r.client.Jobs(r.ctx, labels(c))
+			if err != nil {
+				return r.fail(err)
+			}
+			if c.Bool("json") {
+				if jobs == nil {
+					jobs = []api.Job{} // [] rather than null
+				}
+				return r.printed(r.printJSON(jobs))
+			}
+			return r.printed(r.wrote(printJobs(r.cio.stdout, jobs)))
+		}}
+}
+
+func signalCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "signal", Usage: "send a signal to a job, or with --service to a service",
+		UsageText: "tend signal [--tree] [--kill] JOB-ID [SIGNAL]\n   tend signal --service NAME [SIGNAL]\n   SIGNAL is a name or number, default SIGTERM",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "tree", Usage: "signal the job's whole process group"},
+			&cli.BoolFlag{Name: "kill", Usage: "then SIGKILL the job's group after tend's [jobs] stop_grace"},
+			&cli.BoolFlag{Name: "service", Usage: "the target is a service, not a job"}}},
+		func(c *cli.Context, r *clientRun) int {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return usage(r.cio, c.Command, "want a target and at most one signal")
+			}
+			name := "SIGTERM"
+			if c.NArg() == 2 {
+				sig, err := signals.Parse(c.Args().Get(1))
+				if err != nil {
+					return usage(r.cio, c.Command, err.Error())
+				}
+				name = signals.Name(sig)
+			}
+			var err error
+			if c.Bool("service") {
+				if c.Bool("tree") || c.Bool("kill") {
+					return usage(r.cio, c.Command, "--tree and --kill are for jobs")
+				}
+				err = r.client.ServiceOp(r.ctx, c.Args().First(), api.OpSignal, name)
+			} else {
+				err = r.client.Signal(r.ctx, c.Args().First(), api.SignalRequest{Signal: name, Tree: c.Bool("tree"), Kill: c.Bool("kill")})
+			}
+			if err != nil {
+				return r.fail(err)
+			}
+			return 0
+		}}
+}
+
+func restartCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "restart", Usage: "restart a service (shorthand of tend service restart)",
+		UsageText: "tend restart SERVICE"}, func(c *cli.Context, r *clientRun) int {
+		if c.NArg() != 1 {
+			return usage(r.cio, c.Command, "want exactly one service name")
+		}
+		return r.serviceOp(c.Args().First(), api.OpRestart, "")
+	}}
+}
+
+func serviceCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "service", Usage: "start, stop or restart a service (signal one with tend signal --service)",
+		UsageText: "tend service start|stop|restart SERVICE"}, func(c *cli.Context, r *clientRun) int {
+		op := c.Args().First()
+		if c.NArg() != 2 || (op != api.OpStart && op != api.OpStop && op != api.OpRestart) {
+			return usage(r.cio, c.Command, "want start, stop or restart and a service name")
+		}
+		return r.serviceOp(c.Args().Get(1), op, "")
+	}}
+}
+
+// serviceOp sends one service operation.
+func (r *clientRun) serviceOp(name, op, sig string) int {
+	if err := r.client.ServiceOp(r.ctx, name, op, sig); err != nil {
+		return r.fail(err)
+	}
+	return 0
+}
+
+func eventsCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "events", Usage: "print tend's events as they happen, one a line",
+		UsageText: "tend events [--json]", Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print each api.Event as one JSON line"}}},
+		func(c *cli.Context, r *clientRun) int {
+			if c.NArg() != 0 {
+				return usage(r.cio, c.Command, "no arguments expected")
+			}
+			es, err := r.client.Events(r.ctx)
+			if err != nil {
+				return r.fail(err)
+			}
+			defer es.Close()
+			enc := json.NewEncoder(r.cio.stdout)
+			for {
+				e, err := es.Next()
+				switch {
+				case errors.Is(err, io.EOF):
+					return 0 // tend ended the stream: it is stopping
+				case err != nil:
+					return r.fail(err)
+				case c.Bool("json"):
+					err = enc.Encode(e)
+				default:
+					err = printf(r.cio.stdout, "%s\n", formatEvent(e))
+				}
+				if !r.wrote(err) {
+					return exitFailure
+				}
+			}
+		}}
+}
+
+func healthCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "health", Usage: "exit 0 when every critical service is ready, 1 when not (125: tend cannot say)",
+		UsageText: "tend health"}, func(c *cli.Context, r *clientRun) int {
+		if c.NArg() != 0 {
+			return usage(r.cio, c.Command, "no arguments expected")
+		}
+		h, err := r.client.Health(r.ctx)
+		if err != nil {
+			return r.fail(err)
+		}
+		if h.Healthy {
+			r.wrote(printf(r.cio.stdout, "healthy\n"))
+			return 0
+		}
+		r.wrote(printf(r.cio.stdout, "not ready: %s\n", strings.Join(h.NotReady, ", ")))
+		return exitUnhealthy
+	}}
+}
