@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/config"
+	"github.com/tendinit/tend/outlet"
 	"github.com/tendinit/tend/signals"
 	"github.com/tendinit/tend/supervisor"
 )
@@ -38,6 +39,7 @@ func main() {
 	// First statement: catch every catchable signal before anything else
 	// can take tend down (DESIGN.md §1.5).
 	sigs := signals.Notify()
+	signals.ClearInheritedMask() // returns unless it must exec tend afresh
 	os.Exit(run(os.Args, sigs))
 }
 
@@ -93,8 +95,20 @@ var valueFlags = map[string]bool{
 // after it is the command even when a word names a subcommand (`tend --
 // status` runs a program called status). Scanning stops at the first word
 // that is not a flag: from there on it is the command's.
+//
+// It also spells tend's long flags that have a short alias in their short
+// form: urfave/cli refuses "two forms of the same flag", so `-e 3
+// --expect-exit 4` would fail although either spelling alone works.
 func splitArgs(args []string) (cliArgs, argv []string) {
+	args = append([]string(nil), args...)
 	for i := 1; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(args[i], "=")
+		if short, ok := shortForms[name]; ok {
+			args[i] = short
+			if hasValue {
+				args[i] += "=" + value
+			}
+		}
 		a := args[i]
 		switch {
 		case a == "--":
@@ -109,6 +123,13 @@ func splitArgs(args []string) (cliArgs, argv []string) {
 	return args, nil
 }
 
+// shortForms maps tend's own long flags to their short aliases.
+var shortForms = map[string]string{
+	"--subreaper": "-s", "--process-group": "-g", "--single-child": "-c",
+	"--parent-death-signal": "-p", "--expect-exit": "-e", "--rewrite": "-r",
+	"--verbose": "-v", "--warn-on-reap": "-w",
+}
+
 // envTwin names the environment twin of a flag: --cleanup-grace is
 // TEND_CLEANUP_GRACE.
 func envTwin(name string) []string {
@@ -116,7 +137,6 @@ func envTwin(name string) []string {
 }
 
 func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
-	var verbose int
 	return &cli.App{
 		Name:                   "tend",
 		Usage:                  "a PID-1 init and process supervisor for containers",
@@ -143,7 +163,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "report exit `CODE` of the main process as 0 (repeatable)"},
 			&cli.StringSliceFlag{Name: "rewrite", Aliases: []string{"r"}, EnvVars: envTwin("rewrite"),
 				Usage: "dumb-init's `S:R`: forward signal S as R (names or numbers; R 0 drops S); repeatable"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: &verbose,
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int), // read with c.Count
 				Usage: "log more: -v info, -vv debug (default: warnings); TINI_VERBOSITY overrides"},
 			&cli.BoolFlag{Name: "warn-on-reap", Aliases: []string{"w"}, EnvVars: envTwin("warn-on-reap"),
 				Usage: "log a warning for every orphan reaped"},
@@ -155,6 +175,9 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "log format on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
 				Usage: "supervise the services of this TOML `FILE` (the command after -- becomes the critical service main)"},
+			&cli.StringFlag{Name: "socket",
+				Usage: "serve the control API on this Unix socket `PATH` (supervisor mode: overrides [control] socket); " +
+					"no environment twin: TEND_SOCKET is where clients look"},
 			&cli.BoolFlag{Name: "version", Usage: "print the version on stdout and exit"},
 		},
 		Action: func(c *cli.Context) error {
@@ -168,27 +191,9 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 			if c.String("config") == "" && len(argv) == 0 {
 				return usageError{"missing command (or --config FILE)"}
 			}
-			cfg, err := initConfig(c, argv, verbose, sigs)
+			n, err := runInit(c, argv, sigs)
 			if err != nil {
 				return err
-			}
-			stop := make(chan struct{})
-			defer close(stop)
-			sigCh := make(chan unix.Signal)
-			sigs.Funnel(sigCh, stop)
-			cfg.Signals = sigCh
-			cfg.SIGCHLD = sigs.CHLD
-			var n int
-			if path := c.String("config"); path != "" {
-				n, err = runSupervisor(c, path, cfg)
-			} else {
-				n, err = supervisor.RunInit(context.Background(), cfg)
-			}
-			if err != nil && n < 0 {
-				return err
-			}
-			if err != nil {
-				cfg.Log.Warn("errors while running", "err", err)
 			}
 			*code = n
 			return nil
@@ -196,10 +201,60 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 	}
 }
 
+// runInit runs tend as an init, in init or supervisor mode, with the control
+// API when a socket is configured, and returns tend's exit code.
+func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
+	stdout, stderr := outlet.New(1, 0), outlet.New(2, 0)
+	defer func() { // tend's last words must reach its stderr before it exits
+		stdout.Close(outletFlush)
+		stderr.Close(outletFlush)
+	}()
+	cfg, err := initConfig(c, argv, sigs, stderr)
+	if err != nil {
+		return -1, err
+	}
+	var file *config.Config
+	if path := c.String("config"); path != "" {
+		if file, err = config.Load(path); err != nil {
+			return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
+		}
+		if c.IsSet("grace") { // flag and env win over the file
+			file.Shutdown.Grace = c.Duration("grace")
+		}
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	sigCh := make(chan unix.Signal)
+	sigs.Funnel(sigCh, stop)
+	cfg.Signals, cfg.SIGCHLD = sigCh, sigs.CHLD
+	srv, err := serve(c, file, &cfg)
+	if err != nil {
+		return -1, err
+	}
+	defer srv.close()
+	var n int
+	if file != nil {
+		n, err = runSupervisor(file, cfg, stdout, stderr)
+	} else {
+		n, err = supervisor.RunInit(context.Background(), cfg)
+	}
+	if err != nil && n < 0 {
+		return -1, err
+	}
+	if err != nil {
+		cfg.Log.Warn("errors while running", "err", err)
+	}
+	return n, nil
+}
+
+// outletFlush bounds how long tend waits at exit for its stdout and stderr
+// to take what is queued.
+const outletFlush = time.Second
+
 // initConfig turns flags and environment into the init loop's config.
-func initConfig(c *cli.Context, argv []string, verbose int, sigs *signals.Set) (supervisor.InitConfig, error) {
+func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writer) (supervisor.InitConfig, error) {
 	var cfg supervisor.InitConfig
-	log, err := newLogger(c.String("log-format"), verbose)
+	log, err := newLogger(logOut, c.String("log-format"), c.Count("verbose"))
 	if err != nil {
 		return cfg, err
 	}
@@ -236,16 +291,9 @@ func initConfig(c *cli.Context, argv []string, verbose int, sigs *signals.Set) (
 	return cfg, nil
 }
 
-// runSupervisor runs supervisor mode. A config that cannot be used is
-// refused before anything starts, with exit code 2 like any bad input.
-func runSupervisor(c *cli.Context, path string, ic supervisor.InitConfig) (int, error) {
-	file, err := config.Load(path)
-	if err != nil {
-		return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
-	}
-	if c.IsSet("grace") { // flag and env win over the file
-		file.Shutdown.Grace = c.Duration("grace")
-	}
+// runSupervisor runs supervisor mode. A `user` that does not exist is
+// refused before anything starts, with exit code 2 like any bad config.
+func runSupervisor(file *config.Config, ic supervisor.InitConfig, stdout, stderr io.Writer) (int, error) {
 	var main []string
 	if len(ic.Argv) > 0 {
 		main = ic.Argv
@@ -253,7 +301,8 @@ func runSupervisor(c *cli.Context, path string, ic supervisor.InitConfig) (int, 
 	code, err := supervisor.Run(context.Background(), supervisor.Config{
 		File: file, Main: main, Env: ic.Env, Log: ic.Log, ExpectZero: ic.ExpectZero,
 		WarnReap: ic.WarnReap, Group: ic.Group, CleanupGrace: ic.CleanupGrace,
-		Signals: ic.Signals, SIGCHLD: ic.SIGCHLD, Stdout: os.Stdout, Stderr: os.Stderr,
+		Signals: ic.Signals, SIGCHLD: ic.SIGCHLD, Stdout: stdout, Stderr: stderr,
+		Runtime: ic.Runtime,
 	})
 	if code < 0 {
 		return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
@@ -290,7 +339,7 @@ func parseRewrites(pairs []string) (map[unix.Signal]unix.Signal, error) {
 // newLogger builds the stderr logger. Default level warn; -v info; -vv
 // debug. TINI_VERBOSITY, when set, wins with tini's scale (0 errors only, 1
 // warnings, 2 info, 3 and up debug); TEND_VERBOSE is -v's twin, a count.
-func newLogger(format string, verbose int) (*slog.Logger, error) {
+func newLogger(w io.Writer, format string, verbose int) (*slog.Logger, error) {
 	level := slog.LevelWarn - slog.Level(4*verbose)
 	if verbose == 0 {
 		if n, err := strconv.Atoi(os.Getenv("TEND_VERBOSE")); err == nil && n > 0 {
@@ -307,7 +356,6 @@ func newLogger(format string, verbose int) (*slog.Logger, error) {
 	if level < slog.LevelDebug {
 		level = slog.LevelDebug
 	}
-	var w io.Writer = os.Stderr
 	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "text":

@@ -233,7 +233,13 @@ func (l *loop) closeLogs() {
 	}
 	l.stdout.Close()
 	l.stderr.Close()
-	if n := l.stdout.Dropped() + l.stderr.Dropped(); n > 0 {
+	n := l.stdout.Dropped() + l.stderr.Dropped()
+	for _, w := range []io.Writer{l.cfg.Stdout, l.cfg.Stderr} {
+		if d, ok := w.(interface{ Dropped() uint64 }); ok { // an outlet drops too
+			n += d.Dropped()
+		}
+	}
+	if n > 0 {
 		l.log.Warn("service output lines dropped: tend's stdout or stderr was too slow", "lines", n)
 	}
 }
