@@ -46,8 +46,15 @@ func svQuote(s string) string {
 }
 
 // svConfig writes body as dir/tend.toml and returns its path.
+//
+// Unless the body has a [control] table it gets `socket = ""`: supervisor
+// mode opens /run/tend.sock by default, which parallel tests (and the
+// machine's own tend) would fight over.
 func svConfig(t *testing.T, dir, body string) string {
 	t.Helper()
+	if !strings.Contains(body, "[control]") {
+		body += "\n[control]\nsocket = \"\"\n" // last, so line numbers stay put
+	}
 	path := filepath.Join(dir, "tend.toml")
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)

@@ -352,7 +352,7 @@ func TestSupervisorGateway(t *testing.T) {
 		if got[1] == got[0] {
 			t.Errorf("the restarted gateway has the same pid %s", got[0])
 		}
-		if !strings.Contains(r.stderrNow(), `msg="service exited" service=gateway code=137 run=1 sig=killed`) {
+		if !strings.Contains(r.stderrNow(), `msg="service exited" service=gateway code=137 run=1 sig=SIGKILL`) {
 			t.Errorf("the SIGKILL is not in the log:\n%s", r.stderrNow())
 		}
 		if !r.running() {
