@@ -46,6 +46,7 @@ func serve(c *cli.Context, file *config.Config, cfg *supervisor.InitConfig) (ser
 	if ctl.Socket == "" {
 		return server{}, nil
 	}
+	supervisor.AdoptOrphans(cfg.Log) // before a job can start
 	ctx, cancel := context.WithCancel(context.Background())
 	hub := events.NewHub()
 	r := supervisor.NewReaper(cfg.Log, cfg.WarnReap, hub.Publish)

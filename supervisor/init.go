@@ -48,6 +48,22 @@ type InitConfig struct {
 	Runtime
 }
 
+// AdoptOrphans makes tend the reaper of every orphan below it: as PID 1 it
+// is by nature; otherwise it registers as child subreaper, with no warning
+// (tini warns; tend needs no -s). It reports whether tend is PID 1. Calling
+// it again is harmless; call it before the first child starts.
+func AdoptOrphans(log *slog.Logger) (pid1 bool) {
+	if os.Getpid() == 1 {
+		return true
+	}
+	if err := reaper.SetSubreaper(); err != nil {
+		log.Warn("cannot become a subreaper: orphans will not be reaped", "err", err)
+	} else {
+		log.Debug("not PID 1: registered as child subreaper")
+	}
+	return false
+}
+
 // RunInit starts the main process, forwards signals to it, reaps everything,
 // and once the main process has exited stops what is left. It returns the
 // main process's exit code (after -e remapping) and the errors it tolerated
@@ -56,14 +72,7 @@ func RunInit(ctx context.Context, cfg InitConfig) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	log := cfg.Log
-	pid1 := os.Getpid() == 1
-	if !pid1 {
-		if err := reaper.SetSubreaper(); err != nil {
-			log.Warn("cannot become a subreaper: orphans will not be reaped", "err", err)
-		} else {
-			log.Debug("not PID 1: registered as child subreaper")
-		}
-	}
+	pid1 := AdoptOrphans(log)
 	r := cfg.Reaper
 	if r == nil {
 		r = NewReaper(log, cfg.WarnReap, cfg.Publish)

@@ -71,12 +71,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	log := cfg.Log
-	pid1 := os.Getpid() == 1
-	if !pid1 {
-		if err := reaper.SetSubreaper(); err != nil {
-			log.Warn("cannot become a subreaper: orphans will not be reaped", "err", err)
-		}
-	}
+	pid1 := AdoptOrphans(log)
 	l := &loop{
 		cfg:    cfg,
 		log:    log,
