@@ -5,10 +5,12 @@ package control
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -37,6 +39,7 @@ const (
 // connection closes are closed.
 type conn struct {
 	*net.UnixConn
+	raw    syscall.RawConn // for Write with MSG_NOSIGNAL
 	id     uint64
 	caller jobs.Caller
 	oob    []byte // only Read uses it; net/http never reads a conn concurrently
@@ -76,12 +79,53 @@ func newConn(uc *net.UnixConn, id uint64) (*conn, error) {
 	}
 	return &conn{
 		UnixConn: uc,
+		raw:      raw,
 		id:       id,
 		caller:   jobs.Caller{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid), Groups: groups},
 		// Room for one more fd than allowed, so that 4 fds are seen and
 		// refused by count; more than that arrive as MSG_CTRUNC.
 		oob: make([]byte, unix.CmsgSpace((maxFDs+1)*4)),
 	}, nil
+}
+
+// Write sends with MSG_NOSIGNAL. A plain write(2) to a client that went
+// away raises SIGPIPE, which tend catches to forward and cannot tell from a
+// SIGPIPE sent with kill(2) (both have si_code SI_USER for a socket, see
+// runtime/signal_unix.go): the main process would be killed by a client
+// hanging up. With MSG_NOSIGNAL the write just fails with EPIPE. RawConn.Write
+// waits on the poller for EAGAIN, so write deadlines still hold.
+func (c *conn) Write(b []byte) (int, error) {
+	n := 0
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := unix.SendmsgN(int(fd), b[n:], nil, nil, unix.MSG_NOSIGNAL)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false // wait until writable (or the deadline)
+			case err != nil:
+				werr = err
+				return true
+			}
+			n += m
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "unix", Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, nil
+}
+
+// ReadFrom hides (*net.UnixConn).ReadFrom, which would splice to the socket
+// without MSG_NOSIGNAL: copies go through Write instead.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{c}, r)
 }
 
 // peerGroups reads SO_PEERGROUPS (Linux 4.13+). x/sys has no helper, and
