@@ -186,7 +186,9 @@ func (m *Manager) Wait(ctx context.Context, c Caller, id string, conn uint64) (a
 		m.mu.Unlock()
 		return api.Job{}, notFound(id)
 	}
-	if j.bound && conn != 0 && j.rec.State != api.StateExited {
+	_, had := j.conns[conn]
+	added := j.bound && conn != 0 && j.rec.State != api.StateExited && !had
+	if added {
 		m.bind(j, conn)
 	}
 	m.mu.Unlock()
@@ -203,7 +205,36 @@ func (m *Manager) Wait(ctx context.Context, c Caller, id string, conn uint64) (a
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if added && j.rec.State != api.StateExited {
+		// The wait request ended: it no longer holds the job.
+		m.release(j, conn)
+	}
 	return j.rec, err
+}
+
+// release removes conn from j's bound connections and stops j when none
+// is left (as ConnClosed does); m.mu must be held.
+func (m *Manager) release(j *job, conn uint64) {
+	if _, ok := j.conns[conn]; !ok {
+		return // ConnClosed came first and did the rest
+	}
+	delete(j.conns, conn)
+	if set := m.conns[conn]; set != nil {
+		delete(set, j)
+		if len(set) == 0 {
+			delete(m.conns, conn)
+		}
+	}
+	if len(j.conns) > 0 {
+		return
+	}
+	switch j.rec.State {
+	case api.StateQueued:
+		m.dequeue(j)
+		m.finish(j, api.ReasonDisconnected)
+	case api.StateRunning:
+		m.stop(j, api.ReasonDisconnected, m.cfg.StopGrace)
+	}
 }
 
 // bind adds conn to j's bound connections; m.mu must be held.

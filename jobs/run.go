@@ -55,9 +55,15 @@ func (m *Manager) launch(j *job) (int, error) {
 		}
 	}
 	for i, f := range j.files {
-		// Fd also puts the file in blocking mode, which a child's stdio
-		// must be: programs do not expect EAGAIN on fd 0-2.
-		fds[j.stdio[i]] = f.Fd()
+		// A child's stdio must block: programs do not expect EAGAIN on
+		// fd 0-2. Fd clears O_NONBLOCK only when Go set it; a passed fd
+		// keeps the sender's flags (os.NewFile: kindNonBlock), and the
+		// flag is the open file description's, shared with the job.
+		fd := f.Fd()
+		if err := unix.SetNonblock(int(fd), false); err != nil {
+			return 0, fmt.Errorf("passed fd for %d: %w", j.stdio[i], err)
+		}
+		fds[j.stdio[i]] = fd
 	}
 	spec := j.spec
 	spec.Files = fds[:]

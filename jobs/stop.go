@@ -38,10 +38,14 @@ func (m *Manager) Signal(c Caller, id string, req api.SignalRequest) error {
 	}
 	switch j.rec.State {
 	case api.StateQueued:
-		if sig != unix.SIGTERM && sig != unix.SIGKILL && !req.Kill {
-			return api.Errorf(http.StatusConflict, "job %s is queued: only SIGTERM or SIGKILL (drop it) apply", id)
+		// A signal that would end the job ends it before it starts (^C
+		// forwarded by tend spawn must not be swallowed); one that would
+		// not (WINCH, CONT, a stop) has nothing to act on yet.
+		if !terminates(sig) && !req.Kill {
+			return api.Errorf(http.StatusConflict, "job %s is queued: %s would not end it, so there is nothing to signal yet", id, signals.Name(sig))
 		}
 		m.dequeue(j)
+		m.dropped(j, sig)
 		m.finish(j, api.ReasonKilled)
 		return nil
 	case api.StateExited:
@@ -95,6 +99,7 @@ func (m *Manager) Shutdown(deadline time.Time) <-chan struct{} {
 	defer m.mu.Unlock()
 	m.stopping = true
 	for _, j := range m.queue {
+		m.dropped(j, unix.SIGTERM)
 		m.finish(j, api.ReasonShutdown)
 	}
 	clear(m.queue)
@@ -183,4 +188,24 @@ func (m *Manager) disarm(j *job) {
 	}
 	j.killAt = time.Time{}
 	j.timerGen++
+}
+
+// dropped records that queued job j ends, never started, as if sig had
+// killed it: a client waiting on it (tend spawn, tend wait) then exits as
+// a program killed by sig would, instead of finding neither code nor
+// signal. m.mu must be held.
+func (m *Manager) dropped(j *job, sig unix.Signal) {
+	name := signals.Name(sig)
+	j.rec.Signal = &name
+}
+
+// terminates reports whether sig's default action ends a process (signal(7)):
+// all but those ignored (CHLD, CONT, URG, WINCH) and those that stop.
+func terminates(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH,
+		unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return false
+	}
+	return true
 }

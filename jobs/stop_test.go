@@ -125,7 +125,7 @@ func TestSignalErrors(t *testing.T) {
 		{"bad name", run.ID, api.SignalRequest{Signal: "SIGNOPE"}, http.StatusBadRequest},
 		{"zero", run.ID, api.SignalRequest{Signal: "0"}, http.StatusBadRequest},
 		{"missing", "j-00000000", api.SignalRequest{}, http.StatusNotFound},
-		{"queued USR1", q.ID, api.SignalRequest{Signal: "USR1"}, http.StatusConflict},
+		{"queued WINCH", q.ID, api.SignalRequest{Signal: "WINCH"}, http.StatusConflict},
 	} {
 		if err := m.Signal(root, tc.id, tc.req); statusCode(err) != tc.code {
 			t.Errorf("%s: Signal = %v, want %d", tc.name, err, tc.code)
@@ -135,8 +135,8 @@ func TestSignalErrors(t *testing.T) {
 		t.Fatalf("Signal(queued, TERM) = %v, want the job dropped", err)
 	}
 	got, _ := m.Get(root, q.ID)
-	if got.State != api.StateExited || got.Reason != api.ReasonKilled {
-		t.Errorf("dropped queued job: %s %q, want exited killed", got.State, got.Reason)
+	if got.State != api.StateExited || got.Reason != api.ReasonKilled || got.Signal == nil || *got.Signal != "SIGTERM" {
+		t.Errorf("dropped queued job: %s %q signal %v, want exited killed SIGTERM", got.State, got.Reason, got.Signal)
 	}
 	if ev := rec.of(q.ID); !slices.Equal(ev, []string{api.EventJobExited}) {
 		t.Errorf("dropped job's events %v", ev)
