@@ -71,19 +71,27 @@ type job struct {
 	rec api.Job // handed out by value; pointer fields are replaced, never written through
 	seq uint64
 
-	spec    spawn.Spec // until started; Files are filled in at start
-	files   []*os.File // passed fds, until started or dropped
-	stdio   []int      // target fd of each of files
+	spec    *spawn.Spec // until started (nil after); Files are filled in at start
+	files   []*os.File  // passed fds, until started or dropped
+	stdio   []int       // target fd of each of files
 	timeout time.Duration
 	bound   bool
 	conns   map[uint64]struct{} // bound connections still open
 
-	reason   string      // why tend is stopping it; "" while nobody is
-	timer    *time.Timer // the timeout, or the pending SIGKILL; nil when neither
-	timerGen uint64      // bumped whenever timer changes, so a stale firing does nothing
-	killAt   time.Time   // when the pending SIGKILL is due; zero when none
-	done     chan struct{}
+	reason   string        // why tend is stopping it; "" while nobody is
+	timer    *time.Timer   // the timeout, or the pending SIGKILL; nil when neither
+	timerGen uint64        // bumped whenever timer changes, so a stale firing does nothing
+	killAt   time.Time     // when the pending SIGKILL is due; zero when none
+	done     chan struct{} // closed at exit, then the shared closedDone
 }
+
+// Exited records are kept by the thousand, so they share what they can:
+// each drops its own channel for closedDone, and label-less jobs share one
+// empty map (records are read-only once handed out).
+var (
+	closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+	noLabels   = map[string]string{}
+)
 
 // New returns a Manager that starts jobs through r, whose Run must be
 // running. Zero fields of cfg get defaults: MaxRunning 64, StopGrace 5s,
@@ -191,14 +199,15 @@ func (m *Manager) Wait(ctx context.Context, c Caller, id string, conn uint64) (a
 	if added {
 		m.bind(j, conn)
 	}
+	done := j.done // finish swaps it for the shared closed one
 	m.mu.Unlock()
 
 	var err error
 	select {
-	case <-j.done:
+	case <-done:
 	case <-ctx.Done():
 		select {
-		case <-j.done: // both ready: the exit wins
+		case <-done: // both ready: the exit wins
 		default:
 			err = ctx.Err()
 		}
@@ -239,6 +248,9 @@ func (m *Manager) release(j *job, conn uint64) {
 
 // bind adds conn to j's bound connections; m.mu must be held.
 func (m *Manager) bind(j *job, conn uint64) {
+	if j.conns == nil {
+		j.conns = make(map[uint64]struct{})
+	}
 	j.conns[conn] = struct{}{}
 	set := m.conns[conn]
 	if set == nil {

@@ -30,7 +30,7 @@ func (m *Manager) run(j *job) error {
 	}
 	now := m.now()
 	j.rec.PID, j.rec.StartedAt, j.rec.State = &pid, &now, api.StateRunning
-	j.spec = spawn.Spec{} // the env may be large; the record keeps argv
+	j.spec = nil // the env may be large; the record keeps argv
 	m.running++
 	m.started++
 	if j.timeout > 0 {
@@ -65,7 +65,7 @@ func (m *Manager) launch(j *job) (int, error) {
 		}
 		fds[j.stdio[i]] = fd
 	}
-	spec := j.spec
+	spec := *j.spec
 	spec.Files = fds[:]
 	return m.r.Start(func() (int, error) { return m.spawn(spec) },
 		func(e reaper.Exit) { m.exited(j, e) })
@@ -114,10 +114,11 @@ func (m *Manager) finish(j *job, reason string) {
 	now := m.now()
 	j.rec.State, j.rec.Reason, j.rec.EndedAt = api.StateExited, reason, &now
 	closeFiles(j.files)
-	j.files, j.spec = nil, spawn.Spec{}
+	j.files, j.spec, j.stdio = nil, nil, nil
 	m.unbind(j)
 	m.ended = append(m.ended, j)
 	close(j.done)
+	j.done = closedDone
 	m.publish(api.EventJobExited, j)
 	if m.stopping && m.running == 0 && !m.closed {
 		m.closed = true

@@ -107,19 +107,18 @@ func (m *Manager) prepare(req *SubmitRequest) (*job, error) {
 			State: api.StateQueued, Argv: slices.Clone(req.Argv), UID: uid,
 			Labels: maps.Clone(req.Labels), QueuedAt: m.now(),
 		},
-		spec: spawn.Spec{
+		spec: &spawn.Spec{
 			Argv: slices.Clone(req.Argv), Env: m.environ(req, home), Dir: dir,
 			Cred: cred, Setsid: true,
 		},
 		files: req.Files, stdio: stdio, timeout: timeout, bound: req.Bind,
-		conns: make(map[uint64]struct{}),
-		done:  make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	if j.rec.Labels == nil {
-		j.rec.Labels = map[string]string{} // "labels": {} rather than null
+		j.rec.Labels = noLabels // "labels": {} rather than null, shared
 	}
 	if req.Bind && req.Conn != 0 {
-		j.conns[req.Conn] = struct{}{}
+		j.conns = map[uint64]struct{}{req.Conn: {}}
 	}
 	return j, nil
 }
