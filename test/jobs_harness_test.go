@@ -64,7 +64,7 @@ func startJobsTend(t *testing.T, o opts, config string, argv ...string) *jobsTen
 	o.pid1 = true
 	dir := jobsDir(t)
 	jt := &jobsTend{dir: dir, sock: filepath.Join(dir, "s")}
-	args := []string{"-v"}
+	args := []string{"-vv"}
 	if config != "" {
 		args = append(args, "--config", svConfig(t, dir, config))
 	}
@@ -115,6 +115,21 @@ func (jt *jobsTend) waitJob(t *testing.T, id string) api.Job {
 	return j
 }
 
+// jobsPollExited polls job id (GET, which binds nothing) until it has
+// exited, and returns its record.
+func jobsPollExited(t *testing.T, jt *jobsTend, id string) api.Job {
+	t.Helper()
+	var j api.Job
+	svPoll(t, jt.tendRun, jobsWait, "job "+id+" exited", func() bool {
+		var err error
+		if j, err = jt.client.Job(jobsCtx(t), id); err != nil {
+			t.Fatalf("Job(%s): %v", id, err)
+		}
+		return j.State == api.StateExited
+	})
+	return j
+}
+
 // expectHealthy fails unless tend still runs and answers status and
 // health, with no job left running or queued.
 func (jt *jobsTend) expectHealthy(t *testing.T) {
@@ -124,14 +139,14 @@ func (jt *jobsTend) expectHealthy(t *testing.T) {
 	}
 	ctx := jobsCtx(t)
 	if h, err := jt.client.Health(ctx); err != nil || !h.Healthy {
-		t.Errorf("Health() = %+v, %v; want healthy", h, err)
+		t.Errorf("Health() = %+v, %v; want healthy; tend's stderr:\n%s", h, err, jt.stderrNow())
 	}
 	var st api.Status
 	svPoll(t, jt.tendRun, jobsWait, "no job running or queued", func() bool {
 		var err error
 		st, err = jt.client.Status(ctx)
 		if err != nil {
-			t.Fatalf("Status(): %v", err)
+			t.Fatalf("Status(): %v; tend's stderr:\n%s", err, jt.stderrNow())
 		}
 		return st.Counters.JobsRunning == 0 && st.Counters.JobsQueued == 0
 	})
@@ -166,6 +181,13 @@ func (jt *jobsTend) tendCmd(args ...string) *exec.Cmd {
 // test fails) and returns its output and wait status.
 func jobsRun(t *testing.T, cmd *exec.Cmd) jobsRes {
 	t.Helper()
+	return jobsStart(t, cmd)(t)
+}
+
+// jobsStart starts cmd (stdout collected unless set, stderr collected) and
+// returns the function that waits, with a deadline, for its end.
+func jobsStart(t *testing.T, cmd *exec.Cmd) func(*testing.T) jobsRes {
+	t.Helper()
 	var out, errb bytes.Buffer
 	if cmd.Stdout == nil {
 		cmd.Stdout = &out
@@ -179,14 +201,21 @@ func jobsRun(t *testing.T, cmd *exec.Cmd) jobsRes {
 		_ = cmd.Wait() // the status is in cmd.ProcessState
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(jobsWait):
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("%q still running after %v; stdout %q, stderr %q", cmd.Args, jobsWait, out.String(), errb.String())
+	})
+	return func(t *testing.T) jobsRes {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(jobsWait):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Fatalf("%q still running after %v; stdout %q, stderr %q", cmd.Args, jobsWait, out.String(), errb.String())
+		}
+		return jobsRes{stdout: out.String(), stderr: errb.String(), ws: cmd.ProcessState.Sys().(syscall.WaitStatus)}
 	}
-	return jobsRes{stdout: out.String(), stderr: errb.String(), ws: cmd.ProcessState.Sys().(syscall.WaitStatus)}
 }
 
 // jobsReply is an answer read off a raw connection.
