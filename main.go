@@ -21,6 +21,7 @@ import (
 	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/outlet"
 	"github.com/tendinit/tend/signals"
+	"github.com/tendinit/tend/spawn"
 	"github.com/tendinit/tend/supervisor"
 )
 
@@ -42,6 +43,11 @@ func main() {
 	// can take tend down (DESIGN.md §1.5).
 	sigs := signals.Notify()
 	signals.ClearInheritedMask() // returns unless it must exec tend afresh
+	if err := spawn.AdoptInheritedFDs(); err != nil {
+		// Without /proc the inherited fds cannot be listed: children get
+		// them all, as from tini. Say so; it is no reason not to run.
+		fmt.Fprintf(os.Stderr, "tend: inherited fds left as they are: %v\n", err)
+	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// PID 1 holds little but keeps it for the container's life, and
 		// its memory is the container's: trade some GC work under load for

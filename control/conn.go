@@ -217,6 +217,12 @@ func parseRights(oob []byte) ([]int, error) {
 		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
 			continue
 		}
+		if len(msgs[i].Data)%4 != 0 {
+			// The kernel never writes this, but x/sys's parser would
+			// index past the end on it: refuse rather than panic.
+			closeFDs(fds)
+			return nil, fmt.Errorf("SCM_RIGHTS payload of %d bytes", len(msgs[i].Data))
+		}
 		got, err := unix.ParseUnixRights(&msgs[i])
 		if err != nil {
 			closeFDs(fds)

@@ -49,6 +49,11 @@ type Spec struct {
 	// Files are the child's fds 0, 1, 2 (and more); nil means tend's own
 	// stdin, stdout and stderr. Every other fd of tend is close-on-exec.
 	Files []uintptr
+
+	// InheritFDs passes on the fds above 2 that tend itself inherited (see
+	// AdoptInheritedFDs), as tini does: for the main process and services,
+	// never for jobs.
+	InheritFDs bool
 }
 
 // ExecError is a command that could not be started: not found, not
@@ -100,6 +105,9 @@ func Start(s Spec) (int, error) {
 	files := s.Files
 	if files == nil {
 		files = []uintptr{0, 1, 2}
+	}
+	if s.InheritFDs {
+		files = withInherited(files)
 	}
 	attr := &syscall.ProcAttr{
 		Dir:   s.Dir,

@@ -105,7 +105,7 @@ type initLoop struct {
 
 func newInitLoop(cfg InitConfig, r *reaper.Reaper, pid1 bool) *initLoop {
 	l := &initLoop{cfg: cfg, log: cfg.Log, mainExit: make(chan reaper.Exit, 1)}
-	spec := spawn.Spec{Argv: cfg.Argv, Env: cfg.Env, Setpgid: true, Foreground: spawn.ForegroundTTY()}
+	spec := spawn.Spec{Argv: cfg.Argv, Env: cfg.Env, Setpgid: true, Foreground: spawn.ForegroundTTY(), InheritFDs: true}
 	l.start = func() (int, error) {
 		return r.Start(func() (int, error) { return spawn.Start(spec) }, func(e reaper.Exit) { l.mainExit <- e })
 	}

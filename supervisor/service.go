@@ -83,7 +83,7 @@ func (l *loop) build() error {
 	byName := map[string]*service{}
 	for _, c := range svcs {
 		s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c))}
-		s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true}
+		s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true, InheritFDs: true}
 		env := l.cfg.Env
 		if c.User != "" {
 			id, err := spawn.LookupUser(c.User)
@@ -309,8 +309,7 @@ func (l *loop) pruneStreams() {
 func (l *loop) probe(s *service) {
 	spec := s.spec
 	spec.Argv = s.cfg.Ready.Exec
-	spec.Setpgid = false
-	spec.Foreground = false
+	spec.Setpgid, spec.Foreground, spec.InheritFDs = false, false, false
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err == nil {
 		spec.Files = []uintptr{null.Fd(), null.Fd(), null.Fd()}
