@@ -1,0 +1,241 @@
+//go:build linux
+
+package config
+
+import (
+	"bytes"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/tendinit/tend/signals"
+)
+
+// FuzzParseRoundTrip feeds Parse arbitrary files. It must never panic; a refused
+// file gets an error and no Config; an accepted file has sane values only
+// (every invariant the supervisor relies on), and written back as TOML it
+// parses again to the same Config.
+func FuzzParseRoundTrip(f *testing.F) {
+	for _, path := range []string{"testdata/gateway.toml", "../examples/agent/tend.toml"} {
+		if b, err := os.ReadFile(path); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(full))
+	f.Add([]byte(""))
+	f.Add([]byte("[control]\nsocket = \"\"\n"))
+	f.Add([]byte("[[service]]\nname = \"a\"\ncommand = [\"true\"]\nafter = [\"a\"]\n"))
+	f.Add([]byte("service = [{name = \"x\", command = [\"sh\"]}]\n"))
+	f.Add([]byte("[[service]]\nname=\"b\"\ncommand=[\"x\"]\nready=\"exec:'a b' \\\"c\\\\\"\"\nsignals={1=\"\",HUP=2}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data, "fuzz.toml")
+		if err != nil {
+			if cfg != nil {
+				t.Fatalf("Parse refused the file (%v) but returned a Config", err)
+			}
+			if !strings.HasPrefix(err.Error(), "fuzz.toml: ") || len(err.Error()) <= len("fuzz.toml: ") {
+				t.Fatalf("Parse error %q does not name the source and the problem", err)
+			}
+			return
+		}
+		if cfg == nil {
+			t.Fatal("Parse accepted the file but returned no Config")
+		}
+		checkSane(t, cfg)
+		again, err := Parse(encode(t, cfg), "again.toml")
+		if err != nil {
+			t.Fatalf("the accepted Config written back is refused: %v\nfile:\n%s", err, encode(t, cfg))
+		}
+		if a, b := normalize(cfg), normalize(again); !reflect.DeepEqual(a, b) {
+			t.Fatalf("round trip changed the Config:\nfirst  %+v\nsecond %+v", a, b)
+		}
+	})
+}
+
+// checkSane fails unless every value of cfg is one the supervisor can use.
+func checkSane(t *testing.T, cfg *Config) {
+	t.Helper()
+	c := cfg.Control
+	if c.Mode&^0o777 != 0 {
+		t.Errorf("control.mode %o has bits outside 0777", c.Mode)
+	}
+	if c.Socket != "" && (c.Socket[0] != '/' || len(c.Socket) > maxSocketPath) {
+		t.Errorf("control.socket %q is not an absolute path that bind(2) takes", c.Socket)
+	}
+	if c.Group != "" && c.Mode&0o020 == 0 {
+		t.Errorf("control.group %q with mode %o: members could not connect", c.Group, c.Mode)
+	}
+	if cfg.Shutdown.Grace <= 0 {
+		t.Errorf("shutdown.grace %v, want > 0", cfg.Shutdown.Grace)
+	}
+	j := cfg.Jobs
+	if j.MaxRunning < 1 || j.MaxQueued < 0 || j.Timeout < 0 || j.StopGrace < 0 || j.Keep <= 0 {
+		t.Errorf("jobs %+v out of range", j)
+	}
+	names := map[string]bool{}
+	for _, s := range cfg.Services {
+		if !isValidName(s.Name) || names[s.Name] {
+			t.Errorf("service name %q invalid or duplicate", s.Name)
+		}
+		names[s.Name] = true
+		if len(s.Command) == 0 || s.Command[0] == "" {
+			t.Errorf("service %q: command %q", s.Name, s.Command)
+		}
+		switch s.Restart {
+		case RestartAlways, RestartOnFailure, RestartNever:
+		default:
+			t.Errorf("service %q: restart %q", s.Name, s.Restart)
+		}
+		if s.Backoff <= 0 || s.BackoffMax < s.Backoff || s.RestartWindow <= 0 || s.ReadyTimeout <= 0 ||
+			s.StopTimeout < 0 || s.MaxRestarts < 0 {
+			t.Errorf("service %q: durations or counts out of range: %+v", s.Name, s)
+		}
+		for _, code := range append(slices.Clone(s.RestartNow), s.NeverRestart...) {
+			if code < 0 || code > 255 {
+				t.Errorf("service %q: exit code %d", s.Name, code)
+			}
+		}
+		for _, code := range s.RestartNow {
+			if slices.Contains(s.NeverRestart, code) {
+				t.Errorf("service %q: code %d both restarts and never restarts", s.Name, code)
+			}
+		}
+		if s.StopSignal < 1 || s.StopSignal > signals.RTMax {
+			t.Errorf("service %q: stop_signal %d", s.Name, s.StopSignal)
+		}
+		for from, to := range s.Signals {
+			if !signals.Forwardable(from) || to < 0 || to > signals.RTMax {
+				t.Errorf("service %q: signal route %d -> %d", s.Name, from, to)
+			}
+		}
+		for k := range s.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				t.Errorf("service %q: env name %q", s.Name, k)
+			}
+		}
+		if s.Ready.Exec != nil && len(s.Ready.Exec) == 0 {
+			t.Errorf("service %q: ready exec with no argv", s.Name)
+		}
+		if s.User != "" && checkUser(s.User) != nil {
+			t.Errorf("service %q: user %q", s.Name, s.User)
+		}
+	}
+	for _, s := range cfg.Services {
+		for _, dep := range s.After {
+			if !names[dep] || dep == s.Name {
+				t.Errorf("service %q: after %q is unknown or itself", s.Name, dep)
+			}
+		}
+	}
+	started := 0
+	for _, level := range cfg.StartLevels() {
+		started += len(level)
+	}
+	if started != len(cfg.Services) {
+		t.Errorf("StartLevels covers %d services of %d (a cycle slipped through)", started, len(cfg.Services))
+	}
+}
+
+// encode writes cfg as a TOML file Parse reads back to the same Config.
+func encode(t *testing.T, cfg *Config) []byte {
+	t.Helper()
+	c := cfg.Control
+	doc := map[string]any{
+		"control":  map[string]any{"socket": c.Socket, "mode": "0" + strconv.FormatUint(uint64(c.Mode), 8), "group": c.Group},
+		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String()},
+		"jobs": map[string]any{
+			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,
+			"timeout": cfg.Jobs.Timeout.String(), "stop_grace": cfg.Jobs.StopGrace.String(), "keep": cfg.Jobs.Keep.String(),
+		},
+	}
+	var svcs []map[string]any
+	for _, s := range cfg.Services {
+		m := map[string]any{
+			"name": s.Name, "command": s.Command, "restart": string(s.Restart),
+			"restart_now": ints(s.RestartNow), "never_restart": ints(s.NeverRestart),
+			"backoff": s.Backoff.String(), "backoff_max": s.BackoffMax.String(),
+			"max_restarts": s.MaxRestarts, "restart_window": s.RestartWindow.String(),
+			"critical": s.Critical, "stop_signal": int64(s.StopSignal), "stop_timeout": s.StopTimeout.String(),
+			"ready_timeout": s.ReadyTimeout.String(), "log_prefix": s.LogPrefix,
+		}
+		if s.Dir != "" {
+			m["dir"] = s.Dir
+		}
+		if s.Env != nil {
+			m["env"] = s.Env
+		}
+		if s.User != "" {
+			m["user"] = s.User
+		}
+		if s.After != nil {
+			m["after"] = s.After
+		}
+		if s.Ready.Exec != nil {
+			m["ready"] = "exec:" + shellQuote(s.Ready.Exec)
+		}
+		if s.Signals != nil {
+			routes := map[string]any{}
+			for from, to := range s.Signals {
+				if to == 0 {
+					routes[strconv.Itoa(int(from))] = ""
+				} else {
+					routes[strconv.Itoa(int(from))] = int64(to)
+				}
+			}
+			m["signals"] = routes
+		}
+		svcs = append(svcs, m)
+	}
+	if svcs != nil {
+		doc["service"] = svcs
+	}
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(doc); err != nil {
+		t.Fatalf("encode the accepted Config %+v: %v", cfg, err)
+	}
+	return b.Bytes()
+}
+
+func ints(codes []int) []int64 {
+	if codes == nil {
+		return []int64{}
+	}
+	out := make([]int64, len(codes))
+	for i, c := range codes {
+		out[i] = int64(c)
+	}
+	return out
+}
+
+// shellQuote quotes argv for splitArgs: each word in single quotes.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// normalize drops what a round trip may change without changing meaning:
+// lines, whether the socket key was written, nil versus empty code lists.
+func normalize(cfg *Config) Config {
+	out := *cfg
+	out.Control.SocketSet = false
+	out.Services = slices.Clone(cfg.Services)
+	for i := range out.Services {
+		s := &out.Services[i]
+		s.Line = 0
+		if len(s.RestartNow) == 0 {
+			s.RestartNow = nil
+		}
+		if len(s.NeverRestart) == 0 {
+			s.NeverRestart = nil
+		}
+	}
+	return out
+}
