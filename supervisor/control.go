@@ -109,7 +109,7 @@ func serviceStatus(s *service) api.Service {
 		pid := s.pid
 		out.PID = &pid
 	}
-	if s.runs > 0 && s.pid == 0 {
+	if s.ended { // of the last run that ended, also while the next one runs
 		code := s.lastCode
 		out.LastCode = &code
 	}

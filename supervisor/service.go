@@ -54,6 +54,7 @@ type service struct {
 	everUp   bool // has been ready once: its dependents may start
 	failing  bool // readiness timed out: the exit that follows is a failure for good
 	lastCode int  // exit code of the last run, 128+N for signal N
+	ended    bool // a run has ended: lastCode means something
 	tracker  *restart.Tracker
 	probeGap time.Duration
 	since    time.Time // of the current state
@@ -168,7 +169,7 @@ func (l *loop) startEligible() {
 		for _, dep := range l.deps(s) {
 			if dep.state == stateFailed || (dep.state == stateStopped && !dep.everUp) {
 				l.setState(s, stateFailed, "reason", "dependency "+dep.cfg.Name+" failed")
-				s.lastCode = 1
+				s.lastCode, s.ended = 1, true
 				l.ended(s)
 				return // ended may start the shutdown; the next pass sees the rest
 			}
@@ -370,7 +371,7 @@ func (l *loop) onExit(ev exitEvent) {
 // exited decides what follows the end of a run: a restart, a backoff, or the
 // end of the service.
 func (l *loop) exited(s *service, e reaper.Exit) {
-	s.lastCode = e.Code()
+	s.lastCode, s.ended = e.Code(), true
 	s.gen++ // timers of the run (readiness) are void now
 	args := []any{"service", s.cfg.Name, "code", s.lastCode, "run", s.runs}
 	if e.Status.Signaled() {
