@@ -1,0 +1,136 @@
+//go:build linux
+
+package spawn
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestLookPath(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "runme")
+	noexec := filepath.Join(dir, "readme")
+	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(noexec, []byte("text"), 0o644)
+	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
+	tests := []struct {
+		file, path, want string
+		err              error
+	}{
+		{"runme", "/nonexistent:" + dir, exe, nil},
+		{"readme", dir, "", unix.EACCES},
+		{"missing", dir, "", unix.ENOENT},
+		{"adir", dir, "", unix.ENOENT},
+		{"./relative/x", dir, "./relative/x", nil}, // a slash: used as is
+	}
+	for _, tt := range tests {
+		got, err := LookPath(tt.file, tt.path)
+		if got != tt.want || !errors.Is(err, tt.err) && err != tt.err {
+			t.Errorf("LookPath(%q, %q) = %q, %v; want %q, %v", tt.file, tt.path, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestExecErrorCodes(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		code int
+		name string
+	}{
+		{unix.ENOENT, 127, "ENOENT"}, {unix.ENOTDIR, 127, "ENOTDIR"},
+		{unix.EACCES, 126, "EACCES"}, {unix.ENOEXEC, 126, "ENOEXEC"},
+	} {
+		e := &ExecError{Path: "/x", Err: tt.err}
+		if e.Code() != tt.code || !strings.Contains(e.Error(), "/x") || !strings.Contains(e.Error(), tt.name) {
+			t.Errorf("ExecError{%v}: code %d, %q; want %d naming /x and %s", tt.err, e.Code(), e.Error(), tt.code, tt.name)
+		}
+	}
+}
+
+// TestStartFailures: each failure before the command runs is an ExecError
+// that names what is wrong, and nothing is left to reap.
+func TestStartFailures(t *testing.T) {
+	dir := t.TempDir()
+	noexec := filepath.Join(dir, "script")
+	os.WriteFile(noexec, []byte("not a program"), 0o755) // no #!: ENOEXEC
+	for _, tt := range []struct {
+		spec Spec
+		code int
+		want string
+	}{
+		{Spec{Argv: []string{"/nonexistent/prog"}}, 127, "ENOENT"},
+		{Spec{Argv: []string{noexec}}, 126, "ENOEXEC"},
+		{Spec{Argv: []string{"true"}, Dir: filepath.Join(dir, "gone")}, 127, "working directory"},
+		{Spec{Argv: nil}, 126, "empty command"},
+	} {
+		pid, err := Start(tt.spec)
+		var ee *ExecError
+		if pid != 0 || !errors.As(err, &ee) || ee.Code() != tt.code || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Start(%v) = %d, %v; want an ExecError %d naming %q", tt.spec.Argv, pid, err, tt.code, tt.want)
+		}
+	}
+	var ws unix.WaitStatus
+	if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); !errors.Is(err, unix.ECHILD) {
+		t.Errorf("a child was left behind: wait4 = %d, %v", pid, err)
+	}
+}
+
+// TestStartSetsid: a job's child leads its own session and group.
+func TestStartSetsid(t *testing.T) {
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	pid, err := Start(Spec{Argv: []string{"sh", "-c", "cut -d' ' -f5,6 /proc/$$/stat"}, Setsid: true,
+		Files: []uintptr{0, w.Fd(), 2}})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	unix.Wait4(pid, &ws, 0, nil)
+	out := make([]byte, 64)
+	n, _ := r.Read(out)
+	if want := strconv.Itoa(pid) + " " + strconv.Itoa(pid); strings.TrimSpace(string(out[:n])) != want {
+		t.Errorf("pgrp and session = %q, want %q", strings.TrimSpace(string(out[:n])), want)
+	}
+}
+
+func TestLookupUser(t *testing.T) {
+	id, err := LookupUser("65534:65534")
+	if err != nil || id.Cred.Uid != 65534 || id.Cred.Gid != 65534 {
+		t.Fatalf("LookupUser(65534:65534) = %+v, %v", id, err)
+	}
+	id, err = LookupUser("4242")
+	if err != nil || id.Cred.Uid != 4242 || id.Cred.Gid != 4242 || len(id.Cred.Groups) != 0 {
+		t.Errorf("LookupUser(4242) = %+v, %v; want uid=gid=4242 and no groups (never root's)", id, err)
+	}
+	root, err := LookupUser("root")
+	if err != nil || root.Cred.Uid != 0 || root.Home == "" || !slices.Contains(root.Cred.Groups, 0) {
+		t.Errorf("LookupUser(root) = %+v, %v", root, err)
+	}
+	if _, err := LookupUser("no-such-user-here"); err == nil {
+		t.Error("LookupUser of a missing name succeeded")
+	}
+}
+
+func TestWithInherited(t *testing.T) {
+	saved := inherited
+	defer func() { inherited = saved }()
+	inherited = []int{3, 6}
+	none := ^uintptr(0)
+	got := withInherited([]uintptr{10, 11, 12})
+	if want := []uintptr{10, 11, 12, 3, none, none, 6}; !slices.Equal(got, want) {
+		t.Errorf("withInherited = %v, want %v", got, want)
+	}
+	inherited = nil
+	if got := withInherited([]uintptr{0, 1, 2}); len(got) != 3 {
+		t.Errorf("withInherited without inherited fds = %v", got)
+	}
+}
