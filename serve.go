@@ -85,6 +85,9 @@ func serve(c *cli.Context, file *config.Config, cfg *supervisor.InitConfig) (ser
 // wins over the file's [control] socket; init mode has no socket unless
 // --socket is given. explicit is false only for supervisor mode's default.
 func controlSettings(c *cli.Context, file *config.Config) (config.Control, config.Jobs, bool) {
+	if file == nil && c.String("socket") == "" {
+		return config.Control{}, config.Jobs{}, false // plain init mode: nothing to parse
+	}
 	if file == nil {
 		file, _ = config.Parse(nil, "defaults") // every default, no service
 		file.Control.Socket, file.Control.SocketSet = "", false
