@@ -1,0 +1,177 @@
+//go:build linux
+
+// Package bench holds the Go benchmarks that cross packages (the control
+// API end to end, in one process, so that pprof sees client and server);
+// the benchmarks of one package live beside it (reaper/, spawn/, jobs/,
+// signals/). bench/run and tendbench measure the built binary instead.
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/control"
+	"github.com/tendinit/tend/events"
+	"github.com/tendinit/tend/jobs"
+	"github.com/tendinit/tend/reaper"
+	"github.com/tendinit/tend/supervisor"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil)) // level info: as tend -v would
+
+// stubServices is init mode's Controller reduced to what the jobs API needs.
+type stubServices struct{}
+
+func (stubServices) Services() []api.Service                     { return nil }
+func (stubServices) ServiceOp(string, string, unix.Signal) error { return nil }
+func (stubServices) Health() api.Health                          { return api.Health{Healthy: true} }
+func (stubServices) Stopping() bool                              { return false }
+func (stubServices) Reaped() (uint64, uint64)                    { return 0, 0 }
+
+// runReaper runs r on SIGCHLD until the benchmark ends.
+func runReaper(b *testing.B, r *reaper.Reaper) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, unix.SIGCHLD)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx, ch); close(done) }()
+	b.Cleanup(func() { cancel(); <-done; signal.Stop(ch) })
+}
+
+// server starts the control API as serve.go wires it in tend, on a socket
+// in a temporary directory, and returns a client of it.
+func server(b *testing.B) *api.Client {
+	hub := events.NewHub()
+	r := supervisor.NewReaper(discard, false, hub.Publish)
+	runReaper(b, r)
+	sock := filepath.Join(b.TempDir(), "tend.sock")
+	m := jobs.New(r, jobs.Config{Env: os.Environ(), Socket: sock, Log: discard, Publish: hub.Publish})
+	srv, err := control.Serve(control.Config{
+		Path: sock, Version: "bench", Log: discard, Jobs: m, Services: stubServices{},
+		Events: func(n int) (<-chan api.Event, func() bool, func()) {
+			s := hub.Subscribe(n)
+			return s.C, s.Overflowed, s.Close
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := api.NewClient(sock)
+	b.Cleanup(func() { c.CloseIdle(); srv.Close() })
+	return c
+}
+
+func spawnWait(ctx context.Context, b *testing.B, c *api.Client) {
+	j, err := c.Spawn(ctx, api.JobRequest{Argv: []string{"/bin/true"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if j, err = c.Wait(ctx, j.ID, 0); err != nil || j.ExitCode == nil || *j.ExitCode != 0 {
+		b.Fatalf("Wait(%s) = %+v, %v", j.ID, j, err)
+	}
+}
+
+// BenchmarkAPISpawnWait is one job of /bin/true through the control API
+// with a persistent client: POST /v1/jobs, then GET /v1/jobs/{id}/wait.
+func BenchmarkAPISpawnWait(b *testing.B) {
+	c := server(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		spawnWait(ctx, b, c)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkAPISpawnWaitParallel is the same with 4 clients at once.
+func BenchmarkAPISpawnWaitParallel(b *testing.B) {
+	c := server(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(2) // 2 x GOMAXPROCS(2) = 4 clients
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			spawnWait(ctx, b, c)
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkGoExec is the floor the API is compared with: fork/exec of
+// /bin/true and its wait, straight from Go (pidfd wait, no reaper).
+func BenchmarkGoExec(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, err := p.Wait(); err != nil || !st.Success() {
+			b.Fatal(st, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkOrphanCallback reaps 100 orphans per pass through tend's own
+// orphan callback (supervisor.NewReaper: a debug log line and an
+// orphan.reaped event), against a bare reaper, to show what each orphan
+// costs beyond wait4. Allocations per orphan are the figure to watch.
+func BenchmarkOrphanCallback(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		r    *reaper.Reaper
+	}{
+		{"bare", reaper.New(nil)},
+		{"tend-init-mode", supervisor.NewReaper(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), false, nil)},
+		{"tend-socket", supervisor.NewReaper(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), false, events.NewHub().Publish)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			const batch = 100
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				makeZombies(b, batch)
+				b.StartTimer()
+				if n := bc.r.Reap(); n != batch {
+					b.Fatalf("Reap() = %d, want %d", n, batch)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/orphan")
+		})
+	}
+}
+
+// makeZombies forks n children of /bin/true and waits until all have
+// exited, without reaping them (waitid WNOWAIT on each).
+func makeZombies(b *testing.B, n int) {
+	pids := make([]int, n)
+	for i := range pids {
+		pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pids[i] = pid
+	}
+	for _, pid := range pids {
+		var info unix.Siginfo
+		for {
+			err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+			if err != unix.EINTR {
+				if err != nil {
+					b.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,242 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tendinit/tend/api"
+)
+
+// jobRun is one way of running /bin/true n times with conc workers: per-job
+// wall times in ms and the total.
+type jobRun struct {
+	lat   []float64
+	total time.Duration
+}
+
+func (r jobRun) rate() float64 { return float64(len(r.lat)) / r.total.Seconds() }
+
+// parallel calls job n times over conc goroutines and times each call.
+func parallel(n, conc int, job func() error) (jobRun, error) {
+	var mu sync.Mutex
+	var r jobRun
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/conc; i++ {
+				t := time.Now()
+				err := job()
+				d := float64(time.Since(t).Microseconds()) / 1e3
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				r.lat = append(r.lat, d)
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r.total = time.Since(start)
+	return r, firstErr
+}
+
+const pyPopen = `import json, subprocess, sys, threading, time
+n, conc = int(sys.argv[1]), int(sys.argv[2])
+lat, lock = [], threading.Lock()
+def work():
+    for _ in range(n // conc):
+        t = time.perf_counter()
+        subprocess.Popen(["/bin/true"]).wait()
+        d = (time.perf_counter() - t) * 1e3
+        with lock:
+            lat.append(d)
+t0 = time.perf_counter()
+ts = [threading.Thread(target=work) for _ in range(conc)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(json.dumps({"total": time.perf_counter() - t0, "lat": lat}))
+`
+
+func python(c *config, n, conc int) (jobRun, error) {
+	out, err := exec.Command(c.python, "-c", pyPopen, strconv.Itoa(n), strconv.Itoa(conc)).Output()
+	if err != nil {
+		return jobRun{}, fmt.Errorf("python: %v", err)
+	}
+	var v struct {
+		Total float64
+		Lat   []float64
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		return jobRun{}, err
+	}
+	return jobRun{lat: v.Lat, total: time.Duration(v.Total * float64(time.Second))}, nil
+}
+
+// jobsThroughput runs /bin/true as a job of tend (--socket, init mode,
+// not PID 1) through a persistent Go client (Spawn, then Wait: two requests
+// on pooled connections) and through `tend spawn`, against fork/exec from Go
+// (exec.Cmd.Run) and Python's subprocess.Popen in the same round.
+func jobsThroughput(c *config, res *Results) error {
+	t := c.tend()
+	sock := filepath.Join(c.tmp, "jobs.sock")
+	_ = os.Remove(sock)
+	srv := exec.Command(t.Path, "--socket", sock, "--", "sleep", "100000")
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer stopInit(srv)
+	client := api.NewClient(sock)
+	defer client.CloseIdle()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := client.Health(ctx); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("tend --socket: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	apiJob := func() error {
+		j, err := client.Spawn(ctx, api.JobRequest{Argv: []string{"/bin/true"}}, nil)
+		if err != nil {
+			return err
+		}
+		j, err = client.Wait(ctx, j.ID, 0)
+		if err == nil && (j.ExitCode == nil || *j.ExitCode != 0) {
+			err = fmt.Errorf("job %s: %+v", j.ID, j)
+		}
+		return err
+	}
+	direct := func() error { return exec.Command("/bin/true").Run() }
+	env := append(os.Environ(), "TEND_SOCKET="+sock)
+	spawnCLI := func() error {
+		cmd := exec.Command(t.Path, "spawn", "--", "/bin/true")
+		cmd.Env = env
+		return cmd.Run()
+	}
+	n := c.n(2000, 300)
+	type way struct {
+		name string
+		conc int
+		run  func() (jobRun, error)
+	}
+	ways := []way{
+		{"tend API", 1, func() (jobRun, error) { return parallel(n, 1, apiJob) }},
+		{"tend API", 4, func() (jobRun, error) { return parallel(n, 4, apiJob) }},
+		{"tend spawn", 1, func() (jobRun, error) { return parallel(c.n(200, 40), 1, spawnCLI) }},
+		{"Go exec", 1, func() (jobRun, error) { return parallel(n, 1, direct) }},
+		{"Go exec", 4, func() (jobRun, error) { return parallel(n, 4, direct) }},
+		{"Python Popen", 1, func() (jobRun, error) { return python(c, n, 1) }},
+		{"Python Popen", 4, func() (jobRun, error) { return python(c, n, 4) }},
+	}
+	rand := shuffledWays(len(ways))
+	for _, i := range rand {
+		w := ways[i]
+		r, err := w.run()
+		if err != nil {
+			return fmt.Errorf("%s x%d: %v", w.name, w.conc, err)
+		}
+		fr := res.figure(fmt.Sprintf("jobs.rate.c%d", w.conc), fmt.Sprintf("jobs/s, /bin/true, %d client(s)", w.conc), "jobs/s", true,
+			">= 0.8x Go exec, >= 1000/s")
+		fr.add(w.name, r.rate(), len(r.lat))
+		fp := res.figure(fmt.Sprintf("jobs.p99.c%d", w.conc), fmt.Sprintf("job spawn+wait p99, %d client(s)", w.conc), "ms", false, "")
+		fp.add(w.name, percentile(r.lat, 99), len(r.lat))
+	}
+	return nil
+}
+
+func shuffledWays(n int) []int {
+	s := make([]initSpec, n)
+	for i := range s {
+		s[i].Name = strconv.Itoa(i)
+	}
+	var out []int
+	for _, x := range shuffled(s) {
+		i, _ := strconv.Atoi(x.Name)
+		out = append(out, i)
+	}
+	return out
+}
+
+// shutdown runs each tend build as PID 1 in supervisor mode with 100 sleep
+// services: the time until all 100 run, and from SIGTERM to tend's exit.
+func shutdown(c *config, res *Results) error {
+	const services = 100
+	var b strings.Builder
+	b.WriteString("[control]\nsocket = \"\"\n[shutdown]\ngrace = \"10s\"\n")
+	for i := 0; i < services; i++ {
+		fmt.Fprintf(&b, "[[service]]\nname = \"s%d\"\ncommand = [\"sleep\", \"100000\"]\n", i)
+	}
+	cfg := filepath.Join(c.tmp, "services.toml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fs := res.figure("services.start", "supervisor: start 100 services", "ms", false, "")
+	fd := res.figure("services.stop", "supervisor: SIGTERM to exit, 100 services", "ms", false, "")
+	for _, s := range shuffled(c.inits) {
+		if !isTend(s.Name) {
+			continue
+		}
+		cmd := nsCommand([]string{s.Path, "--config", cfg})
+		cmd.Stderr = os.Stderr
+		t0 := time.Now()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		pid, err := childOf(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		for childCount(pid) < services {
+			if time.Since(t0) > 20*time.Second {
+				cmd.Process.Kill()
+				cmd.Wait()
+				return fmt.Errorf("%s: %d services running after 20s", s.Name, childCount(pid))
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		fs.add(s.Name, float64(time.Since(t0).Microseconds())/1e3, 1)
+		time.Sleep(300 * time.Millisecond)
+		t1 := time.Now()
+		if err := unixKill(pid); err != nil {
+			return err
+		}
+		_ = cmd.Wait()
+		fd.add(s.Name, float64(time.Since(t1).Microseconds())/1e3, 1)
+	}
+	return nil
+}
+
+// stopInit sends SIGTERM to an init started with exec (tend forwards it and
+// its sleeping child goes with it), and SIGKILL after 5 s.
+func stopInit(cmd *exec.Cmd) {
+	_ = unixKill(cmd.Process.Pid)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
