@@ -76,7 +76,8 @@ type Reaper struct {
 
 	// wait4 is unix.Wait4; tests replace it.
 	wait4 func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
-	batch []delivery // reused by Reap; only the reaping goroutine touches it
+	batch []delivery      // reused by Reap; only the reaping goroutine touches it
+	ws    unix.WaitStatus // likewise: a local would escape through r.wait4
 }
 
 type delivery struct {
@@ -158,8 +159,7 @@ func (r *Reaper) Reap() int {
 	noChildren := false
 	r.mu.Lock()
 	for {
-		var ws unix.WaitStatus
-		pid, err := r.wait4(-1, &ws, unix.WNOHANG, nil)
+		pid, err := r.wait4(-1, &r.ws, unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -172,7 +172,7 @@ func (r *Reaper) Reap() int {
 		}
 		owner := r.owners[pid]
 		delete(r.owners, pid)
-		batch = append(batch, delivery{owner, Exit{Pid: pid, Status: ws}})
+		batch = append(batch, delivery{owner, Exit{Pid: pid, Status: r.ws}})
 	}
 	if len(batch) > 0 {
 		r.delivering.Store(true)

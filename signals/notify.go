@@ -54,7 +54,10 @@ func Notify() *Set {
 	}
 	signal.Notify(s.CHLD, unix.SIGCHLD)
 	for _, sig := range Catchable() {
-		if sig == unix.SIGCHLD || ignored[sig] {
+		// SIGURG is the Go runtime's own preemption signal, sent to tend
+		// by tend all the time; it is never forwarded, and left alone it
+		// is harmless (ignored), so it is not worth a wake-up each time.
+		if sig == unix.SIGCHLD || sig == unix.SIGURG || ignored[sig] {
 			continue
 		}
 		c := make(chan os.Signal, 1)

@@ -145,7 +145,7 @@ func NewReaper(log *slog.Logger, warnReap bool, publish func(api.Event)) *reaper
 	return reaper.New(func(e reaper.Exit) {
 		if warnReap {
 			log.Warn(fmt.Sprintf("Reaped zombie process with pid=%d", e.Pid))
-		} else {
+		} else if log.Enabled(context.Background(), slog.LevelDebug) { // no allocation per orphan otherwise
 			log.Debug("reaped orphan", "pid", e.Pid, "code", e.Code())
 		}
 		if publish != nil {
