@@ -234,9 +234,15 @@ func (m *Manager) release(j *job, conn uint64) {
 			delete(m.conns, conn)
 		}
 	}
-	if len(j.conns) > 0 {
-		return
+	if len(j.conns) == 0 {
+		m.disconnected(j)
 	}
+}
+
+// disconnected ends a bound job whose last bound connection is gone: a
+// queued one is dropped, a running one stopped (SIGTERM to its group,
+// SIGKILL after StopGrace); m.mu must be held.
+func (m *Manager) disconnected(j *job) {
 	switch j.rec.State {
 	case api.StateQueued:
 		m.dequeue(j)

@@ -76,15 +76,8 @@ func (m *Manager) ConnClosed(conn uint64) {
 	delete(m.conns, conn)
 	for j := range set {
 		delete(j.conns, conn)
-		if len(j.conns) > 0 {
-			continue
-		}
-		switch j.rec.State {
-		case api.StateQueued:
-			m.dequeue(j)
-			m.finish(j, api.ReasonDisconnected)
-		case api.StateRunning:
-			m.stop(j, api.ReasonDisconnected, m.cfg.StopGrace)
+		if len(j.conns) == 0 {
+			m.disconnected(j)
 		}
 	}
 }
