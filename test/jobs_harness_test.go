@@ -41,28 +41,13 @@ type jobsTend struct {
 	client *api.Client
 }
 
-// jobsDir returns a fresh 0755 directory (t.TempDir's parents are 0700,
-// and its long names eat into the 108 bytes of a socket path).
-func jobsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "tj-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // startJobsTend starts `tend -v [--config FILE] --socket DIR/s -- ARGV` as
 // PID 1 (ARGV defaults to sleep 3600; the test's end kills the namespace)
 // and waits until the API answers. An empty config is init mode.
 func startJobsTend(t *testing.T, o opts, config string, argv ...string) *jobsTend {
 	t.Helper()
 	o.pid1 = true
-	dir := jobsDir(t)
+	dir := hDir(t)
 	jt := &jobsTend{dir: dir, sock: filepath.Join(dir, "s")}
 	args := []string{"-vv"}
 	if config != "" {
