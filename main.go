@@ -57,7 +57,7 @@ func main() {
 	os.Exit(run(os.Args, sigs))
 }
 
-// errUsage marks errors that exit 2.
+// usageError marks errors that exit 2.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
