@@ -68,8 +68,8 @@ func TestServiceOps(t *testing.T) {
 		}
 	}
 	want := []string{"gateway signal hangup", "gateway signal terminated", "worker restart signal 0", "worker stop signal 0", "worker start signal 0"}
-	if !reflect.DeepEqual(h.svcs.ops, want) {
-		t.Errorf("ServiceOp calls = %q, want %q", h.svcs.ops, want)
+	if ops := h.svcs.calls(); !reflect.DeepEqual(ops, want) {
+		t.Errorf("ServiceOp calls = %q, want %q", ops, want)
 	}
 }
 

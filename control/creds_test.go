@@ -90,8 +90,8 @@ func TestPeerCredsNonRoot(t *testing.T) {
 					t.Errorf("answers %q, want %d starting with %q", lines, i, want)
 				}
 			}
-			if len(h.svcs.ops) != 0 {
-				t.Errorf("a non-root caller controlled a service: %q", h.svcs.ops)
+			if ops := h.svcs.calls(); len(ops) != 0 {
+				t.Errorf("a non-root caller controlled a service: %q", ops)
 			}
 			if tc.want[0] == "200" {
 				c := <-h.jobs.callers

@@ -113,6 +113,15 @@ func (f *fakeServices) Services() []api.Service {
 	return []api.Service{{Name: "gateway", State: "running"}, {Name: "worker", State: "backoff"}}
 }
 
+// calls returns the ServiceOp calls so far. The race detector does not see
+// the ordering a socket gives (answer read after the handler wrote it), so
+// tests read the fake under its lock.
+func (f *fakeServices) calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ops...)
+}
+
 func (f *fakeServices) ServiceOp(name, op string, sig unix.Signal) error {
 	switch name {
 	case "boom":

@@ -118,7 +118,15 @@ class ClientTest(unittest.TestCase):
     def test_bind_kills_the_tree_on_close(self):
         bound = self.tend.spawn(["/bin/sleep", "30"], bind=True)
         bound.close()
-        rec = self.wait(bound.id)
+        # Poll with plain GETs: a wait request on a bound job binds its own
+        # connection too, and would keep the job alive if it reached tend
+        # before tend saw the first connection close.
+        deadline = time.monotonic() + DEADLINE
+        rec = self.tend.job(bound.id)
+        while rec["state"] != "exited" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            rec = self.tend.job(bound.id)
+        self.assertEqual(rec["state"], "exited")
         self.assertEqual(rec["reason"], "disconnected")
 
     def test_bound_wait(self):
