@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/tendinit/tend/events"
 	"github.com/tendinit/tend/jobs"
 	"github.com/tendinit/tend/reaper"
+	"github.com/tendinit/tend/spawn"
 	"github.com/tendinit/tend/supervisor"
 )
 
@@ -51,7 +51,7 @@ func serve(c *cli.Context, file *config.Config, cfg *supervisor.InitConfig) (ser
 	hub := events.NewHub()
 	r := supervisor.NewReaper(cfg.Log, cfg.WarnReap, hub.Publish)
 	go r.Run(ctx, cfg.SIGCHLD)
-	env := append(withoutVar(cfg.Env, "TEND_SOCKET"), "TEND_SOCKET="+ctl.Socket)
+	env := spawn.SetEnv(cfg.Env, "TEND_SOCKET", ctl.Socket)
 	m := jobs.New(r, jobs.Config{
 		MaxRunning: jobsCfg.MaxRunning, MaxQueued: jobsCfg.MaxQueued, Timeout: jobsCfg.Timeout,
 		StopGrace: jobsCfg.StopGrace, Keep: jobsCfg.Keep,
@@ -107,14 +107,3 @@ type services struct {
 }
 
 func (s services) Reaped() (total, orphans uint64) { return s.r.Reaped(), s.r.Orphans() }
-
-// withoutVar returns env without the variable name.
-func withoutVar(env []string, name string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k != name {
-			out = append(out, kv)
-		}
-	}
-	return out
-}

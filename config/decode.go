@@ -5,7 +5,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -235,7 +237,7 @@ func (t *table) tables(key string) []*table {
 
 // unknown records every key of t that was never asked for, in sorted order.
 func (t *table) unknown() {
-	for _, k := range sortedKeys(t.m) {
+	for _, k := range slices.Sorted(maps.Keys(t.m)) {
 		if t.seen[k] {
 			continue
 		}

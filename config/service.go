@@ -4,9 +4,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -126,7 +126,7 @@ func (t *table) env(key string) map[string]string {
 		return nil
 	}
 	env := make(map[string]string, len(sub.m))
-	for _, k := range sortedKeys(sub.m) {
+	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
 		s, ok := v.(string)
 		switch {
@@ -150,7 +150,7 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 	}
 	routes := make(map[unix.Signal]unix.Signal, len(sub.m))
 	given := map[unix.Signal]string{} // spelling of each key, to name duplicates
-	for _, k := range sortedKeys(sub.m) {
+	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
 		from, err := signals.Parse(k)
 		if err != nil {
@@ -228,15 +228,4 @@ func checkUser(u string) error {
 func isID(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 32)
 	return err == nil && n != 1<<32-1
-}
-
-// sortedKeys returns the keys of m in order, so errors come out the same
-// way on every run.
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,14 +5,12 @@ package jobs
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"net/http"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -214,13 +212,13 @@ func (m *Manager) environ(req *SubmitRequest, home string) []string {
 	case req.Caller.Root():
 		env = slices.Clone(m.cfg.Env)
 		if req.User != "" && home != "" {
-			env = setenv(env, "HOME", home)
+			env = spawn.SetEnv(env, "HOME", home)
 		}
 	default:
 		env = []string{"PATH=" + DefaultPath, "HOME=" + homeOf(req.Caller.UID)}
 	}
 	if m.cfg.Socket != "" {
-		env = setenv(env, "TEND_SOCKET", m.cfg.Socket)
+		env = spawn.SetEnv(env, "TEND_SOCKET", m.cfg.Socket)
 	}
 	return env
 }
@@ -231,10 +229,4 @@ func homeOf(uid int) string {
 		return u.HomeDir
 	}
 	return "/"
-}
-
-// setenv replaces every entry of key in env with key=value.
-func setenv(env []string, key, value string) []string {
-	env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
-	return append(env, fmt.Sprintf("%s=%s", key, value))
 }

@@ -186,3 +186,16 @@ func LookPath(file, path string) (string, error) {
 	}
 	return "", unix.ENOENT
 }
+
+// SetEnv returns a copy of env in which key has value: earlier definitions
+// of key are dropped, the new one comes last. env itself is not changed.
+func SetEnv(env []string, key, value string) []string {
+	prefix := key + "="
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, prefix) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, prefix+value)
+}

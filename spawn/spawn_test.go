@@ -134,3 +134,15 @@ func TestWithInherited(t *testing.T) {
 		t.Errorf("withInherited without inherited fds = %v", got)
 	}
 }
+
+func TestSetEnv(t *testing.T) {
+	env := []string{"A=1", "TEND_SOCKET=/old", "B=2", "TEND_SOCKET=/older", "TEND_SOCKETX=keep"}
+	got := SetEnv(env, "TEND_SOCKET", "/new")
+	want := []string{"A=1", "B=2", "TEND_SOCKETX=keep", "TEND_SOCKET=/new"}
+	if !slices.Equal(got, want) {
+		t.Errorf("SetEnv = %q, want %q", got, want)
+	}
+	if env[1] != "TEND_SOCKET=/old" || len(env) != 5 {
+		t.Errorf("SetEnv changed its input: %q", env)
+	}
+}

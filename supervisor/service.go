@@ -5,6 +5,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -94,11 +95,13 @@ func (l *loop) build() error {
 			}
 			s.spec.Cred = id.Cred
 			if id.Name != "" {
-				env = setEnv(env, "HOME", id.Home, "USER", id.Name, "LOGNAME", id.Name)
+				env = spawn.SetEnv(env, "HOME", id.Home)
+				env = spawn.SetEnv(env, "USER", id.Name)
+				env = spawn.SetEnv(env, "LOGNAME", id.Name)
 			}
 		}
-		for _, k := range sortedKeys(c.Env) {
-			env = setEnv(env, k, c.Env[k])
+		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+			env = spawn.SetEnv(env, k, c.Env[k])
 		}
 		s.spec.Env = env
 		l.svcs = append(l.svcs, s)

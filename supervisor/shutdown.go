@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -263,24 +261,4 @@ func (l *loop) gone() bool {
 		}
 	}
 	return l.r.NoChildren()
-}
-
-// setEnv sets each key, value pair in env, replacing earlier definitions.
-func setEnv(env []string, kv ...string) []string {
-	out := slices.Clone(env)
-	for i := 0; i+1 < len(kv); i += 2 {
-		prefix := kv[i] + "="
-		out = slices.DeleteFunc(out, func(e string) bool { return strings.HasPrefix(e, prefix) })
-		out = append(out, prefix+kv[i+1])
-	}
-	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
