@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/client"
 	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/outlet"
 	"github.com/tendinit/tend/signals"
@@ -156,7 +156,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 		Usage:                  "a PID-1 init and process supervisor for containers",
 		UsageText:              "tend [flags] [--] command [args...]",
 		HideHelpCommand:        true,
-		Commands:               clientCommands(code), // cmd_client.go; each sets *code
+		Commands:               client.Commands(code), // each sets *code
 		UseShortOptionHandling: true,
 		Writer:                 os.Stdout,
 		ErrWriter:              os.Stderr,
@@ -182,16 +182,16 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 			&cli.BoolFlag{Name: "warn-on-reap", Aliases: []string{"w"}, EnvVars: envTwin("warn-on-reap"),
 				Usage: "log a warning for every orphan reaped"},
 			&cli.DurationFlag{Name: "grace", EnvVars: envTwin("grace"),
-				Usage: "on SIGTERM/SIGINT, kill every process this long after forwarding it (0: never, the runtime's stop timeout decides)"},
+				Usage: "the stop budget: on SIGTERM/SIGINT (or a critical stop), kill what is left this long after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
 			&cli.DurationFlag{Name: "cleanup-grace", Value: 2 * time.Second, EnvVars: envTwin("cleanup-grace"),
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it after this"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log format on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
 				Usage: "supervise the services of this TOML `FILE` (the command after -- becomes the critical service main)"},
-			&cli.StringFlag{Name: "socket",
+			&cli.StringFlag{Name: "socket", EnvVars: []string{"TEND_CONTROL_SOCKET"},
 				Usage: "serve the control API on this Unix socket `PATH` (supervisor mode: overrides [control] socket); " +
-					"no environment twin: TEND_SOCKET is where clients look"},
+					"TEND_SOCKET is where clients look, and what children get"},
 			&cli.BoolFlag{Name: "version", Usage: "print the version on stdout and exit"},
 		},
 		Action: func(c *cli.Context) error {
@@ -215,8 +215,9 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 	}
 }
 
-// runInit runs tend as an init, in init or supervisor mode, with the control
-// API when a socket is configured, and returns tend's exit code.
+// runInit runs tend as an init, in init or supervisor mode (one loop for
+// both), with the control API when a socket is configured, and returns
+// tend's exit code.
 func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	stdout, stderr := outlet.New(1, 0), outlet.New(2, 0)
 	defer func() { // tend's last words must reach its stderr before it exits
@@ -227,33 +228,36 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var file *config.Config
 	if path := c.String("config"); path != "" {
-		if file, err = config.Load(path); err != nil {
+		if cfg.File, err = config.Load(path); err != nil {
 			return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
 		}
-		if c.IsSet("grace") { // flag and env win over the file
-			file.Shutdown.Grace = c.Duration("grace")
+		if cfg.Grace == 0 {
+			cfg.Grace = cfg.File.Shutdown.Grace // flag and env win over the file
 		}
+		cfg.SocketExplicit = cfg.File.Control.SocketSet
+	} else {
+		// Init mode: every default, no service, no socket unless asked.
+		cfg.File, _ = config.Parse(nil, "defaults")
+		cfg.File.Control.Socket = ""
+		cfg.Init = true
+	}
+	if s := c.String("socket"); s != "" {
+		cfg.File.Control.Socket, cfg.SocketExplicit = s, true
 	}
 	stop := make(chan struct{})
 	defer close(stop)
 	sigCh := make(chan unix.Signal)
 	sigs.Funnel(sigCh, stop)
 	cfg.Signals, cfg.SIGCHLD = sigCh, sigs.CHLD
-	srv, err := serve(c, file, &cfg)
-	if err != nil {
-		return -1, err
-	}
-	defer srv.close()
-	var n int
-	if file != nil {
-		n, err = runSupervisor(file, cfg, stdout, stderr)
-	} else {
-		n, err = supervisor.RunInit(context.Background(), cfg)
-	}
-	if err != nil && n < 0 {
-		return -1, err
+	cfg.Stdout, cfg.Stderr = stdout, stderr
+	n, err := supervisor.Run(cfg)
+	var ce *supervisor.ConfigError
+	switch {
+	case n < 0 && errors.As(err, &ce):
+		return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
+	case n < 0:
+		return -1, err // a socket that was asked for cannot be served: exit 1
 	}
 	if err != nil {
 		cfg.Log.Warn("errors while running", "err", err)
@@ -265,9 +269,9 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 // to take what is queued.
 const outletFlush = time.Second
 
-// initConfig turns flags and environment into the init loop's config.
-func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writer) (supervisor.InitConfig, error) {
-	var cfg supervisor.InitConfig
+// initConfig turns flags and environment into the loop's config.
+func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writer) (supervisor.Config, error) {
+	var cfg supervisor.Config
 	log, err := newLogger(logOut, c.String("log-format"), c.Count("verbose"))
 	if err != nil {
 		return cfg, err
@@ -291,37 +295,28 @@ func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writ
 	if err != nil {
 		return cfg, err
 	}
+	if c.IsSet("grace") {
+		if cfg.Grace = c.Duration("grace"); cfg.Grace <= 0 {
+			return cfg, usageError{"--grace: 0 is not a budget: leave it out to let your container runtime's stop timeout decide, or give one such as --grace 30s"}
+		}
+	}
+	if cfg.CleanupGrace = c.Duration("cleanup-grace"); cfg.CleanupGrace < 0 {
+		return cfg, usageError{"--cleanup-grace: negative duration"}
+	}
 	_, tiniGroup := os.LookupEnv("TINI_KILL_PROCESS_GROUP") // tini: on when set at all
 	cfg.Group = (c.Bool("process-group") || tiniGroup) && !c.Bool("single-child")
-	cfg.Argv = argv
+	if len(argv) > 0 {
+		cfg.Main = argv
+	}
 	cfg.Env = childEnv(os.Environ(), c.App.Flags)
 	cfg.Log = log
-	cfg.Grace = c.Duration("grace")
-	cfg.CleanupGrace = c.Duration("cleanup-grace")
 	cfg.WarnReap = c.Bool("warn-on-reap")
+	cfg.PidFDs = os.Getenv("TEND_PIDFD") != "0"
+	cfg.Version = version
 	if len(sigs.Ignored) > 0 {
 		log.Debug("signals ignored at start stay ignored", "sigs", sigs.Ignored)
 	}
 	return cfg, nil
-}
-
-// runSupervisor runs supervisor mode. A `user` that does not exist is
-// refused before anything starts, with exit code 2 like any bad config.
-func runSupervisor(file *config.Config, ic supervisor.InitConfig, stdout, stderr io.Writer) (int, error) {
-	var main []string
-	if len(ic.Argv) > 0 {
-		main = ic.Argv
-	}
-	code, err := supervisor.Run(context.Background(), supervisor.Config{
-		File: file, Main: main, Env: ic.Env, Log: ic.Log, ExpectZero: ic.ExpectZero,
-		WarnReap: ic.WarnReap, Group: ic.Group, CleanupGrace: ic.CleanupGrace,
-		Signals: ic.Signals, SIGCHLD: ic.SIGCHLD, Stdout: stdout, Stderr: stderr,
-		Runtime: ic.Runtime,
-	})
-	if code < 0 {
-		return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
-	}
-	return code, err
 }
 
 // parseRewrites reads dumb-init's -r S:R pairs.
@@ -384,7 +379,7 @@ func newLogger(w io.Writer, format string, verbose int) (*slog.Logger, error) {
 // of its flags and TEND_CONFIG/TEND_VERBOSE are tend's, not the children's
 // (a child that is itself a tend must not pick them up).
 func childEnv(env []string, flags []cli.Flag) []string {
-	own := map[string]bool{"TEND_CONFIG": true, "TEND_VERBOSE": true}
+	own := map[string]bool{"TEND_CONFIG": true, "TEND_VERBOSE": true, "TEND_PIDFD": true}
 	for _, f := range flags {
 		if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
 			for _, name := range ef.GetEnvVars() {

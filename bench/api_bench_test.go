@@ -15,58 +15,62 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/control"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/events"
-	"github.com/tendinit/tend/jobs"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/supervisor"
 )
 
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil)) // level info: as tend -v would
+var (
+	discard  = slog.New(slog.NewTextHandler(io.Discard, nil)) // level info: as tend -v would
+	warnOnly = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+)
 
-// stubServices is init mode's Controller reduced to what the jobs API needs.
-type stubServices struct{}
-
-func (stubServices) Services() []api.Service                     { return nil }
-func (stubServices) ServiceOp(string, string, unix.Signal) error { return nil }
-func (stubServices) Health() api.Health                          { return api.Health{Healthy: true} }
-func (stubServices) Stopping() bool                              { return false }
-func (stubServices) Reaped() (uint64, uint64)                    { return 0, 0 }
-
-// runReaper runs r on SIGCHLD until the benchmark ends.
-func runReaper(b *testing.B, r *reaper.Reaper) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, unix.SIGCHLD)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx, ch); close(done) }()
-	b.Cleanup(func() { cancel(); <-done; signal.Stop(ch) })
-}
-
-// server starts the control API as serve.go wires it in tend, on a socket
-// in a temporary directory, and returns a client of it.
+// server runs tend's loop in this process, in init mode with a main
+// process that sleeps and the control API on a socket in a temporary
+// directory, as the built tend would, and returns a client of it.
 func server(b *testing.B) *api.Client {
-	hub := events.NewHub()
-	r := supervisor.NewReaper(discard, false, hub.Publish)
-	runReaper(b, r)
 	sock := filepath.Join(b.TempDir(), "tend.sock")
-	m := jobs.New(r, jobs.Config{Env: os.Environ(), Socket: sock, Log: discard, Publish: hub.Publish})
-	srv, err := control.Serve(control.Config{
-		Path: sock, Version: "bench", Log: discard, Jobs: m, Services: stubServices{},
-		Events: func(n int) (<-chan api.Event, func() bool, func()) {
-			s := hub.Subscribe(n)
-			return s.C, s.Overflowed, s.Close
-		},
-	})
+	file, err := config.Parse(nil, "defaults")
 	if err != nil {
 		b.Fatal(err)
 	}
+	file.Control.Socket = sock
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	sigs := make(chan unix.Signal, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := supervisor.Run(supervisor.Config{
+			File: file, SocketExplicit: true, Init: true, Main: []string{"sleep", "3600"},
+			Env: os.Environ(), Log: discard, CleanupGrace: time.Second, PidFDs: true,
+			Signals: sigs, SIGCHLD: chld, Stdout: io.Discard, Stderr: io.Discard,
+		})
+		if err != nil {
+			b.Error(err)
+		}
+	}()
 	c := api.NewClient(sock)
-	b.Cleanup(func() { c.CloseIdle(); srv.Close() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := c.Status(context.Background()); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("tend's socket did not answer within 5s")
+		}
+	}
+	b.Cleanup(func() {
+		c.CloseIdle()
+		sigs <- unix.SIGTERM
+		<-done
+		signal.Stop(chld)
+	})
 	return c
 }
 
@@ -123,7 +127,7 @@ func BenchmarkGoExec(b *testing.B) {
 }
 
 // BenchmarkOrphanCallback reaps 100 orphans per pass through tend's own
-// orphan callback (supervisor.NewReaper: a debug log line and an
+// orphan callback (supervisor.OrphanHandler: a debug log line and an
 // orphan.reaped event), against a bare reaper, to show what each orphan
 // costs beyond wait4. Allocations per orphan are the figure to watch.
 func BenchmarkOrphanCallback(b *testing.B) {
@@ -131,9 +135,9 @@ func BenchmarkOrphanCallback(b *testing.B) {
 		name string
 		r    *reaper.Reaper
 	}{
-		{"bare", reaper.New(nil)},
-		{"tend-init-mode", supervisor.NewReaper(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), false, nil)},
-		{"tend-socket", supervisor.NewReaper(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})), false, events.NewHub().Publish)},
+		{"bare", reaper.New(reaper.Options{})},
+		{"tend-init-mode", reaper.New(reaper.Options{Orphan: supervisor.OrphanHandler(warnOnly, false, nil)})},
+		{"tend-socket", reaper.New(reaper.Options{Orphan: supervisor.OrphanHandler(warnOnly, false, events.NewHub().Publish)})},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			const batch = 100

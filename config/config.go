@@ -21,13 +21,17 @@ import (
 
 // Defaults of DESIGN.md §4, the values in its brackets.
 const (
-	DefaultSocket        = "/run/tend.sock"
-	DefaultMode          = os.FileMode(0o600)
-	DefaultGrace         = 10 * time.Second
-	DefaultMaxRunning    = 64
-	DefaultMaxQueued     = 256
-	DefaultJobStopGrace  = 5 * time.Second
-	DefaultKeep          = time.Hour
+	DefaultSocket       = "/run/tend.sock"
+	DefaultMode         = os.FileMode(0o600)
+	DefaultGrace        = 10 * time.Second
+	DefaultMaxRunning   = 64
+	DefaultMaxQueued    = 256
+	DefaultJobStopGrace = 5 * time.Second
+	DefaultKeep         = time.Hour
+	DefaultMaxRecords   = 10000
+	// Unset is the value of a duration that was not given, where unset
+	// and 0 mean different things (stop_timeout: 0 is SIGKILL at once).
+	Unset                = time.Duration(-1)
 	DefaultBackoff       = time.Second
 	DefaultBackoffMax    = 30 * time.Second
 	DefaultMaxRestarts   = 10
@@ -68,6 +72,7 @@ type Jobs struct {
 	Timeout    time.Duration // default wall time limit per job; 0 = none
 	StopGrace  time.Duration // SIGTERM to SIGKILL of a job's group; 0 = at once
 	Keep       time.Duration // how long exit records stay queryable, > 0
+	MaxRecords int           // exit records kept at most, the oldest forgotten first; >= 1
 }
 
 // Policy is a service's restart policy.
@@ -96,7 +101,7 @@ type Service struct {
 	RestartWindow time.Duration
 	Critical      bool
 	StopSignal    unix.Signal
-	StopTimeout   time.Duration // 0 = what is left of Shutdown.Grace
+	StopTimeout   time.Duration // Unset = what is left of Shutdown.Grace; 0 = SIGKILL at once
 	After         []string      // names of services that must be ready first
 	Ready         Ready
 	ReadyTimeout  time.Duration
@@ -191,6 +196,7 @@ func defaultService() Service {
 		MaxRestarts:   DefaultMaxRestarts,
 		RestartWindow: DefaultRestartWindow,
 		StopSignal:    DefaultStopSignal,
+		StopTimeout:   Unset,
 		ReadyTimeout:  DefaultReadyTimeout,
 	}
 }

@@ -65,11 +65,11 @@ func TestParseFull(t *testing.T) {
 	want := &Config{
 		Control:  Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents"},
 		Shutdown: Shutdown{Grace: 25 * time.Second},
-		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute},
+		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords},
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
-				StopSignal: unix.SIGTERM, ReadyTimeout: time.Minute, Line: 17},
+				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, Line: 17},
 			{
 				Name:          "gateway",
 				Command:       []string{"hermes", "gateway", "run", "--replace"},
@@ -110,21 +110,21 @@ func TestParseDefaults(t *testing.T) {
 		{"empty file", "", &Config{
 			Control:  Control{Socket: DefaultSocket, Mode: 0o600},
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour},
+			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
 		}},
 		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
 			Control:  Control{Socket: "", SocketSet: true, Mode: 0o600},
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour},
+			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
 		}},
 		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
 			Control:  Control{Socket: "/run/tend.sock", Mode: 0o600},
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour},
+			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
 			Services: []Service{{
 				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10,
-				RestartWindow: 10 * time.Minute, StopSignal: unix.SIGTERM, StopTimeout: 0,
+				RestartWindow: 10 * time.Minute, StopSignal: unix.SIGTERM, StopTimeout: Unset,
 				Ready: Ready{}, ReadyTimeout: 60 * time.Second, Line: 1,
 			}},
 		}},

@@ -92,7 +92,7 @@ func checkSane(t *testing.T, cfg *Config) {
 			t.Errorf("service %q: restart %q", s.Name, s.Restart)
 		}
 		if s.Backoff <= 0 || s.BackoffMax < s.Backoff || s.RestartWindow <= 0 || s.ReadyTimeout <= 0 ||
-			s.StopTimeout < 0 || s.MaxRestarts < 0 {
+			(s.StopTimeout < 0 && s.StopTimeout != Unset) || s.MaxRestarts < 0 {
 			t.Errorf("service %q: durations or counts out of range: %+v", s.Name, s)
 		}
 		for _, code := range append(slices.Clone(s.RestartNow), s.NeverRestart...) {
@@ -151,6 +151,7 @@ func encode(t *testing.T, cfg *Config) []byte {
 		"jobs": map[string]any{
 			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,
 			"timeout": cfg.Jobs.Timeout.String(), "stop_grace": cfg.Jobs.StopGrace.String(), "keep": cfg.Jobs.Keep.String(),
+			"max_records": cfg.Jobs.MaxRecords,
 		},
 	}
 	var svcs []map[string]any
@@ -160,8 +161,11 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"restart_now": ints(s.RestartNow), "never_restart": ints(s.NeverRestart),
 			"backoff": s.Backoff.String(), "backoff_max": s.BackoffMax.String(),
 			"max_restarts": s.MaxRestarts, "restart_window": s.RestartWindow.String(),
-			"critical": s.Critical, "stop_signal": int64(s.StopSignal), "stop_timeout": s.StopTimeout.String(),
+			"critical": s.Critical, "stop_signal": int64(s.StopSignal),
 			"ready_timeout": s.ReadyTimeout.String(), "log_prefix": s.LogPrefix,
+		}
+		if s.StopTimeout != Unset {
+			m["stop_timeout"] = s.StopTimeout.String()
 		}
 		if s.Dir != "" {
 			m["dir"] = s.Dir

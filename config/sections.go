@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxSocketPath is the longest path bind(2) takes: sun_path is 108 bytes
@@ -52,7 +53,15 @@ func (d *decoder) control(t *table) Control {
 
 // shutdown reads [shutdown].
 func (d *decoder) shutdown(t *table) Shutdown {
-	s := Shutdown{Grace: t.duration("grace", DefaultGrace, true)}
+	s := Shutdown{Grace: DefaultGrace}
+	if v, ok := t.str("grace"); ok && strings.TrimSpace(v) != "" {
+		if d, err := time.ParseDuration(v); err == nil && d == 0 {
+			// 0 would mean "kill at once" to some and "never" to others.
+			t.errorf("grace", "\"0\" is not a budget: give your runtime's stop timeout, e.g. \"30s\" (tend kills what is left when it ends)")
+			return s
+		}
+	}
+	s.Grace = t.duration("grace", DefaultGrace, true)
 	t.unknown()
 	return s
 }
@@ -65,6 +74,7 @@ func (d *decoder) jobs(t *table) Jobs {
 		Timeout:    t.duration("timeout", 0, false),
 		StopGrace:  t.duration("stop_grace", DefaultJobStopGrace, false),
 		Keep:       t.duration("keep", DefaultKeep, true),
+		MaxRecords: t.integer("max_records", DefaultMaxRecords, 1),
 	}
 	t.unknown()
 	return j

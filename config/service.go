@@ -58,7 +58,7 @@ func (d *decoder) service(t *table) Service {
 			s.StopSignal = sig
 		}
 	}
-	s.StopTimeout = t.duration("stop_timeout", 0, false)
+	s.StopTimeout = t.duration("stop_timeout", Unset, false)
 	s.After = t.strs("after") // checked once every name is known
 	if r, ok := t.str("ready"); ok {
 		var err error

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tendinit/tend/api"
 )
 
@@ -104,7 +106,7 @@ func TestJobs(t *testing.T) {
 	if code, _ := h.do(t, "POST", "/v1/jobs/j-1/signal", `{"kill":true}`); code != http.StatusAccepted {
 		t.Errorf("POST signal kill = %d, want 202", code)
 	}
-	if a, b := <-h.jobs.signals, <-h.jobs.signals; a.Signal != "KILL" || !a.Tree || !b.Kill {
+	if a, b := <-h.jobs.signals, <-h.jobs.signals; a.Sig != unix.SIGKILL || !a.Tree || !b.Kill {
 		t.Errorf("Signal got %+v and %+v", a, b)
 	}
 }
@@ -190,7 +192,7 @@ func TestCloseEndsLongRequests(t *testing.T) {
 	waitFor(t, h.hub.subscribed, "Subscribe")
 	time.Sleep(50 * time.Millisecond) // let the wait reach Wait
 	start := time.Now()
-	if err := h.srv.Close(); err != nil || time.Since(start) > 2*time.Second {
+	if err := h.srv.Close(time.Now().Add(5 * time.Second)); err != nil || time.Since(start) > 2*time.Second {
 		t.Errorf("Close = %v after %v", err, time.Since(start))
 	}
 	for range 2 {

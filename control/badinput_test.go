@@ -62,7 +62,7 @@ func TestBadInput(t *testing.T) {
 	}
 	select {
 	case req := <-h.jobs.submitted:
-		t.Errorf("a bad request reached Submit: %+v", req.JobRequest)
+		t.Errorf("a bad request reached Submit: %+v", req)
 	default:
 	}
 }

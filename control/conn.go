@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,8 +14,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/tendinit/tend/jobs"
 )
 
 const (
@@ -41,13 +38,17 @@ type conn struct {
 	*net.UnixConn
 	raw    syscall.RawConn // for Write with MSG_NOSIGNAL
 	id     uint64
-	caller jobs.Caller
+	caller Caller
 	oob    []byte // only Read uses it; net/http never reads a conn concurrently
 
+	// closeFDs closes fds nobody will claim, off this goroutine: a passed
+	// socket's close(2) can block for minutes (blocking.Closer).
+	closeFDs func(fds ...int)
+
 	mu      sync.Mutex
-	pending [][]*os.File // guarded by mu: unclaimed batches, oldest first
-	bad     string       // guarded by mu: why the next request gets 400; "" = none
-	closed  bool         // guarded by mu: set by release; later fds are closed at once
+	pending [][]int // guarded by mu: unclaimed batches of raw fds, oldest first
+	bad     string  // guarded by mu: why the next request gets 400; "" = none
+	closed  bool    // guarded by mu: set by release; later fds are closed at once
 
 	// bound is set once a job is bound to the connection: from then on no
 	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
@@ -57,7 +58,7 @@ type conn struct {
 // newConn reads the peer's credentials of uc. SO_PEERCRED and SO_PEERGROUPS
 // are those of the peer at connect(2) time (socket(7)), which is what we
 // want: a client cannot gain rights by passing its socket to someone else.
-func newConn(uc *net.UnixConn, id uint64) (*conn, error) {
+func newConn(uc *net.UnixConn, id uint64, closeFDs func(...int)) (*conn, error) {
 	raw, err := uc.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -81,7 +82,8 @@ func newConn(uc *net.UnixConn, id uint64) (*conn, error) {
 		UnixConn: uc,
 		raw:      raw,
 		id:       id,
-		caller:   jobs.Caller{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid), Groups: groups},
+		caller:   Caller{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid), Groups: groups},
+		closeFDs: closeFDs,
 		// Room for one more fd than allowed, so that 4 fds are seen and
 		// refused by count; more than that arrive as MSG_CTRUNC.
 		oob: make([]byte, unix.CmsgSpace((maxFDs+1)*4)),
@@ -192,21 +194,21 @@ func (c *conn) collect(oob []byte, flags int) {
 		why = fmt.Sprintf("more than %d requests' fds pending: only POST /v1/jobs claims them", maxPendingBatches)
 	}
 	if why != "" || c.closed || c.bad != "" {
-		closeFDs(fds)
+		c.closeFDs(fds...)
 		if why != "" && c.bad == "" {
 			c.bad = why
 		}
 		c.closePendingLocked()
 		return
 	}
-	files := make([]*os.File, len(fds))
-	for i, fd := range fds {
-		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("passed fd %d", i))
-	}
-	c.pending = append(c.pending, files)
+	// Raw fds, never *os.File: a finalizer would close them on whatever
+	// goroutine the garbage collector picks, and a close can block.
+	c.pending = append(c.pending, fds)
 }
 
-// parseRights returns every fd of the SCM_RIGHTS messages in oob.
+// parseRights returns every fd of the SCM_RIGHTS messages in oob. On an
+// error the fds parsed so far are still returned: they are installed in
+// tend and the caller must close them.
 func parseRights(oob []byte) ([]int, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -220,20 +222,20 @@ func parseRights(oob []byte) ([]int, error) {
 		if len(msgs[i].Data)%4 != 0 {
 			// The kernel never writes this, but x/sys's parser would
 			// index past the end on it: refuse rather than panic.
-			closeFDs(fds)
-			return nil, fmt.Errorf("SCM_RIGHTS payload of %d bytes", len(msgs[i].Data))
+			return fds, fmt.Errorf("SCM_RIGHTS payload of %d bytes", len(msgs[i].Data))
 		}
 		got, err := unix.ParseUnixRights(&msgs[i])
 		if err != nil {
-			closeFDs(fds)
-			return nil, err
+			return fds, err
 		}
 		fds = append(fds, got...)
 	}
 	return fds, nil
 }
 
-func closeFDs(fds []int) {
+// closeNow closes fds on the calling goroutine, for a Listener without a
+// closer (tests).
+func closeNow(fds ...int) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
@@ -242,15 +244,13 @@ func closeFDs(fds []int) {
 // closePendingLocked closes every unclaimed fd; c.mu must be held.
 func (c *conn) closePendingLocked() {
 	for _, batch := range c.pending {
-		for _, f := range batch {
-			f.Close()
-		}
+		c.closeFDs(batch...)
 	}
 	c.pending = nil
 }
 
 // take hands the oldest pending batch to the caller, who owns it from then.
-func (c *conn) take() []*os.File {
+func (c *conn) take() []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pending) == 0 {

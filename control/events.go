@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // eventBuffer is how many events a subscriber may fall behind before the
@@ -56,6 +55,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c *conn) {
 
 // visible says whether c may see e: root sees everything, anyone else the
 // events of its own jobs and every service and orphan event.
-func visible(c jobs.Caller, e api.Event) bool {
+func visible(c Caller, e api.Event) bool {
 	return e.Job == nil || c.Root() || e.Job.UID == c.UID
 }

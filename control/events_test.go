@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // waitFor fails the test unless ch yields within 5 s.
@@ -60,15 +59,15 @@ func TestEventsStream(t *testing.T) {
 func TestEventsVisible(t *testing.T) {
 	mine, theirs := running("j-1", 1000), running("j-2", 1001)
 	for _, tc := range []struct {
-		caller jobs.Caller
+		caller Caller
 		e      api.Event
 		want   bool
 	}{
-		{jobs.Caller{UID: 1000}, api.Event{Type: api.EventJobExited, Job: &mine}, true},
-		{jobs.Caller{UID: 1000}, api.Event{Type: api.EventJobExited, Job: &theirs}, false},
-		{jobs.Caller{UID: 0}, api.Event{Type: api.EventJobExited, Job: &theirs}, true},
-		{jobs.Caller{UID: 1000}, api.Event{Type: "service.stopped", Service: &api.Service{}}, true},
-		{jobs.Caller{UID: 1000}, api.Event{Type: api.EventOrphanReaped, PID: 5}, true},
+		{Caller{UID: 1000}, api.Event{Type: api.EventJobExited, Job: &mine}, true},
+		{Caller{UID: 1000}, api.Event{Type: api.EventJobExited, Job: &theirs}, false},
+		{Caller{UID: 0}, api.Event{Type: api.EventJobExited, Job: &theirs}, true},
+		{Caller{UID: 1000}, api.Event{Type: "service.stopped", Service: &api.Service{}}, true},
+		{Caller{UID: 1000}, api.Event{Type: api.EventOrphanReaped, PID: 5}, true},
 	} {
 		if got := visible(tc.caller, tc.e); got != tc.want {
 			t.Errorf("visible(uid %d, %s of uid %v) = %v, want %v", tc.caller.UID, tc.e.Type, tc.e.Job, got, tc.want)

@@ -17,26 +17,25 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // fakeJobs is a jobs manager that reports what it was asked over channels.
 type fakeJobs struct {
-	submitted chan jobs.SubmitRequest // every Submit, with its files (the test closes them)
-	closed    chan uint64             // every ConnClosed
-	callers   chan jobs.Caller        // the caller of every List
-	labels    chan map[string]string  // the labels of every List
-	signals   chan api.SignalRequest
+	submitted chan Submit            // every Submit, with its files (the test closes them)
+	closed    chan uint64            // every ConnClosed
+	callers   chan Caller            // the caller of every List
+	labels    chan map[string]string // the labels of every List
+	signals   chan JobSignal
 	release   chan struct{} // closing it ends every Wait on "j-1"
 }
 
 func newFakeJobs() *fakeJobs {
 	return &fakeJobs{
-		submitted: make(chan jobs.SubmitRequest, 16),
+		submitted: make(chan Submit, 16),
 		closed:    make(chan uint64, 2048),
-		callers:   make(chan jobs.Caller, 2048),
+		callers:   make(chan Caller, 2048),
 		labels:    make(chan map[string]string, 2048),
-		signals:   make(chan api.SignalRequest, 16),
+		signals:   make(chan JobSignal, 16),
 		release:   make(chan struct{}),
 	}
 }
@@ -46,25 +45,23 @@ func running(id string, uid int) api.Job {
 	return api.Job{ID: id, PID: &pid, State: api.StateRunning, UID: uid, Argv: []string{"sleep", "9"}}
 }
 
-func (f *fakeJobs) Submit(req jobs.SubmitRequest) (api.Job, error) {
+func (f *fakeJobs) Submit(_ context.Context, req Submit) (api.Job, error) {
 	if req.Argv[0] == "full" {
-		for _, f := range req.Files {
-			f.Close()
-		}
+		closeNow(req.Files...)
 		return api.Job{}, api.Errorf(http.StatusTooManyRequests, "queue full")
 	}
 	f.submitted <- req
 	return running("j-1", req.Caller.UID), nil
 }
 
-func (f *fakeJobs) Get(c jobs.Caller, id string) (api.Job, error) {
+func (f *fakeJobs) Get(c Caller, id string) (api.Job, error) {
 	if id != "j-1" {
 		return api.Job{}, api.Errorf(http.StatusNotFound, "no job %s", id)
 	}
 	return running(id, c.UID), nil
 }
 
-func (f *fakeJobs) List(c jobs.Caller, labels map[string]string) []api.Job {
+func (f *fakeJobs) List(c Caller, labels map[string]string) []api.Job {
 	select {
 	case f.callers <- c:
 	default:
@@ -76,7 +73,7 @@ func (f *fakeJobs) List(c jobs.Caller, labels map[string]string) []api.Job {
 	return []api.Job{running("j-2", c.UID), running("j-1", c.UID)}
 }
 
-func (f *fakeJobs) Wait(ctx context.Context, c jobs.Caller, id string, conn uint64) (api.Job, error) {
+func (f *fakeJobs) Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error) {
 	if id != "j-1" {
 		return api.Job{}, api.Errorf(http.StatusNotFound, "no job %s", id)
 	}
@@ -90,7 +87,7 @@ func (f *fakeJobs) Wait(ctx context.Context, c jobs.Caller, id string, conn uint
 	}
 }
 
-func (f *fakeJobs) Signal(c jobs.Caller, id string, req api.SignalRequest) error {
+func (f *fakeJobs) Signal(c Caller, id string, req JobSignal) error {
 	if id != "j-1" {
 		return api.Errorf(http.StatusNotFound, "no job %s", id)
 	}
@@ -224,7 +221,7 @@ func startServer(t *testing.T, edit func(*Config)) *harness {
 	}
 	h.srv = srv
 	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
+		if err := srv.Close(time.Now().Add(5 * time.Second)); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})

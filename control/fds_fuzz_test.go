@@ -55,7 +55,7 @@ func pairConn(t *testing.T) (int, *conn) {
 		unix.Close(p[0])
 		t.Fatal(err)
 	}
-	c, err := newConn(nc.(*net.UnixConn), 1)
+	c, err := newConn(nc.(*net.UnixConn), 1, closeNow)
 	if err != nil {
 		unix.Close(p[0])
 		nc.Close()
@@ -168,15 +168,12 @@ func checkBatches(t *testing.T, c *conn, n1, n2 int) {
 		if i >= len(want) || len(batch) != want[i] {
 			t.Fatalf("fds %d and %d: batch %d has %d files, want %v", n1, n2, i, len(batch), want)
 		}
-		for _, file := range batch {
+		for _, fd := range batch {
 			var st unix.Stat_t
-			sc, _ := file.SyscallConn()
-			var err error
-			sc.Control(func(fd uintptr) { err = unix.Fstat(int(fd), &st) })
-			if err != nil || st.Rdev != null.Rdev {
+			if err := unix.Fstat(fd, &st); err != nil || st.Rdev != null.Rdev {
 				t.Errorf("a passed fd is not the /dev/null sent: %v", err)
 			}
-			file.Close()
+			unix.Close(fd)
 		}
 	}
 }
@@ -232,7 +229,7 @@ func FuzzParseRights(f *testing.F) {
 		if ctrunc {
 			flags = unix.MSG_CTRUNC
 		}
-		c := &conn{}
+		c := &conn{closeFDs: closeNow}
 		c.collect(oob, flags)
 		refused := perr != nil || ctrunc || len(all) > maxFDs
 		if refused != (c.badReason() != "") {
@@ -243,12 +240,12 @@ func FuzzParseRights(f *testing.F) {
 			if len(batch) != len(all) {
 				t.Fatalf("oob %x: a batch of %d files, want %d", oob, len(batch), len(all))
 			}
-			for i, file := range batch {
-				if int(file.Fd()) != all[i] {
-					t.Fatalf("oob %x: file %d is fd %d, want %d", oob, i, file.Fd(), all[i])
+			for i, fd := range batch {
+				if fd != all[i] {
+					t.Fatalf("oob %x: file %d is fd %d, want %d", oob, i, fd, all[i])
 				}
 			}
-			c.pending = append([][]*os.File{batch}, c.pending...)
+			c.pending = append([][]int{batch}, c.pending...)
 		}
 		c.release()
 		for _, fd := range all {

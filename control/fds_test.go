@@ -89,10 +89,10 @@ func TestFDsPassedToSubmit(t *testing.T) {
 			if len(req.Files) != n {
 				t.Fatalf("Submit got %d files, want %d", len(req.Files), n)
 			}
-			for i, f := range req.Files {
-				checkCloexec(t, f)
-				fmt.Fprintf(f, "fd %d", i)
-				f.Close() // the manager owns them: it closes them after the start
+			for i, fd := range req.Files {
+				checkCloexec(t, fd)
+				unix.Write(fd, []byte(fmt.Sprintf("fd %d", i)))
+				unix.Close(fd) // the backend owns them: it closes them after the start
 			}
 			expectEOFWith(t, rs, ws)
 		})
@@ -113,16 +113,10 @@ func expectEOFWith(t *testing.T, rs, ws []*os.File) {
 	}
 }
 
-// checkCloexec checks a received fd is close-on-exec (MSG_CMSG_CLOEXEC),
-// without f.Fd(), which would set it blocking.
-func checkCloexec(t *testing.T, f *os.File) {
+// checkCloexec checks a received fd is close-on-exec (MSG_CMSG_CLOEXEC).
+func checkCloexec(t *testing.T, fd int) {
 	t.Helper()
-	sc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var flags int
-	sc.Control(func(fd uintptr) { flags, err = unix.FcntlInt(fd, unix.F_GETFD, 0) })
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 	if err != nil || flags&unix.FD_CLOEXEC == 0 {
 		t.Errorf("received fd flags %#x, %v: want FD_CLOEXEC", flags, err)
 	}
@@ -185,8 +179,8 @@ func TestPendingFDsClaimedByNextPost(t *testing.T) {
 	if len(req.Files) != 1 {
 		t.Fatalf("Submit got %d files, want the 1 pending", len(req.Files))
 	}
-	fmt.Fprint(req.Files[0], "fd 0")
-	req.Files[0].Close()
+	unix.Write(req.Files[0], []byte("fd 0"))
+	unix.Close(req.Files[0])
 	expectEOFWith(t, rs, ws)
 }
 

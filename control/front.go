@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // handlerFunc is an endpoint: it gets the connection the request came on.
@@ -127,13 +126,13 @@ func (f *front) recover(w *statusWriter, r *http.Request) {
 
 // mayConnect says whether c may use the socket at all: root, tend's own uid,
 // or a member of the socket's group (primary or supplementary).
-func (s *Server) mayConnect(c jobs.Caller) bool {
+func (s *Server) mayConnect(c Caller) bool {
 	gid := s.ln.Group()
 	return c.UID == 0 || c.UID == s.uid || c.GID == gid || slices.Contains(c.Groups, gid)
 }
 
 // mayControl says whether c may control services: root and tend's uid only.
-func (s *Server) mayControl(c jobs.Caller) bool { return c.UID == 0 || c.UID == s.uid }
+func (s *Server) mayControl(c Caller) bool { return c.UID == 0 || c.UID == s.uid }
 
 // statusWriter remembers whether the answer has begun. Unwrap lets
 // http.ResponseController reach the connection through it.

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // status answers GET /v1/status: every service, the jobs the caller may see.
@@ -89,25 +88,18 @@ func (s *Server) serviceOp(w http.ResponseWriter, r *http.Request, c *conn) {
 // or closed here when the request is refused before it.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	files := c.take()
-	handed := false
-	defer func() {
-		if !handed {
-			for _, f := range files {
-				f.Close()
-			}
-		}
-	}()
 	var req api.JobRequest
 	err := s.decode(w, r, &req, false)
+	var sub Submit
 	if err == nil {
-		err = checkJob(req, len(files))
+		sub, err = parseJob(req, files, c.caller, c.id)
 	}
 	if err != nil {
+		c.closeFDs(files...)
 		s.fail(w, err)
 		return
 	}
-	handed = true
-	job, err := s.cfg.Jobs.Submit(jobs.SubmitRequest{JobRequest: req, Caller: c.caller, Files: files, Conn: c.id})
+	job, err := s.cfg.Jobs.Submit(r.Context(), sub)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -175,11 +167,12 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request, c *conn) {
 func (s *Server) signal(w http.ResponseWriter, r *http.Request, c *conn) {
 	var req api.SignalRequest
 	err := s.decode(w, r, &req, true)
+	var sig unix.Signal
 	if err == nil {
-		_, err = parseSignal(req.Signal)
+		sig, err = parseSignal(req.Signal)
 	}
 	if err == nil {
-		err = s.cfg.Jobs.Signal(c.caller, r.PathValue("id"), req)
+		err = s.cfg.Jobs.Signal(c.caller, r.PathValue("id"), JobSignal{Sig: sig, Tree: req.Tree, Kill: req.Kill})
 	}
 	if err != nil {
 		s.fail(w, err)

@@ -35,6 +35,8 @@ type Listener struct {
 	nextID  atomic.Uint64
 	closing sync.Once
 	err     error // of the first Close
+
+	closeFDs func(...int) // for passed fds nobody claims; nil: close at once
 }
 
 // Listen creates the Unix socket at path with exactly mode (permission bits)
@@ -179,7 +181,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := newConn(uc, l.nextID.Add(1))
+		closer := l.closeFDs
+		if closer == nil {
+			closer = closeNow
+		}
+		c, err := newConn(uc, l.nextID.Add(1), closer)
 		if err == nil {
 			return c, nil
 		}

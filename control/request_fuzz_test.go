@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // fuzzJobs is a jobs manager for the fuzzers: it answers at once and
@@ -27,36 +27,34 @@ import (
 // malformed ever got past the API's decoding.
 type fuzzJobs struct {
 	mu        sync.Mutex
-	submitted []jobs.SubmitRequest // guarded by mu
-	signals   []api.SignalRequest  // guarded by mu
+	submitted []Submit    // guarded by mu
+	signals   []JobSignal // guarded by mu
 }
 
-func (f *fuzzJobs) Submit(req jobs.SubmitRequest) (api.Job, error) {
-	for _, file := range req.Files {
-		file.Close()
-	}
+func (f *fuzzJobs) Submit(_ context.Context, req Submit) (api.Job, error) {
+	closeNow(req.Files...)
 	f.mu.Lock()
 	f.submitted = append(f.submitted, req)
 	f.mu.Unlock()
 	return running("j-1", req.Caller.UID), nil
 }
 
-func (f *fuzzJobs) Get(c jobs.Caller, id string) (api.Job, error) {
+func (f *fuzzJobs) Get(c Caller, id string) (api.Job, error) {
 	if id != "j-1" {
 		return api.Job{}, api.Errorf(http.StatusNotFound, "no job %s", id)
 	}
 	return running(id, c.UID), nil
 }
 
-func (f *fuzzJobs) List(c jobs.Caller, labels map[string]string) []api.Job {
+func (f *fuzzJobs) List(c Caller, labels map[string]string) []api.Job {
 	return []api.Job{running("j-1", c.UID)}
 }
 
-func (f *fuzzJobs) Wait(ctx context.Context, c jobs.Caller, id string, conn uint64) (api.Job, error) {
+func (f *fuzzJobs) Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error) {
 	return f.Get(c, id)
 }
 
-func (f *fuzzJobs) Signal(c jobs.Caller, id string, req api.SignalRequest) error {
+func (f *fuzzJobs) Signal(c Caller, id string, req JobSignal) error {
 	if id != "j-1" {
 		return api.Errorf(http.StatusNotFound, "no job %s", id)
 	}
@@ -124,7 +122,7 @@ var fuzzMethods = []string{"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPT
 
 // fuzzCallers are the peers a request may come from: root, tend's own uid
 // (1500 here), a member of the socket's group (2000), and a stranger.
-var fuzzCallers = []jobs.Caller{
+var fuzzCallers = []Caller{
 	{PID: 10, UID: 0, GID: 0},
 	{PID: 11, UID: 1500, GID: 1500},
 	{PID: 12, UID: 1000, GID: 1000, Groups: []int{1000, 2000}},
@@ -184,16 +182,16 @@ func FuzzRequest(f *testing.F) {
 			t.Fatalf("a stranger's %q got %d %q, want 403", target, code, msg)
 		}
 		for _, req := range fj.submitted {
-			if len(req.Argv) == 0 || req.Argv[0] == "" || checkJob(req.JobRequest, len(req.Files)) != nil {
-				t.Fatalf("Submit got a malformed request %+v", req.JobRequest)
+			if !wellFormed(req) {
+				t.Fatalf("Submit got a malformed request %+v", req)
 			}
 			if req.Caller.UID != caller.UID || req.Caller.GID != caller.GID {
 				t.Fatalf("Submit got caller %+v, the peer was %+v", req.Caller, caller)
 			}
 		}
 		for _, req := range fj.signals {
-			if _, err := parseSignal(req.Signal); err != nil {
-				t.Fatalf("Signal got a bad signal %q", req.Signal)
+			if req.Sig < 1 || req.Sig > 64 {
+				t.Fatalf("Signal got a bad signal %d", req.Sig)
 			}
 		}
 		if len(svcs.ops) > 0 && caller.UID != 0 && caller.UID != 1500 {
@@ -206,7 +204,7 @@ func FuzzRequest(f *testing.F) {
 }
 
 // fuzzServe answers one request on a fresh server with fakes behind it.
-func fuzzServe(t *testing.T, method string, u *url.URL, body []byte, caller jobs.Caller) (int, string, *fuzzJobs, *fuzzServices, []string) {
+func fuzzServe(t *testing.T, method string, u *url.URL, body []byte, caller Caller) (int, string, *fuzzJobs, *fuzzServices, []string) {
 	fj, svcs, log := &fuzzJobs{}, &fuzzServices{}, &panicLog{}
 	s := &Server{
 		cfg: withDefaults(Config{Jobs: fj, Services: svcs, Events: closedEvents, Log: slog.New(log),
@@ -222,7 +220,7 @@ func fuzzServe(t *testing.T, method string, u *url.URL, body []byte, caller jobs
 	if body == nil {
 		r.Body = http.NoBody
 	}
-	c := &conn{id: 1, caller: caller}
+	c := &conn{id: 1, caller: caller, closeFDs: closeNow}
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), connKey{}, c), 5*time.Second)
 	defer cancel()
 	r = r.WithContext(ctx)
@@ -316,4 +314,26 @@ func FuzzLabels(f *testing.F) {
 			}
 		}
 	})
+}
+
+// wellFormed is what every Submit the backend gets must be, whatever was
+// sent: the parser's promises.
+func wellFormed(req Submit) bool {
+	if len(req.Argv) == 0 || req.Argv[0] == "" || (req.Dir != "" && !filepath.IsAbs(req.Dir)) ||
+		req.Timeout < 0 || len(req.Files) > maxFDs || len(req.Stdio) != len(req.Files) {
+		return false
+	}
+	for k := range req.Labels {
+		if k == "" {
+			return false
+		}
+	}
+	seen := map[int]bool{}
+	for _, fd := range req.Stdio {
+		if fd < 0 || fd >= maxFDs || seen[fd] {
+			return false
+		}
+		seen[fd] = true
+	}
+	return true
 }

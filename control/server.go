@@ -10,7 +10,6 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/jobs"
 )
 
 // Defaults of the Config durations.
@@ -30,23 +28,22 @@ const (
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultIOTimeout         = 10 * time.Second
 	DefaultMode              = 0o600
-	// closeWait bounds how long Close waits for handlers to return.
-	closeWait = 5 * time.Second
 	// maxHeaderBytes is far more than any tend client sends.
 	maxHeaderBytes = 64 << 10
 )
 
-// Jobs is the jobs manager as the API uses it (jobs.Manager). Errors that
-// are an *api.StatusError are answered with their code; others with 500.
+// Jobs is the jobs side of the backend: the supervisor's loop, which owns
+// every record. Errors that are an *api.StatusError are answered with their
+// code; others with 500.
 type Jobs interface {
 	// Submit starts or queues a job; it owns req.Files from the call on.
-	Submit(req jobs.SubmitRequest) (api.Job, error)
-	Get(c jobs.Caller, id string) (api.Job, error)
+	Submit(ctx context.Context, req Submit) (api.Job, error)
+	Get(c Caller, id string) (api.Job, error)
 	// List returns the jobs c may see, newest first, filtered by labels.
-	List(c jobs.Caller, labels map[string]string) []api.Job
+	List(c Caller, labels map[string]string) []api.Job
 	// Wait returns the record once the job exited, or ctx's error.
-	Wait(ctx context.Context, c jobs.Caller, id string, conn uint64) (api.Job, error)
-	Signal(c jobs.Caller, id string, req api.SignalRequest) error
+	Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error)
+	Signal(c Caller, id string, req JobSignal) error
 	// ConnClosed says connection conn is gone: jobs bound to it die.
 	ConnClosed(conn uint64)
 	Counters() (started uint64, running, queued int)
@@ -80,6 +77,9 @@ type Config struct {
 	Services Services
 	Events   Subscribe
 	Log      *slog.Logger
+	// CloseFDs closes passed fds nobody claimed, without blocking the
+	// caller (blocking.Closer.Close); nil closes them at once.
+	CloseFDs func(fds ...int)
 
 	ReadHeaderTimeout time.Duration // a connection silent this long is closed; 0 = 10s
 	IdleTimeout       time.Duration // between requests; 0 = 2m
@@ -111,6 +111,7 @@ func Serve(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ln.closeFDs = cfg.CloseFDs
 	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{})}
 	s.http = &http.Server{
 		Handler:           s.routes(),
@@ -175,8 +176,8 @@ func (s *Server) connState(nc net.Conn, state http.ConnState) {
 func (s *Server) Path() string { return s.ln.Path() }
 
 // Close stops listening, removes the socket, closes every connection (which
-// cancels the requests on them) and waits a bounded time for the handlers.
-func (s *Server) Close() error {
+// cancels the requests on them) and waits for the handlers until deadline.
+func (s *Server) Close(deadline time.Time) error {
 	err := s.http.Close()
 	// Also close it ourselves: a Close that comes before Serve has started
 	// makes Serve return without closing the listener.
@@ -190,12 +191,12 @@ func (s *Server) Close() error {
 		s.conns.Wait()
 		close(done)
 	}()
-	timer := time.NewTimer(closeWait)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-done:
 	case <-timer.C:
-		err = errors.Join(err, fmt.Errorf("control: handlers still running after %v", closeWait))
+		err = errors.Join(err, errors.New("control: handlers still running at the deadline"))
 	}
 	return err
 }

@@ -5,6 +5,7 @@ package control
 import (
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,34 +15,57 @@ import (
 	"github.com/tendinit/tend/signals"
 )
 
-// checkJob refuses what is wrong with a job request on its face; the jobs
-// manager checks the rest (user, dir, env) against the caller.
-func checkJob(req api.JobRequest, nfiles int) error {
+// parseJob is the one validator of a job request: it refuses what is wrong
+// on its face (with a 400 naming the field) and returns the request the
+// backend works with. The backend checks the rest against the caller (who
+// may name a user) and the filesystem (the command, dir).
+func parseJob(req api.JobRequest, files []int, c Caller, conn uint64) (Submit, error) {
+	bad := func(format string, args ...any) (Submit, error) {
+		return Submit{}, api.Errorf(http.StatusBadRequest, "body: "+format, args...)
+	}
 	if len(req.Argv) == 0 {
-		return api.Errorf(http.StatusBadRequest, "body: argv is empty: want the command and its arguments")
+		return bad("argv is empty: want the command and its arguments")
 	}
 	if req.Argv[0] == "" {
-		return api.Errorf(http.StatusBadRequest, "body: argv[0] is empty")
+		return bad("argv[0] is empty")
 	}
+	if req.Dir != "" && !filepath.IsAbs(req.Dir) {
+		// tend's cwd means nothing to the caller.
+		return bad("dir %q is not an absolute path", req.Dir)
+	}
+	sub := Submit{Caller: c, Conn: conn, Argv: req.Argv, Env: req.Env, Dir: req.Dir,
+		Labels: req.Labels, Bind: req.Bind, User: req.User, Files: files}
 	if req.Timeout != "" {
-		if d, err := time.ParseDuration(req.Timeout); err != nil || d < 0 {
-			return api.Errorf(http.StatusBadRequest, "body: timeout %q: want a duration such as 30m", req.Timeout)
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil || d < 0 {
+			return bad("timeout %q: want a duration such as 30m (0: none)", req.Timeout)
+		}
+		sub.Timeout, sub.TimeoutSet = d, true
+	}
+	for k := range req.Labels {
+		if k == "" {
+			return bad("labels: a label with an empty key")
 		}
 	}
-	if len(req.Stdio) == 0 {
-		return nil
+	if len(files) > maxFDs {
+		return bad("%d fds passed, at most %d (stdin, stdout, stderr)", len(files), maxFDs)
 	}
-	if len(req.Stdio) != nfiles {
-		return api.Errorf(http.StatusBadRequest, "body: stdio names %d fds but %d were passed with the request", len(req.Stdio), nfiles)
+	if len(req.Stdio) == 0 {
+		sub.Stdio = []int{0, 1, 2}[:len(files)]
+		return sub, nil
+	}
+	if len(req.Stdio) != len(files) {
+		return bad("stdio names %d fds but %d were passed with the request", len(req.Stdio), len(files))
 	}
 	var seen [maxFDs]bool
 	for _, fd := range req.Stdio {
 		if fd < 0 || fd >= maxFDs || seen[fd] {
-			return api.Errorf(http.StatusBadRequest, "body: stdio %v: want distinct fds among 0, 1 and 2", req.Stdio)
+			return bad("stdio %v: want distinct fds among 0, 1 and 2", req.Stdio)
 		}
 		seen[fd] = true
 	}
-	return nil
+	sub.Stdio = req.Stdio
+	return sub, nil
 }
 
 // parseSignal reads a signal's name or number; "" is SIGTERM.

@@ -97,14 +97,17 @@ func (s *Sink) Err() error {
 	return s.err
 }
 
-// Close stops accepting lines, lets the writer drain the queue and waits for
-// it, at most about one second. If the destination is still blocked then, the
+// Close is CloseBy with closeTimeout from now.
+func (s *Sink) Close() { s.CloseBy(time.Now().Add(closeTimeout)) }
+
+// CloseBy stops accepting lines, lets the writer drain the queue and waits
+// for it until deadline. If the destination is still blocked then, the
 // rest of the queue and the batch being written are counted as dropped and
 // Close returns; a writer with SetWriteDeadline (an *os.File pipe in
 // non-blocking mode, a net.Conn) is unblocked, any other stays blocked in
 // Write until it returns. Lines queued later are dropped. A second Close
 // returns at once.
-func (s *Sink) Close() {
+func (s *Sink) CloseBy(deadline time.Time) {
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()
@@ -114,7 +117,7 @@ func (s *Sink) Close() {
 	s.closeMu.Unlock()
 	close(s.stop)
 
-	timer := time.NewTimer(closeTimeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-s.done:

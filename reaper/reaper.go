@@ -1,14 +1,24 @@
 //go:build linux
 
-// Package reaper owns wait4. Its Run goroutine is the only caller of
-// wait4(-1) in the process: it reaps every child that exits, hands each exit
-// to whoever registered that pid, and counts the rest as orphans. Starting a
-// child and registering its pid happen under the same lock as each reap pass,
+// Package reaper owns wait4 and the table of tend's children. Its Run
+// goroutine is the only caller of wait4(-1) in the process: it reaps every
+// child that exits, queues the exit of each registered child for the one
+// loop that owns them (supervisor), and counts the rest as orphans. Starting
+// a child and registering it happen under the same lock as each reap pass,
 // so no exit can arrive before its owner is known (DESIGN.md §1.2).
 //
-// Nothing else in tend may wait for a child: exec.Cmd.Wait, os.Process.Wait or
-// a second wait4 would steal exits from this package. Never add __WALL or
-// __WCLONE: the Go runtime's own pidfd probe child would be stolen.
+// A registered child is a *Child, a handle: signals go through it and only
+// while that registration is live (DESIGN.md §1.3). A zombie keeps its pid
+// until it is reaped, and the reap pass marks the handle reaped under the
+// same lock as kill(2) is issued, so a signal through a handle can never
+// reach a process that recycled the number. Whose exit it is comes from the
+// handle, never from comparing pid numbers.
+//
+// Nothing else in tend may wait for a child: exec.Cmd.Wait, os.Process.Wait
+// or a second wait4 would steal exits from this package. Never add __WALL or
+// __WCLONE: the Go runtime's own pidfd probe child would be stolen. Under the
+// lock only fork+exec and the registration run: path lookups, closing fds
+// and any other call that can block happen before Start or after it.
 package reaper
 
 import (
@@ -20,14 +30,18 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/signals"
 )
 
-// ErrNotRunning is returned when a pid is signalled that is not registered
-// or already reaped: its number may belong to someone else by now.
+// ErrNotRunning is returned when a child is signalled whose exit has been
+// reaped: its number may belong to someone else by now.
 var ErrNotRunning = errors.New("process not running")
 
-// Exit is one reaped child.
+// Exit is one reaped child. Child is nil for an orphan: a process nobody
+// registered (a reparented grandchild, a `docker exec` leftover).
 type Exit struct {
+	Child  *Child
 	Pid    int
 	Status unix.WaitStatus
 }
@@ -36,127 +50,131 @@ const exitSignalOffset = 128
 
 // Code is the exit status a shell would report: the exit code, or 128+N when
 // the child died of signal N.
-func (e Exit) Code() int {
-	if e.Status.Signaled() {
-		return exitSignalOffset + int(e.Status.Signal())
+func (e Exit) Code() int { return Code(e.Status) }
+
+// Code is the exit status a shell would report for ws.
+func Code(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return exitSignalOffset + int(ws.Signal())
 	}
-	return e.Status.ExitStatus()
+	return ws.ExitStatus()
 }
 
-// String describes the exit for logs.
-func (e Exit) String() string {
-	if e.Status.Signaled() {
-		s := fmt.Sprintf("pid %d killed by %v", e.Pid, e.Status.Signal())
-		if e.Status.CoreDump() {
+// Describe says how ws ended, for logs: "exited with code 3", "killed by
+// SIGTERM", "killed by SIGSEGV (core dumped)".
+func Describe(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		s := "killed by " + signals.Name(ws.Signal())
+		if ws.CoreDump() {
 			s += " (core dumped)"
 		}
 		return s
 	}
-	return fmt.Sprintf("pid %d exited with code %d", e.Pid, e.Status.ExitStatus())
+	return fmt.Sprintf("exited with code %d", ws.ExitStatus())
 }
 
-// Reaper is the pid table and the lock that guards it. The zero value is not
-// usable; call New.
-type Reaper struct {
-	mu     sync.Mutex
-	owners map[int]func(Exit) // guarded by mu; pid -> who gets its exit
+// String describes the exit for logs.
+func (e Exit) String() string { return fmt.Sprintf("pid %d %s", e.Pid, Describe(e.Status)) }
 
-	orphan  func(Exit) // called for exits nobody registered; may be nil
+// Options configure a Reaper.
+type Options struct {
+	// Orphan, if not nil, is called on the reaping goroutine, outside the
+	// lock, for each exit nobody registered. It must not block.
+	Orphan func(pid int, ws unix.WaitStatus)
+	// PidFDs asks for a pidfd per child (clone's CLONE_PIDFD) where the
+	// kernel gives one: a signal to that child then needs no lock. The
+	// registry rule is the fallback and works alone.
+	PidFDs bool
+
+	// Wait4 and Kill replace unix.Wait4 and unix.Kill, for tests of the
+	// code above the reaper; nil means the real ones.
+	Wait4 func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
+	Kill  func(pid int, sig unix.Signal) error
+}
+
+// Reaper is the child table and the lock that guards it. The zero value is
+// not usable; call New.
+type Reaper struct {
+	mu       sync.Mutex
+	children map[int]*Child // guarded by mu; registered and not yet reaped
+	exits    []Exit         // guarded by mu; reaped, not yet taken by the loop
+	pidfds   bool           // read-only after New
+
+	// ready gets a token when exits are queued or a reap pass found no
+	// child at all; the loop then takes them (TakeExits) or checks Idle.
+	ready chan struct{}
+
+	orphan  func(pid int, ws unix.WaitStatus)
 	orphans atomic.Uint64
 	reaped  atomic.Uint64
 
-	// empty gets a token after each reap pass that ended with ECHILD: at
-	// that moment tend had no child at all, hence no descendant.
-	empty chan struct{}
+	// noPidfdSignal is set once pidfd_send_signal failed with ENOSYS (a
+	// seccomp filter): handles then signal under the lock.
+	noPidfdSignal atomic.Bool
 
-	// delivering is set (under mu) while the exits of a pass are being
-	// handed out: until they are, NoChildren must not report the tree gone,
-	// or tend could exit before an owner or the -w log saw the last exit.
-	delivering atomic.Bool
-
-	// wait4 is unix.Wait4; tests replace it.
-	wait4 func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
-	batch []delivery      // reused by Reap; only the reaping goroutine touches it
-	ws    unix.WaitStatus // likewise: a local would escape through r.wait4
+	// wait4 is unix.Wait4; tests replace it. kill is unix.Kill.
+	wait4  func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
+	kill   func(pid int, sig unix.Signal) error
+	orphs  []Exit          // reused by Reap; only the reaping goroutine touches it
+	ws     unix.WaitStatus // likewise: a local would escape through r.wait4
+	starts atomic.Uint64   // Start calls, for tests
 }
 
-type delivery struct {
-	owner func(Exit)
-	exit  Exit
-}
-
-// New returns a Reaper. orphan, if not nil, is called on the reaping
-// goroutine for each exit whose pid nobody registered; it must not block.
-func New(orphan func(Exit)) *Reaper {
-	return &Reaper{
-		owners: make(map[int]func(Exit)),
-		orphan: orphan,
-		empty:  make(chan struct{}, 1),
-		wait4:  unix.Wait4,
+// New returns a Reaper.
+func New(o Options) *Reaper {
+	r := &Reaper{
+		children: make(map[int]*Child),
+		pidfds:   o.PidFDs,
+		ready:    make(chan struct{}, 1),
+		orphan:   o.Orphan,
+		wait4:    unix.Wait4,
+		kill:     unix.Kill,
 	}
+	if o.Wait4 != nil {
+		r.wait4 = o.Wait4
+	}
+	if o.Kill != nil {
+		r.kill = o.Kill
+	}
+	return r
 }
 
 // Start calls start, which must create exactly one child and return its pid,
-// and registers owner for that pid, all under the reap lock: the child cannot
-// be reaped before it is registered. owner is called once, on the reaping
-// goroutine and outside the lock, when the child exits; it must not block for
-// long and must never call Reap.
+// and registers it with owner, all under the reap lock: the child cannot be
+// reaped before it is registered. owner is whatever the caller needs to
+// tell whose child it is when its Exit comes back (Child.Owner).
 //
-// start runs under the lock because os.StartProcess and syscall.ForkExec
-// wait4 their own child when its exec fails; a concurrent wait4(-1) would
-// otherwise steal that status.
-func (r *Reaper) Start(start func() (int, error), owner func(Exit)) (int, error) {
-	if owner == nil {
-		panic("reaper: Start with a nil owner")
+// start gets a pointer to place in syscall.SysProcAttr.PidFD, or nil when
+// pidfds are off. It runs under the lock because os.StartProcess and
+// syscall.ForkExec wait4 their own child when its exec fails; a concurrent
+// wait4(-1) would otherwise steal that status. It must do nothing else that
+// can block: resolve paths and open files before.
+func (r *Reaper) Start(start func(pidfd *int) (int, error), owner any) (*Child, error) {
+	c := &Child{r: r, owner: owner, pidfd: -1}
+	var pidfd *int
+	if r.pidfds {
+		pidfd = &c.pidfd
 	}
+	r.starts.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pid, err := start()
+	pid, err := start(pidfd)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	r.owners[pid] = owner
-	return pid, nil
-}
-
-// Signal sends sig to pid if pid is registered and not yet reaped, so it can
-// never reach a process that recycled the number. It returns ErrNotRunning
-// otherwise. With group set it signals the process group led by pid, which
-// exists at least as long as its unreaped leader.
-func (r *Reaper) Signal(pid int, sig unix.Signal, group bool) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.owners[pid]; !ok {
-		return ErrNotRunning
-	}
-	target := pid
-	if group {
-		target = -pid
-	}
-	if err := unix.Kill(target, sig); err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			return ErrNotRunning
-		}
-		return err
-	}
-	return nil
-}
-
-// Running reports whether pid is registered and not yet reaped.
-func (r *Reaper) Running(pid int) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.owners[pid]
-	return ok
+	c.pid = pid
+	r.children[pid] = c
+	return c, nil
 }
 
 // Reap collects every child that has exited, looping wait4(-1, WNOHANG) until
 // it reports 0 (children left, none exited) or ECHILD (no children), because
-// SIGCHLD coalesces. Exits are delivered after the lock is released. Only the
-// goroutine in Run may call it.
+// SIGCHLD coalesces. Exits of registered children are queued for TakeExits;
+// orphans are counted and handed to Options.Orphan after the lock is
+// released. Only the goroutine in Run may call it.
 func (r *Reaper) Reap() int {
-	batch := r.batch[:0]
-	noChildren := false
+	orphs := r.orphs[:0]
+	queued, noChildren := 0, false
 	r.mu.Lock()
 	for {
 		pid, err := r.wait4(-1, &r.ws, unix.WNOHANG, nil)
@@ -170,41 +188,38 @@ func (r *Reaper) Reap() int {
 		if pid <= 0 {
 			break
 		}
-		owner := r.owners[pid]
-		delete(r.owners, pid)
-		batch = append(batch, delivery{owner, Exit{Pid: pid, Status: r.ws}})
-	}
-	if len(batch) > 0 {
-		r.delivering.Store(true)
+		if c := r.children[pid]; c != nil {
+			delete(r.children, pid)
+			c.reaped = true // from now on the number is not this handle's
+			r.exits = append(r.exits, Exit{Child: c, Pid: pid, Status: r.ws})
+			queued++
+		} else {
+			orphs = append(orphs, Exit{Pid: pid, Status: r.ws})
+		}
 	}
 	r.mu.Unlock()
 
-	for i, d := range batch {
-		if d.owner != nil {
-			d.owner(d.exit)
-		} else {
-			r.orphans.Add(1)
-			if r.orphan != nil {
-				r.orphan(d.exit)
-			}
+	for _, e := range orphs {
+		r.orphans.Add(1)
+		if r.orphan != nil {
+			r.orphan(e.Pid, e.Status)
 		}
-		batch[i] = delivery{} // drop the closure so its captures can be freed
 	}
-	r.reaped.Add(uint64(len(batch)))
-	r.batch = batch[:0]
-	r.delivering.Store(false)
-	if noChildren {
+	n := queued + len(orphs)
+	r.reaped.Add(uint64(n))
+	r.orphs = orphs[:0]
+	if queued > 0 || noChildren {
 		select {
-		case r.empty <- struct{}{}:
-		default:
+		case r.ready <- struct{}{}:
+		default: // a token is pending: the loop will see these too
 		}
 	}
-	return len(batch)
+	return n
 }
 
 // Run is the reaping goroutine: it reaps once (children may have exited
 // before SIGCHLD was notified), then on every SIGCHLD, until ctx ends. No
-// timer, no polling: an idle tend sleeps here.
+// timer, no polling: an idle tend sleeps here. It never forks.
 func (r *Reaper) Run(ctx context.Context, sigchld <-chan os.Signal) {
 	r.Reap()
 	for {
@@ -217,19 +232,30 @@ func (r *Reaper) Run(ctx context.Context, sigchld <-chan os.Signal) {
 	}
 }
 
-// Empty receives a token after a reap pass found no child left. It may be
-// stale by the time it is read: confirm with NoChildren.
-func (r *Reaper) Empty() <-chan struct{} { return r.empty }
+// Ready receives a token when exits are queued, or when a reap pass found
+// that tend had no child left. The token may be stale: take what is there.
+func (r *Reaper) Ready() <-chan struct{} { return r.ready }
 
-// NoChildren reports whether tend has no child at all, alive or zombie,
-// without reaping anything (WNOWAIT), and every exit reaped so far has been
-// delivered. Having no child means having no descendant: an orphaned
-// grandchild becomes tend's child the moment its parent dies.
-func (r *Reaper) NoChildren() bool {
+// TakeExits appends the queued exits to buf, oldest first, and empties the
+// queue. Only the loop that owns the children calls it.
+func (r *Reaper) TakeExits(buf []Exit) []Exit {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.delivering.Load() {
-		return false // Reap sends an Empty token once it has delivered
+	buf = append(buf, r.exits...)
+	clear(r.exits) // the handles may be freed once the loop drops them
+	r.exits = r.exits[:0]
+	return buf
+}
+
+// Idle reports whether tend has no child at all, alive or zombie (asked
+// without reaping: WNOWAIT), and no exit waits in the queue. Having no child
+// means having no descendant: an orphaned grandchild becomes tend's child the
+// moment its parent dies.
+func (r *Reaper) Idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.exits) > 0 {
+		return false
 	}
 	var info unix.Siginfo
 	for {
@@ -239,6 +265,13 @@ func (r *Reaper) NoChildren() bool {
 		}
 		return errors.Is(err, unix.ECHILD)
 	}
+}
+
+// Live is the number of registered children not yet reaped.
+func (r *Reaper) Live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.children)
 }
 
 // Orphans is the number of reaped exits that nobody had registered.

@@ -26,89 +26,131 @@ func forkExec(t *testing.T, argv ...string) int {
 	return pid
 }
 
-// runReaper runs r.Run on SIGCHLD until the test ends.
-func runReaper(t *testing.T, r *Reaper) {
+// starter returns a Start function for argv that honours the pidfd pointer.
+func starter(argv ...string) func(*int) (int, error) {
+	return func(pidfd *int) (int, error) {
+		return syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
+			Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{PidFD: pidfd, Setpgid: true}})
+	}
+}
+
+// runReaper runs r.Run on SIGCHLD until the test ends, and a stand-in for
+// the loop that takes every exit and sends it on the returned channel.
+func runReaper(t *testing.T, r *Reaper) <-chan Exit {
 	t.Helper()
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, unix.SIGCHLD)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx, ch); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; signal.Stop(ch) })
-}
-
-func TestExitGoesToOwnerExact(t *testing.T) {
-	r := New(func(e Exit) { t.Errorf("registered child %d reported as orphan", e.Pid) })
-	runReaper(t, r)
-	const n = 200
-	got := make(chan Exit, n)
-	want := map[int]int{}
-	for i := 0; i < n; i++ {
-		code := i % 256
-		pid, err := r.Start(func() (int, error) {
-			pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", "exit " + strconv.Itoa(code)},
-				&syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
-			return pid, err
-		}, func(e Exit) { got <- e })
-		if err != nil {
-			t.Fatalf("Start: %v", err)
-		}
-		want[pid] = code
-	}
-	deadline := time.After(20 * time.Second)
-	for range n {
-		select {
-		case e := <-got:
-			if w, ok := want[e.Pid]; !ok || e.Code() != w {
-				t.Errorf("exit of pid %d: code %d, want %d (registered %v)", e.Pid, e.Code(), w, ok)
-			}
-			delete(want, e.Pid)
-		case <-deadline:
-			t.Fatalf("%d exits never delivered", len(want))
-		}
-	}
-	if o := r.Orphans(); o != 0 {
-		t.Errorf("Orphans() = %d, want 0", o)
-	}
-}
-
-// TestRegistrationBeatsFastExit starts children that exit at once while the
-// reaper runs: every exit must reach its owner, never the orphan count.
-func TestRegistrationBeatsFastExit(t *testing.T) {
-	r := New(func(e Exit) { t.Errorf("pid %d exited before it was registered", e.Pid) })
-	runReaper(t, r)
+	out := make(chan Exit, 4096)
 	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
+	wg.Add(2)
+	go func() { defer wg.Done(); r.Run(ctx, ch) }()
+	go func() {
+		defer wg.Done()
+		var buf []Exit
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.Ready():
+				buf = r.TakeExits(buf[:0])
+				for _, e := range buf {
+					out <- e
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait(); signal.Stop(ch) })
+	return out
+}
+
+// both runs f with pidfds off and on.
+func both(t *testing.T, f func(t *testing.T, pidfds bool)) {
+	for _, on := range []bool{false, true} {
+		t.Run("pidfd="+strconv.FormatBool(on), func(t *testing.T) { f(t, on) })
+	}
+}
+
+func TestExitGoesToItsHandle(t *testing.T) {
+	both(t, func(t *testing.T, pidfds bool) {
+		r := New(Options{PidFDs: pidfds, Orphan: func(pid int, _ unix.WaitStatus) {
+			t.Errorf("registered child %d reported as orphan", pid)
+		}})
+		exits := runReaper(t, r)
+		const n = 200
+		want := map[*Child]int{}
+		for i := range n {
+			code := i % 256
+			c, err := r.Start(starter("/bin/sh", "-c", "exit "+strconv.Itoa(code)), code)
+			if err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			if pidfds && c.PidFD() < 0 {
+				t.Fatalf("PidFDs on but child %d has no pidfd", c.Pid())
+			}
+			want[c] = code
+		}
+		deadline := time.After(20 * time.Second)
+		for range n {
+			select {
+			case e := <-exits:
+				w, ok := want[e.Child]
+				if !ok || e.Code() != w || e.Child.Owner() != w || e.Pid != e.Child.Pid() {
+					t.Errorf("exit %v: code %d, owner %v; want a registered handle with code %d", e, e.Code(), e.Child.Owner(), w)
+				}
+				if !e.Child.Reaped() {
+					t.Errorf("handle of pid %d not marked reaped when its exit arrived", e.Pid)
+				}
+				e.Child.Release()
+				delete(want, e.Child)
+			case <-deadline:
+				t.Fatalf("%d exits never delivered", len(want))
+			}
+		}
+		if o := r.Orphans(); o != 0 {
+			t.Errorf("Orphans() = %d, want 0", o)
+		}
+		if r.Live() != 0 {
+			t.Errorf("Live() = %d after every exit", r.Live())
+		}
+	})
+}
+
+// TestRegistrationBeatsFastExit starts children that exit at once from
+// several goroutines while the reaper runs: every exit must reach its
+// handle, never the orphan count.
+func TestRegistrationBeatsFastExit(t *testing.T) {
+	r := New(Options{Orphan: func(pid int, _ unix.WaitStatus) { t.Errorf("pid %d exited before it was registered", pid) }})
+	exits := runReaper(t, r)
+	var wg sync.WaitGroup
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range 100 {
-				done := make(chan Exit, 1)
-				_, err := r.Start(func() (int, error) {
-					return syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
-				}, func(e Exit) { done <- e })
-				if err != nil {
+				if _, err := r.Start(starter("/bin/true"), nil); err != nil {
 					t.Errorf("Start: %v", err)
-					return
-				}
-				select {
-				case e := <-done:
-					if e.Code() != 0 {
-						t.Errorf("true exited %d", e.Code())
-					}
-				case <-time.After(10 * time.Second):
-					t.Errorf("exit never delivered")
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	for range 400 {
+		select {
+		case e := <-exits:
+			if e.Child == nil || e.Code() != 0 {
+				t.Errorf("exit %v: want a handle and code 0", e)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("exit never delivered")
+		}
+	}
 }
 
 func TestOrphansCounted(t *testing.T) {
 	seen := make(chan int, 10)
-	r := New(func(e Exit) { seen <- e.Pid })
+	r := New(Options{Orphan: func(pid int, _ unix.WaitStatus) { seen <- pid }})
 	runReaper(t, r)
 	want := map[int]bool{}
 	for range 5 {
@@ -129,97 +171,160 @@ func TestOrphansCounted(t *testing.T) {
 	}
 }
 
-func TestSignalOnlyWhileRegistered(t *testing.T) {
-	r := New(nil)
-	runReaper(t, r)
-	if err := r.Signal(os.Getpid(), unix.SIGUSR1, false); !errors.Is(err, ErrNotRunning) {
-		t.Fatalf("Signal(unregistered) = %v, want ErrNotRunning", err)
+func TestSignalOnlyWhileLive(t *testing.T) {
+	both(t, func(t *testing.T, pidfds bool) {
+		r := New(Options{PidFDs: pidfds})
+		exits := runReaper(t, r)
+		c, err := r.Start(starter("/bin/sleep", "30"), "sleep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Signal(unix.SIGTERM); err != nil {
+			t.Fatalf("Signal(live) = %v", err)
+		}
+		e := <-exits
+		if e.Child != c || !e.Status.Signaled() || e.Status.Signal() != unix.SIGTERM || e.Code() != 143 {
+			t.Errorf("exit = %v (code %d), want the handle killed by SIGTERM, 143", e, e.Code())
+		}
+		if err := c.Signal(unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Signal(reaped) = %v, want ErrNotRunning", err)
+		}
+		if err := c.SignalGroup(unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("SignalGroup(reaped) = %v, want ErrNotRunning", err)
+		}
+		c.Release()
+		if err := c.Signal(unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Signal(released) = %v, want ErrNotRunning", err)
+		}
+	})
+}
+
+// TestReapedHandleNeverSignals is the registry rule in isolation: once the
+// reap pass has marked a handle reaped, kill(2) is never called through it,
+// whoever holds the number now.
+func TestReapedHandleNeverSignals(t *testing.T) {
+	r := New(Options{})
+	var kills []int
+	r.kill = func(pid int, sig unix.Signal) error { kills = append(kills, pid); return nil }
+	c, _ := r.Start(func(*int) (int, error) { return 4242, nil }, nil)
+	r.wait4 = fakeWait4(t, 4242, -2)
+	r.Reap()
+	if err := c.Signal(unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Signal after reap = %v", err)
 	}
-	exits := make(chan Exit, 1)
-	pid, err := r.Start(func() (int, error) {
-		return syscall.ForkExec("/bin/sleep", []string{"sleep", "30"}, &syscall.ProcAttr{})
-	}, func(e Exit) { exits <- e })
-	if err != nil {
+	if err := c.SignalGroup(unix.SIGKILL); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SignalGroup after reap = %v", err)
+	}
+	// A new child takes the number: its own handle works, the old never.
+	d, _ := r.Start(func(*int) (int, error) { return 4242, nil }, nil)
+	if err := d.Signal(unix.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	if !r.Running(pid) {
-		t.Errorf("Running(%d) = false right after Start", pid)
-	}
-	if err := r.Signal(pid, unix.SIGTERM, false); err != nil {
-		t.Fatalf("Signal(registered) = %v", err)
-	}
-	e := <-exits
-	if !e.Status.Signaled() || e.Status.Signal() != unix.SIGTERM || e.Code() != 143 {
-		t.Errorf("exit = %v (code %d), want killed by SIGTERM, 143", e, e.Code())
-	}
-	if err := r.Signal(pid, unix.SIGTERM, false); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("Signal(reaped) = %v, want ErrNotRunning", err)
+	_ = c.Signal(unix.SIGKILL)
+	if len(kills) != 1 || kills[0] != 4242 {
+		t.Errorf("kills = %v, want exactly one, through the new handle", kills)
 	}
 }
 
 func TestStartErrorRegistersNothing(t *testing.T) {
-	r := New(nil)
-	_, err := r.Start(func() (int, error) { return 0, unix.ENOENT }, func(Exit) {})
+	r := New(Options{})
+	_, err := r.Start(func(*int) (int, error) { return 0, unix.ENOENT }, nil)
 	if !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("Start = %v, want ENOENT", err)
 	}
-	if len(r.owners) != 0 {
-		t.Errorf("owners = %v after a failed start", r.owners)
+	if r.Live() != 0 {
+		t.Errorf("Live() = %d after a failed start", r.Live())
+	}
+}
+
+// fakeWait4 returns a wait4 that yields results in order: a pid, 0 for
+// none ready, -1 for EINTR, -2 for ECHILD.
+func fakeWait4(t *testing.T, results ...int) func(int, *unix.WaitStatus, int, *unix.Rusage) (int, error) {
+	i := 0
+	return func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error) {
+		if pid != -1 || options != unix.WNOHANG {
+			t.Errorf("wait4(%d, %#x), want wait4(-1, WNOHANG)", pid, options)
+		}
+		if i >= len(results) {
+			t.Fatalf("wait4 called %d times, past the end", i+1)
+		}
+		v := results[i]
+		i++
+		switch v {
+		case -1:
+			return -1, unix.EINTR
+		case -2:
+			return -1, unix.ECHILD
+		}
+		*ws = unix.WaitStatus(7 << 8)
+		return v, nil
 	}
 }
 
 // TestReapLoopsUntilDone checks the loop with a fake wait4: every pid is
-// taken in one pass, EINTR is retried, and ECHILD leaves an Empty token.
+// taken in one pass, EINTR is retried, and ECHILD leaves a Ready token.
 func TestReapLoopsUntilDone(t *testing.T) {
 	tests := []struct {
 		name      string
-		results   []int // pids; 0 = none ready; -1 = EINTR; -2 = ECHILD
+		results   []int
 		wantReap  int
-		wantEmpty bool
+		wantReady bool
 	}{
-		{"until zero", []int{11, 12, 13, 0, 99}, 3, false},
-		{"until echild", []int{11, -1, 12, -2, 99}, 2, true},
+		{"until zero", []int{11, 12, 13, 0}, 3, true},
+		{"until echild", []int{11, -1, 12, -2}, 2, true},
+		{"orphans only", []int{11, 0}, 1, false},
 		{"nothing", []int{0}, 0, false},
 		{"no children", []int{-2}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var orphans []int
-			r := New(func(e Exit) { orphans = append(orphans, e.Pid) })
-			var owned []int
-			r.owners[12] = func(e Exit) { owned = append(owned, e.Pid) }
-			i := 0
-			r.wait4 = func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error) {
-				if pid != -1 || options != unix.WNOHANG {
-					t.Errorf("wait4(%d, %#x), want wait4(-1, WNOHANG)", pid, options)
-				}
-				v := tt.results[i]
-				i++
-				switch v {
-				case -1:
-					return -1, unix.EINTR
-				case -2:
-					return -1, unix.ECHILD
-				}
-				return v, nil
-			}
+			r := New(Options{Orphan: func(pid int, _ unix.WaitStatus) { orphans = append(orphans, pid) }})
+			c, _ := r.Start(func(*int) (int, error) { return 12, nil }, "twelve")
+			r.wait4 = fakeWait4(t, tt.results...)
 			if got := r.Reap(); got != tt.wantReap {
 				t.Errorf("Reap() = %d, want %d", got, tt.wantReap)
 			}
+			owned := r.TakeExits(nil)
 			if got := len(owned) + len(orphans); got != tt.wantReap {
 				t.Errorf("delivered %d exits, want %d", got, tt.wantReap)
 			}
+			for _, e := range owned {
+				if e.Child != c || e.Pid != 12 || e.Code() != 7 {
+					t.Errorf("queued exit %+v, want pid 12's handle with code 7", e)
+				}
+			}
 			select {
-			case <-r.Empty():
-				if !tt.wantEmpty {
-					t.Error("Empty token without ECHILD")
+			case <-r.Ready():
+				if !tt.wantReady {
+					t.Error("Ready token without a queued exit or ECHILD")
 				}
 			default:
-				if tt.wantEmpty {
-					t.Error("no Empty token after ECHILD")
+				if tt.wantReady {
+					t.Error("no Ready token")
 				}
 			}
 		})
+	}
+}
+
+func TestIdle(t *testing.T) {
+	r := New(Options{})
+	exits := runReaper(t, r)
+	if !r.Idle() {
+		t.Fatal("Idle() = false with no child")
+	}
+	c, err := r.Start(starter("/bin/sleep", "30"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Idle() {
+		t.Error("Idle() = true with a live child")
+	}
+	_ = c.Signal(unix.SIGKILL)
+	<-exits
+	if !r.Idle() {
+		t.Error("Idle() = false once the only child was reaped and taken")
 	}
 }
 
@@ -230,13 +335,9 @@ func TestDescendantsAndSubreaper(t *testing.T) {
 	if on, err := IsSubreaper(); err != nil || !on {
 		t.Fatalf("IsSubreaper() = %v, %v; want true", on, err)
 	}
-	r := New(nil)
-	runReaper(t, r)
-	exits := make(chan Exit, 1)
-	pid, err := r.Start(func() (int, error) {
-		return syscall.ForkExec("/bin/sh", []string{"sh", "-c", "sleep 30 & sleep 30; wait"},
-			&syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setpgid: true}})
-	}, func(e Exit) { exits <- e })
+	r := New(Options{})
+	exits := runReaper(t, r)
+	c, err := r.Start(starter("/bin/sh", "-c", "sleep 30 & sleep 30; wait"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,9 +350,9 @@ func TestDescendantsAndSubreaper(t *testing.T) {
 			break
 		}
 	}
-	if len(found) != 3 || found[0] != pid {
-		t.Errorf("Descendants() = %v, want [%d and its two sleeps]", found, pid)
+	if len(found) != 3 || found[0] != c.Pid() {
+		t.Errorf("Descendants() = %v, want [%d and its two sleeps]", found, c.Pid())
 	}
-	_ = unix.Kill(-pid, unix.SIGKILL)
+	_ = c.SignalGroup(unix.SIGKILL)
 	<-exits
 }

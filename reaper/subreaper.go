@@ -81,3 +81,88 @@ func children(pid int) ([]int, error) {
 	}
 	return out, nil
 }
+
+// SignalDescendants sends sig to every live descendant of tend, without
+// ever reaching a process that recycled a descendant's number. Direct
+// children are signalled under the reap lock: unreaped, their numbers are
+// theirs. A grandchild Y of X is signalled through a pidfd opened on Y and
+// checked to be X's child after opening while X is still pinned (a direct
+// child under the lock, or a deeper one whose own pidfd still reaches it).
+// Where pidfd_open is refused (seccomp), only direct children are
+// signalled: every orphan reparents to tend (a subreaper) when its parent
+// dies, so repeated sweeps reach it. Returns how many were signalled.
+func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kids, err := children(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	type pinned struct {
+		pid, fd int // fd -1: a direct child, pinned by the lock
+	}
+	var queue []pinned
+	for _, pid := range kids {
+		if err := r.kill(pid, sig); err == nil {
+			n++
+			queue = append(queue, pinned{pid, -1})
+		}
+	}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		grand, _ := children(p.pid)
+		for _, g := range grand {
+			fd, err := unix.PidfdOpen(g, 0)
+			if err != nil {
+				continue // gone, or no pidfds: the next sweep finds it as our child
+			}
+			if parentOf(g) == p.pid && stillThere(p.fd) {
+				if unix.PidfdSendSignal(fd, sig, nil, 0) == nil {
+					n++
+				}
+				queue = append(queue, pinned{g, fd})
+				continue
+			}
+			unix.Close(fd)
+		}
+		if p.fd >= 0 {
+			unix.Close(p.fd)
+		}
+	}
+	return n, nil
+}
+
+// stillThere reports whether the process behind pidfd fd has not been
+// reaped (a zombie still counts: its number is still its own). fd -1 is a
+// direct child under the reap lock: always there.
+func stillThere(fd int) bool {
+	if fd < 0 {
+		return true
+	}
+	return unix.PidfdSendSignal(fd, 0, nil, 0) == nil
+}
+
+// parentOf reads the parent pid of pid from /proc/PID/stat, or -1.
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The comm field may hold spaces and parentheses: fields start after
+	// the last ')'. Then: state, ppid.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return ppid
+}

@@ -1,18 +1,28 @@
 //go:build linux
 
-// Package spawn turns a Spec into a running child and returns its pid. It
-// never waits: the reaper owns every exit, and Start must be called inside
-// reaper.Start so that the pid is registered before it can be reaped.
+// Package spawn turns a Spec into a running child, in two steps that keep
+// slow work away from the reaper's lock (DESIGN.md §1.9):
 //
-// It uses syscall.ForkExec rather than os.StartProcess: tend signals children
-// through the reaper's table (only while they are registered and unreaped),
-// so a pidfd per child would only be one more fd to keep and release.
+//   - Prepare resolves the program in PATH and opens the working directory.
+//     It touches the filesystem and can block (a hung NFS or FUSE path), so
+//     the caller runs it on a blocking.Pool worker, as the identity the child
+//     will have, so that a lookup never sees more than the child could.
+//   - Prepared.Start only forks and execs; it runs inside reaper.Start. The
+//     child enters its directory through the fd Prepare opened
+//     (/proc/self/fd/N), so a slow directory cannot hold the lock. A hung
+//     executable (FUSE, NFS) can still stall execve in the vfork'd child,
+//     and with it the parent: that one limit remains.
+//
+// It never waits: the reaper owns every exit. It uses syscall.ForkExec
+// rather than os.StartProcess: the reaper's handle is what signals a child,
+// with an optional pidfd from SysProcAttr.PidFD.
 package spawn
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -81,27 +91,80 @@ func (e *ExecError) Code() int {
 	return ExitNotExecutable
 }
 
-// Start forks and execs the child described by s and returns its pid. A
-// failure of execve (or of the setup before it) is reported as an
-// *ExecError; the child is then already reaped, by syscall.ForkExec itself.
-func Start(s Spec) (int, error) {
+// Prepared is a Spec whose program has been found and whose working
+// directory is open: all Start has left to do is fork and exec.
+type Prepared struct {
+	spec  Spec
+	path  string
+	dirFD int // O_PATH fd of spec.Dir, or -1
+}
+
+// Path is the program that Start will execute.
+func (p *Prepared) Path() string { return p.path }
+
+// Spec is the spec p was prepared from. Files may be set on the copy
+// returned, for Start (see WithFiles).
+func (p *Prepared) Spec() Spec { return p.spec }
+
+// WithFiles returns a copy of p that starts the child with files as its fds
+// 0, 1, 2 (and more). Both share the directory fd: Release only one.
+func (p *Prepared) WithFiles(files []uintptr) *Prepared {
+	q := *p
+	q.spec.Files = files
+	return &q
+}
+
+// Prepare finds the program and opens the working directory, with the
+// rights of the thread it runs on (see blocking.Pool). Failures are
+// *ExecError naming the path and the errno; a caller who may not see a
+// directory gets EACCES whether or not what it asked for exists. Release the
+// result when it will not be started, or once it has been.
+func Prepare(s Spec) (*Prepared, error) {
 	if len(s.Argv) == 0 || s.Argv[0] == "" {
-		return 0, &ExecError{Path: "", Err: errors.New("empty command")}
+		return nil, &ExecError{Path: "", Err: errors.New("empty command")}
 	}
-	path, err := LookPath(s.Argv[0], envPath(s.Env))
-	if err != nil {
-		return 0, &ExecError{Path: s.Argv[0], Err: err}
-	}
+	p := &Prepared{spec: s, dirFD: -1}
 	if s.Dir != "" {
 		// The child's chdir failing would come back as a bare errno that
 		// reads like the program's own; name the directory instead.
-		if st, err := os.Stat(s.Dir); err != nil || !st.IsDir() {
-			if err == nil {
-				err = unix.ENOTDIR
+		fd, err := unix.Open(s.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			// O_PATH needs no permission on the directory itself: check
+			// that the child may enter it (search permission, as fsuid).
+			err = unix.Faccessat(fd, ".", unix.X_OK, unix.AT_EACCESS)
+			if err != nil {
+				unix.Close(fd)
 			}
-			return 0, &ExecError{Path: s.Argv[0], Err: fmt.Errorf("working directory %s: %w", s.Dir, errnoOf(err))}
 		}
+		if err != nil {
+			return nil, &ExecError{Path: s.Argv[0], Err: fmt.Errorf("working directory %s: %w", s.Dir, errnoOf(err))}
+		}
+		p.dirFD = fd
 	}
+	path, err := lookPath(s.Argv[0], envPath(s.Env), p.dirFD)
+	if err != nil {
+		p.Release()
+		return nil, &ExecError{Path: s.Argv[0], Err: err}
+	}
+	p.path = path
+	return p, nil
+}
+
+// Release closes the directory fd. Closing an O_PATH fd never blocks.
+func (p *Prepared) Release() {
+	if p.dirFD >= 0 {
+		unix.Close(p.dirFD)
+		p.dirFD = -1
+	}
+}
+
+// Start forks and execs the child and returns its pid; with pidfd set it
+// also asks the kernel for a pidfd (SysProcAttr.PidFD, -1 where there is
+// none). A failure of execve (or of the setup before it) is an *ExecError;
+// the child is then already reaped, by syscall.ForkExec itself, which is
+// why Start must run inside reaper.Start.
+func (p *Prepared) Start(pidfd *int) (int, error) {
+	s := p.spec
 	files := s.Files
 	if files == nil {
 		files = []uintptr{0, 1, 2}
@@ -109,8 +172,15 @@ func Start(s Spec) (int, error) {
 	if s.InheritFDs {
 		files = withInherited(files)
 	}
+	dir := s.Dir
+	if p.dirFD >= 0 {
+		// The child chdirs before its exec, while tend's fds (this one
+		// close-on-exec) are still open in it; a process may always use
+		// its own /proc/self/fd, even after setuid made it non-dumpable.
+		dir = "/proc/self/fd/" + strconv.Itoa(p.dirFD)
+	}
 	attr := &syscall.ProcAttr{
-		Dir:   s.Dir,
+		Dir:   dir,
 		Env:   s.Env,
 		Files: files,
 		Sys: &syscall.SysProcAttr{
@@ -119,17 +189,18 @@ func Start(s Spec) (int, error) {
 			Setpgid:    s.Setpgid && !s.Setsid,
 			Foreground: s.Foreground && !s.Setsid,
 			Ctty:       0, // with Foreground: tend's fd 0, checked by ForegroundTTY
+			PidFD:      pidfd,
 		},
 	}
-	pid, err := syscall.ForkExec(path, s.Argv, attr)
+	pid, err := syscall.ForkExec(p.path, s.Argv, attr)
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) && errno == syscall.EAGAIN {
 			// fork itself failed (pids.max, RLIMIT_NPROC): not the
 			// command's fault, so not an ExecError.
-			return 0, fmt.Errorf("fork %s: %w", path, err)
+			return 0, fmt.Errorf("fork %s: %w", p.path, err)
 		}
-		return 0, &ExecError{Path: path, Err: err}
+		return 0, &ExecError{Path: p.path, Err: err}
 	}
 	return pid, nil
 }
@@ -154,16 +225,44 @@ func envPath(env []string) string {
 	return os.Getenv("PATH")
 }
 
+// DefaultPath is searched when there is no PATH at all, as execvp(3) does.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // LookPath finds file as execvp(3) would: a name with a slash is used as
 // is, any other is searched in the colon-separated path (an empty entry
 // meaning the current directory). It reports ENOENT when nothing is found
 // and EACCES when only non-executable candidates are.
-func LookPath(file, path string) (string, error) {
+func LookPath(file, path string) (string, error) { return lookPath(file, path, -1) }
+
+// lookPath is LookPath with relative names resolved from dirFD (the
+// child's working directory) when it is not -1. Access is checked with
+// faccessat(AT_EACCESS), that is with the thread's fsuid, fsgid and groups
+// (access(2) would use the real uid, root's).
+func lookPath(file, path string, dirFD int) (string, error) {
+	at := unix.AT_FDCWD
+	if dirFD >= 0 {
+		at = dirFD
+	}
+	// check says whether p may be executed; isDir is reported apart:
+	// execve(2) of a directory is EACCES, but a search skips directories.
+	check := func(p string) (isDir bool, err error) {
+		var st unix.Stat_t
+		if err := unix.Fstatat(at, p, &st, 0); err != nil {
+			return false, err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return true, unix.EACCES
+		}
+		return false, unix.Faccessat(at, p, unix.X_OK, unix.AT_EACCESS)
+	}
 	if strings.Contains(file, "/") {
+		if _, err := check(file); err != nil {
+			return "", err
+		}
 		return file, nil
 	}
 	if path == "" {
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+		path = DefaultPath
 	}
 	denied := false
 	for _, dir := range strings.Split(path, ":") {
@@ -171,15 +270,12 @@ func LookPath(file, path string) (string, error) {
 			dir = "."
 		}
 		p := dir + "/" + file
-		st, err := os.Stat(p)
-		if err != nil || st.IsDir() {
-			continue
-		}
-		if err := unix.Access(p, unix.X_OK); err != nil {
+		switch isDir, err := check(p); {
+		case err == nil:
+			return p, nil
+		case errors.Is(err, unix.EACCES) && !isDir:
 			denied = true
-			continue
 		}
-		return p, nil
 	}
 	if denied {
 		return "", unix.EACCES

@@ -9,10 +9,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
+
+// start prepares and starts s, as tend does with a pool and the reaper.
+func start(s Spec) (int, error) {
+	p, err := Prepare(s)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Release()
+	return p.Start(nil)
+}
 
 func TestLookPath(t *testing.T) {
 	dir := t.TempDir()
@@ -29,7 +40,9 @@ func TestLookPath(t *testing.T) {
 		{"readme", dir, "", unix.EACCES},
 		{"missing", dir, "", unix.ENOENT},
 		{"adir", dir, "", unix.ENOENT},
-		{"./relative/x", dir, "./relative/x", nil}, // a slash: used as is
+		{exe, "/nonexistent", exe, nil},                    // a slash: not searched, but checked
+		{"./relative/x", dir, "", unix.ENOENT},             // relative to the working directory
+		{filepath.Join(dir, "adir"), dir, "", unix.EACCES}, // execve of a directory
 	}
 	for _, tt := range tests {
 		got, err := LookPath(tt.file, tt.path)
@@ -71,7 +84,7 @@ func TestStartFailures(t *testing.T) {
 		{Spec{Argv: []string{"true"}, Dir: filepath.Join(dir, "gone")}, 127, "working directory"},
 		{Spec{Argv: nil}, 126, "empty command"},
 	} {
-		pid, err := Start(tt.spec)
+		pid, err := start(tt.spec)
 		var ee *ExecError
 		if pid != 0 || !errors.As(err, &ee) || ee.Code() != tt.code || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Start(%v) = %d, %v; want an ExecError %d naming %q", tt.spec.Argv, pid, err, tt.code, tt.want)
@@ -87,7 +100,7 @@ func TestStartFailures(t *testing.T) {
 func TestStartSetsid(t *testing.T) {
 	r, w, _ := os.Pipe()
 	defer r.Close()
-	pid, err := Start(Spec{Argv: []string{"sh", "-c", "cut -d' ' -f5,6 /proc/$$/stat"}, Setsid: true,
+	pid, err := start(Spec{Argv: []string{"sh", "-c", "cut -d' ' -f5,6 /proc/$$/stat"}, Setsid: true,
 		Files: []uintptr{0, w.Fd(), 2}})
 	w.Close()
 	if err != nil {
@@ -144,5 +157,48 @@ func TestSetEnv(t *testing.T) {
 	}
 	if env[1] != "TEND_SOCKET=/old" || len(env) != 5 {
 		t.Errorf("SetEnv changed its input: %q", env)
+	}
+}
+
+// TestStartDirThroughFD: the child, already another uid when it changes
+// directory, enters the directory through tend's O_PATH fd: the path is
+// never looked up again, and a non-dumpable child may still use its own
+// /proc/self/fd.
+func TestStartDirThroughFD(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a child as another uid")
+	}
+	dir, err := os.MkdirTemp("", "spawn-dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	p, err := Prepare(Spec{Argv: []string{"/bin/sh", "-c", "pwd; id -u"}, Dir: dir,
+		Cred: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}, Files: []uintptr{0, w.Fd(), 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renaming the directory after Prepare changes nothing: the fd is
+	// the directory, whatever its name.
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(moved)
+	pid, err := p.Start(nil)
+	p.Release()
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	unix.Wait4(pid, &ws, 0, nil)
+	out := make([]byte, 256)
+	n, _ := r.Read(out)
+	if got, want := strings.TrimSpace(string(out[:n])), moved+"\n65534"; got != want || ws.ExitStatus() != 0 {
+		t.Errorf("child printed %q (status %v), want %q", got, ws, want)
 	}
 }

@@ -1,99 +1,133 @@
 //go:build linux
 
+// Package supervisor is tend's one loop (DESIGN.md §1.9): the only
+// goroutine that starts, signals or forgets a child, for the main process,
+// services, ready probes and jobs alike, in init mode and supervisor mode.
+// Exits (from the reaper), signals, timers, API requests and the results of
+// blocking work done elsewhere are events into it. It never waits for a
+// child and never blocks: path lookups run on a blocking.Pool, passed fds
+// are closed by a blocking.Closer, and under the reaper's lock only the fork
+// and exec happen.
+//
+// Run owns the lifetime of every goroutine tend starts (the reaper, the
+// control server, the loop) and the one bounded teardown after the loop.
 package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/blocking"
 	"github.com/tendinit/tend/config"
-	"github.com/tendinit/tend/logline"
+	"github.com/tendinit/tend/control"
+	"github.com/tendinit/tend/events"
 	"github.com/tendinit/tend/reaper"
+	"github.com/tendinit/tend/signals"
 )
 
-// Config is supervisor mode: the services of a config file, and the main
-// command after `--` as the critical service "main".
+// Config is everything the loop runs from: the file's settings (defaults
+// in init mode), the main command and init mode's flags.
 type Config struct {
-	File       *config.Config
-	Main       []string // nil: no main service
-	Env        []string // tend's environment less its own settings
-	Log        *slog.Logger
-	ExpectZero []int // -e, applied to tend's exit code
-	WarnReap   bool
-	Group      bool // -g: the main service's signals go to its group
+	// File is the supervisor file, or in init mode a file of defaults
+	// with no service. Its [control] socket is the one to serve ("" none).
+	File           *config.Config
+	SocketExplicit bool // the socket was asked for: failing to bind it is fatal
 
-	// CleanupGrace bounds the SIGTERM -> SIGKILL step of the final sweep
-	// (within what is left of [shutdown] grace).
+	// Init is init mode: no config file, tini's rules for the main
+	// process (every forwardable signal forwarded to it, Rewrite applied).
+	Init bool
+	Main []string // the command after --; nil: none
+	Env  []string // tend's environment less its own settings
+	Log  *slog.Logger
+
+	Group      bool                        // -g: signals go to the main process's group
+	Rewrite    map[unix.Signal]unix.Signal // -r (init mode); a 0 value drops the signal
+	ExpectZero []int                       // -e: tend's exit codes reported as 0
+	WarnReap   bool                        // -w: tini's warning for each orphan reaped
+
+	// Grace is the whole stop budget from the start of a shutdown, after
+	// which everything left is killed; 0: no budget (init mode's default:
+	// the container runtime's stop timeout decides).
+	Grace time.Duration
+	// CleanupGrace is the SIGTERM -> SIGKILL step of the final sweep of
+	// what outlived the services (within what is left of Grace).
 	CleanupGrace time.Duration
 
-	Signals        <-chan unix.Signal
+	PidFDs  bool   // signal children through pidfds where the kernel has them
+	Version string // for GET /v1/status
+
+	Signals        <-chan unix.Signal // every caught signal but SIGCHLD
 	SIGCHLD        <-chan os.Signal
-	Stdout, Stderr io.Writer // where log_prefix lines go
-
-	Runtime
+	Stdout, Stderr io.Writer // tend's own (outlets): log_prefix lines go there
 }
 
-// Runtime is what main shares between the loop and the control API; every
-// field is optional. With a control socket, main runs the reaper itself (the
-// jobs share it) and passes it here with the jobs, the Controller the API
-// asks, and where events go.
-type Runtime struct {
-	Reaper  *reaper.Reaper
-	Jobs    JobStopper
-	Control *Controller
-	Publish func(api.Event)
-}
+// Sizes of the blocking pools: path lookups of jobs, probes and services,
+// and closes of passed fds. Each worker is one OS thread made at start.
+const (
+	lookupWorkers = 4
+	closeWorkers  = 2
+)
 
-// JobStopper is the part of the jobs manager the shutdown needs: stop every
-// job within the budget, and say when their leaders have exited.
-type JobStopper interface {
-	Shutdown(deadline time.Time) <-chan struct{}
-}
+// teardownBound is how long everything after the loop may take: the
+// control server's close, the last log lines, tend's own output
+// (DESIGN.md §1.6).
+const teardownBound = time.Second
 
-// logQueueLines bounds each prefixed-output queue: beyond it lines are
-// dropped and counted, never waited for.
-const logQueueLines = 1024
-
-// Run supervises the services until a shutdown completes, and returns tend's
-// exit code: the code of the critical service that stopped, or of the main
-// service, or 128+N after signal N without one; 0 when every service ended
-// well by itself, 1 when one failed for good. Errors before anything starts
-// (a user that does not exist) are returned with code -1.
-func Run(ctx context.Context, cfg Config) (int, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// Run supervises until a shutdown completes and returns tend's exit code.
+// An error with code -1 means nothing was started (a bad user, a socket
+// that was asked for and cannot be bound); other errors are the failures
+// tend tolerated on the way.
+func Run(cfg Config) (int, error) {
 	log := cfg.Log
 	pid1 := AdoptOrphans(log)
-	l := &loop{
-		cfg:    cfg,
-		log:    log,
-		exits:  make(chan exitEvent, 64),
-		timers: make(chan func(), 16),
-		done:   make(chan struct{}),
-		pid1:   pid1,
-	}
-	if err := l.build(); err != nil {
+	hub := events.NewHub()
+	r := reaper.New(reaper.Options{Orphan: OrphanHandler(log, cfg.WarnReap, hub.Publish), PidFDs: cfg.PidFDs})
+	pool := blocking.New("path lookups", lookupWorkers)
+	closer := blocking.NewCloser(closeWorkers)
+	l, err := newLoop(cfg, r, pool, closer, hub.Publish, pid1)
+	if err != nil {
 		return -1, err
 	}
-	l.r = cfg.Reaper
-	if l.r == nil {
-		l.r = NewReaper(log, cfg.WarnReap, cfg.Publish)
-		go l.r.Run(ctx, cfg.SIGCHLD)
+	ctx, cancel := context.WithCancel(context.Background())
+	var reaping sync.WaitGroup
+	reaping.Add(1)
+	go func() { defer reaping.Done(); r.Run(ctx, cfg.SIGCHLD) }()
+
+	srv, err := l.serve(hub, closer)
+	if err != nil {
+		cancel()
+		reaping.Wait()
+		l.release()
+		return -1, err
 	}
-	defer cfg.Control.end()
-	l.stdout = logline.NewSink(cfg.Stdout, logQueueLines)
-	l.stderr = logline.NewSink(cfg.Stderr, logQueueLines)
 	code := l.run()
-	close(l.done)
-	l.closeLogs()
+
+	// One deadline for everything after the loop, all at once.
+	deadline := time.Now().Add(teardownBound)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if srv != nil {
+			if err := srv.Close(deadline); err != nil {
+				log.Warn("closing the control socket", "err", err)
+			}
+		}
+	}()
+	go func() { defer wg.Done(); l.closeLogs(deadline) }()
+	wg.Wait()
+	cancel()
+	reaping.Wait()
+	l.release()
 	for _, c := range cfg.ExpectZero {
 		if c == code {
 			code = 0
@@ -102,139 +136,93 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	return code, l.errs.ErrorOrNil()
 }
 
-// exitEvent is a reaped child of a service: its process or its ready probe.
-type exitEvent struct {
-	svc  *service
-	exit reaper.Exit
+// serve opens the control socket when one is configured and points every
+// child's TEND_SOCKET at it. Failing to bind a socket that was asked for is
+// fatal; failing to bind supervisor mode's default is a warning.
+func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server, error) {
+	ctl := l.cfg.File.Control
+	if ctl.Socket == "" {
+		return nil, nil
+	}
+	be := newBackend(l, ctl.Socket)
+	srv, err := control.Serve(control.Config{
+		Path: ctl.Socket, Mode: ctl.Mode, Group: ctl.Group, Version: l.cfg.Version, Log: l.log,
+		Jobs: be, Services: be, CloseFDs: closer.Close,
+		Events: func(n int) (<-chan api.Event, func() bool, func()) {
+			s := hub.Subscribe(n)
+			return s.C, s.Overflowed, s.Close
+		},
+	})
+	if err != nil {
+		if !l.cfg.SocketExplicit {
+			l.log.Warn("no control API: cannot open the default socket", "err", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	l.log.Info("control API listening", "socket", ctl.Socket)
+	l.setSocket(ctl.Socket)
+	return srv, nil
 }
 
-// loop is owned by the goroutine running run; no other goroutine touches its
-// fields. Other goroutines reach it through exits (from the reaper) and
-// timers (closures run on the loop).
-type loop struct {
-	cfg    Config
-	log    *slog.Logger
-	r      *reaper.Reaper
-	pid1   bool
-	svcs   []*service
-	levels [][]*service // start order; stopped in reverse
-	main   *service     // the service "main", or nil
-	exits  chan exitEvent
-	timers chan func()
-	done   chan struct{} // closed when run returns: pending sends give up
-	errs   *multierror.Error
-
-	stdout, stderr *logline.Sink
-	streams        []logStream // log_prefix readers not yet at EOF
-
-	stopping  bool            // shutdown started
-	stopLevel int             // levels[stopLevel-1] is being stopped; 0: sweeping
-	deadline  time.Time       // end of the shutdown budget
-	sweeping  bool            // the final sweep is under way
-	finished  bool            // run returns
-	code      int             // exit code decided so far
-	byMain    bool            // take the code from the main service when it exits
-	reason    string          // why the shutdown started
-	killed    bool            // the final SIGKILL went out
-	jobsDone  <-chan struct{} // during shutdown: closed once every job has exited
+// AdoptOrphans makes tend the reaper of every orphan below it: as PID 1 it
+// is by nature; otherwise it registers as child subreaper, with no warning
+// (tini warns; tend needs no -s). It reports whether tend is PID 1.
+func AdoptOrphans(log *slog.Logger) (pid1 bool) {
+	if os.Getpid() == 1 {
+		return true
+	}
+	if err := reaper.SetSubreaper(); err != nil {
+		log.Warn("cannot become a subreaper: orphans will not be reaped", "err", err)
+	} else {
+		log.Debug("not PID 1: registered as child subreaper")
+	}
+	return false
 }
 
-// NewReaper returns the reaper with tend's orphan handling: a debug line, or
-// tini's warning with -w, and an orphan.reaped event.
-func NewReaper(log *slog.Logger, warnReap bool, publish func(api.Event)) *reaper.Reaper {
-	return reaper.New(func(e reaper.Exit) {
+// OrphanHandler logs each orphan reaped (a debug line, or tini's warning
+// with -w) and publishes orphan.reaped. It runs on the reaping goroutine and
+// must not block: the logger writes to an outlet, Publish never blocks.
+func OrphanHandler(log *slog.Logger, warnReap bool, publish func(api.Event)) func(int, unix.WaitStatus) {
+	return func(pid int, ws unix.WaitStatus) {
 		if warnReap {
-			log.Warn(fmt.Sprintf("Reaped zombie process with pid=%d", e.Pid))
+			log.Warn(fmt.Sprintf("Reaped zombie process with pid=%d", pid))
 		} else if log.Enabled(context.Background(), slog.LevelDebug) { // no allocation per orphan otherwise
-			log.Debug("reaped orphan", "pid", e.Pid, "code", e.Code())
+			log.Debug("reaped orphan", "pid", pid, "code", reaper.Code(ws))
 		}
 		if publish != nil {
-			code := e.Code()
-			publish(api.Event{Type: api.EventOrphanReaped, PID: e.Pid, Code: &code})
-		}
-	})
-}
-
-// after runs f on the loop goroutine once d has passed, unless the loop has
-// ended. It is the only way timers touch loop state.
-func (l *loop) after(d time.Duration, f func()) *time.Timer {
-	return time.AfterFunc(d, func() {
-		select {
-		case l.timers <- f:
-		case <-l.done:
-		}
-	})
-}
-
-func (l *loop) run() int {
-	l.log.Info("supervisor started", "services", len(l.svcs), "grace", l.cfg.File.Shutdown.Grace)
-	l.startEligible()
-	l.checkAllDone()
-	empty := l.r.Empty()
-	for !l.finished {
-		select {
-		case ev := <-l.exits:
-			l.onExit(ev)
-			if l.sweeping && !l.finished && l.gone() {
-				l.finish()
-			}
-		case f := <-l.timers:
-			f()
-		case sig := <-l.cfg.Signals:
-			l.onSignal(sig)
-		case f := <-l.cfg.Control.requests():
-			f(l)
-		case <-l.jobsDone:
-			l.jobsDone = nil
-			l.log.Info("every job has exited")
-			l.stopNextLevel()
-		case <-empty:
-			if l.sweeping && l.gone() {
-				l.finish()
-			}
+			code := reaper.Code(ws)
+			publish(api.Event{Type: api.EventOrphanReaped, PID: pid, Code: &code})
 		}
 	}
-	return l.code
 }
 
-// finish ends the loop.
-func (l *loop) finish() {
-	l.log.Info("supervisor stopped", "code", l.code, "reason", l.reason, "orphans_reaped", l.r.Orphans())
-	l.finished = true
-}
-
-func (l *loop) appendErr(err error) {
-	if err != nil {
-		l.errs = multierror.Append(l.errs, err)
-		l.errs.ErrorFormat = oneLine
-	}
-}
-
-// logDrain is how long tend reads the service pipes after the last exit:
-// what a service wrote just before it exited is still in its pipe, while a
-// pipe some leftover still holds would never end by itself.
-const logDrain = 200 * time.Millisecond
-
-// closeLogs ends every log stream, partial last lines included, and flushes
-// the sinks, reporting what backpressure dropped.
-func (l *loop) closeLogs() {
-	end := time.Now().Add(logDrain)
-	for _, ls := range l.streams {
-		_ = ls.pipe.SetReadDeadline(end)
-	}
-	for _, ls := range l.streams {
-		<-ls.st.Done()
-		ls.pipe.Close()
-	}
-	l.stdout.Close()
-	l.stderr.Close()
-	n := l.stdout.Dropped() + l.stderr.Dropped()
-	for _, w := range []io.Writer{l.cfg.Stdout, l.cfg.Stderr} {
-		if d, ok := w.(interface{ Dropped() uint64 }); ok { // an outlet drops too
-			n += d.Dropped()
+// signalAll sends sig to every process tend can reach below itself: as PID
+// 1 that is kill(-1), which spares only PID 1 (kill(2)) and is one atomic
+// step in the kernel; otherwise every descendant, each reached without a
+// bare number that may have been recycled (reaper.SignalDescendants). This
+// is the sweep of what no unit owns any more.
+func signalAll(r *reaper.Reaper, sig unix.Signal, pid1 bool) error {
+	if pid1 {
+		if err := unix.Kill(-1, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("kill(-1, %s): %w", signals.Name(sig), err)
 		}
+		return nil
 	}
-	if n > 0 {
-		l.log.Warn("service output lines dropped: tend's stdout or stderr was too slow", "lines", n)
+	if _, err := r.SignalDescendants(sig); err != nil {
+		return fmt.Errorf("%s to every descendant: %w", signals.Name(sig), err)
 	}
+	return nil
+}
+
+// oneLine formats collected errors on one line, so they fit one log record.
+func oneLine(errs []error) string {
+	s := ""
+	for i, err := range errs {
+		if i > 0 {
+			s += "; "
+		}
+		s += err.Error()
+	}
+	return s
 }

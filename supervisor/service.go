@@ -26,7 +26,7 @@ type state string
 
 const (
 	statePending  state = "pending"  // waiting for the services in its `after`
-	stateStarting state = "starting" // running, not ready yet
+	stateStarting state = "starting" // started (or being started), not ready yet
 	stateRunning  state = "running"  // running and ready
 	stateBackoff  state = "backoff"  // exited, waiting to restart
 	stateStopping state = "stopping" // stop signal sent
@@ -41,16 +41,19 @@ const (
 	probeMax   = time.Second
 )
 
-// service is one supervised service; only the loop goroutine touches it.
+// service is one supervised service (or init mode's main process); only the
+// loop touches it. Its current run and probe are reaper handles: an exit is
+// this service's only if it comes from one of them.
 type service struct {
-	cfg      config.Service
-	spec     spawn.Spec // argv, env, dir, credentials; files are set per start
-	state    state
-	level    int
-	pid      int       // 0 when no process runs
-	probePid int       // the running ready probe, or 0
-	gen      int       // bumped at every start and stop: older timers do nothing
-	started  time.Time // of the current run
+	cfg   config.Service
+	spec  spawn.Spec // argv, env, dir, credentials; files are set per start
+	state state
+	level int
+
+	proc     *reaper.Child // the current run's process, nil when none runs
+	probe    *reaper.Child // the running ready probe, or nil
+	gen      int           // bumped at every start and stop: older timers and lookups do nothing
+	started  time.Time     // of the current run
 	runs     int
 	everUp   bool // has been ready once: its dependents may start
 	failing  bool // readiness timed out: the exit that follows is a failure for good
@@ -59,6 +62,7 @@ type service struct {
 	tracker  *restart.Tracker
 	probeGap time.Duration
 	since    time.Time // of the current state
+	stopSent bool      // init mode: the signal that stops it was forwarded already
 
 	// Set by the control API: the exit that follows a stop request ends
 	// the service (or, with restartAfterStop, starts it afresh) whatever
@@ -84,7 +88,7 @@ func (l *loop) build() error {
 	var errs []error
 	byName := map[string]*service{}
 	for _, c := range svcs {
-		s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c))}
+		s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c)), since: time.Now()}
 		s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true, InheritFDs: true}
 		env := l.cfg.Env
 		if c.User != "" {
@@ -142,10 +146,8 @@ func (l *loop) setState(s *service, st state, args ...any) {
 	l.log.Info("service "+string(st), append([]any{"service", s.cfg.Name, "from", string(s.state)}, args...)...)
 	s.state = st
 	s.since = time.Now()
-	if l.cfg.Publish != nil {
-		svc := serviceStatus(s)
-		l.cfg.Publish(api.Event{Type: api.EventServicePrefix + string(st), Service: &svc})
-	}
+	svc := serviceStatus(s)
+	l.publish(api.Event{Type: api.EventServicePrefix + string(st), Service: &svc})
 }
 
 // byName finds a service.
@@ -161,7 +163,7 @@ func (l *loop) byName(name string) *service {
 // startEligible starts every pending service whose dependencies have all
 // been ready, and fails those whose dependency failed for good.
 func (l *loop) startEligible() {
-	if l.stopping {
+	if l.sd.active {
 		return
 	}
 	for _, s := range l.svcs {
@@ -203,68 +205,69 @@ func (l *loop) deps(s *service) []*service {
 	return out
 }
 
-// start runs the service once.
+// start runs the service once: its command is looked up off the loop, then
+// launch forks it. The state is starting from now on, so nothing starts it
+// twice meanwhile.
 func (l *loop) start(s *service) {
 	s.gen++
 	s.runs++
-	s.failing = false
-	spec := s.spec
-	files, closeAfter, err := l.stdio(s)
+	s.failing, s.stopSent = false, false
+	s.started = time.Now()
+	l.setState(s, stateStarting, "run", s.runs)
+	gen := s.gen
+	l.prepareAsync(s.spec, func(p *spawn.Prepared, err error) {
+		if s.gen != gen { // stopped meanwhile
+			if p != nil {
+				p.Release()
+			}
+			return
+		}
+		l.launch(s, p, err)
+	})
+}
+
+// launch forks the prepared command of s.
+func (l *loop) launch(s *service, p *spawn.Prepared, err error) {
+	var files []uintptr
+	var closeAfter []*os.File
 	if err == nil {
-		spec.Files = files
-		var pid int
-		pid, err = l.r.Start(func() (int, error) { return spawn.Start(spec) }, l.owner(s))
-		s.pid = pid
+		files, closeAfter, err = l.stdio(s)
+	}
+	if err == nil {
+		s.proc, err = l.r.Start(func(pidfd *int) (int, error) { return l.fork(p.WithFiles(files), pidfd) }, s)
 	}
 	for _, f := range closeAfter {
 		f.Close() // the child has its copies; ours would keep the pipes open
 	}
+	if p != nil {
+		p.Release()
+	}
 	if err != nil {
-		code := 1
+		code := spawn.ExitNotExecutable
 		var ee *spawn.ExecError
 		if errors.As(err, &ee) {
 			code = ee.Code()
 		}
 		l.log.Error("service cannot start", "service", s.cfg.Name, "err", err, "code", code)
-		s.started = time.Now()
-		// Through the loop, not directly: an immediate restart of a
-		// command that cannot start would otherwise recurse without end
-		// and keep signals and the API waiting.
-		gen := s.gen
-		l.after(0, func() {
-			if s.gen == gen {
-				l.exited(s, reaper.Exit{Status: unix.WaitStatus(code << 8)})
-			}
-		})
+		l.exited(s, unix.WaitStatus(code<<8))
 		return
 	}
 	s.started = time.Now()
-	l.setState(s, stateStarting, "pid", s.pid, "run", s.runs)
+	l.log.Info("service started", "service", s.cfg.Name, "pid", s.proc.Pid(), "run", s.runs)
 	if s.cfg.Ready.Exec == nil {
 		l.ready(s)
 		return
 	}
 	gen := s.gen
 	s.probeGap = probeFirst
-	l.after(s.cfg.ReadyTimeout, func() {
+	l.tm.after(s.cfg.ReadyTimeout, func() {
 		if s.gen == gen && s.state == stateStarting {
 			l.log.Error("service not ready in time: stopping it", "service", s.cfg.Name, "ready_timeout", s.cfg.ReadyTimeout)
 			s.failing = true
 			l.killService(s)
 		}
 	})
-	l.probe(s)
-}
-
-// owner is the reaper's callback for a process of s: it hands the exit to
-// the loop, or drops it once the loop has ended.
-func (l *loop) owner(s *service) func(reaper.Exit) {
-	return func(e reaper.Exit) {
-		select {
-		case l.exits <- exitEvent{svc: s, exit: e}:
-		case <-l.done:
-		}
-	}
+	l.runProbe(s)
 }
 
 // stdio gives a service /dev/null as stdin (the main service gets tend's),
@@ -272,15 +275,10 @@ func (l *loop) owner(s *service) func(reaper.Exit) {
 func (l *loop) stdio(s *service) (files []uintptr, closeAfter []*os.File, err error) {
 	files = []uintptr{0, 1, 2}
 	if s != l.main {
-		null, err := os.Open(os.DevNull)
-		if err != nil {
-			return nil, nil, err
-		}
-		closeAfter = append(closeAfter, null)
-		files[0] = null.Fd()
+		files[0] = uintptr(l.null)
 	}
 	if !s.cfg.LogPrefix {
-		return files, closeAfter, nil
+		return files, nil, nil
 	}
 	l.pruneStreams()
 	for i, sink := range []*logline.Sink{l.stdout, l.stderr} {
@@ -309,21 +307,29 @@ func (l *loop) pruneStreams() {
 	})
 }
 
-// probe runs the ready command once; its exit comes back through onExit.
-func (l *loop) probe(s *service) {
+// runProbe runs the ready command once; its exit comes back to serviceExit.
+func (l *loop) runProbe(s *service) {
 	spec := s.spec
 	spec.Argv = s.cfg.Ready.Exec
 	spec.Setpgid, spec.Foreground, spec.InheritFDs = false, false, false
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err == nil {
-		spec.Files = []uintptr{null.Fd(), null.Fd(), null.Fd()}
-		s.probePid, err = l.r.Start(func() (int, error) { return spawn.Start(spec) }, l.owner(s))
-		null.Close()
-	}
-	if err != nil {
-		l.log.Warn("ready probe cannot start", "service", s.cfg.Name, "err", err)
-		l.probeAgain(s)
-	}
+	spec.Files = []uintptr{uintptr(l.null), uintptr(l.null), uintptr(l.null)}
+	gen := s.gen
+	l.prepareAsync(spec, func(p *spawn.Prepared, err error) {
+		if s.gen != gen || s.state != stateStarting {
+			if p != nil {
+				p.Release()
+			}
+			return
+		}
+		if err == nil {
+			s.probe, err = l.r.Start(func(pidfd *int) (int, error) { return l.fork(p, pidfd) }, s)
+			p.Release()
+		}
+		if err != nil {
+			l.log.Warn("ready probe cannot start", "service", s.cfg.Name, "err", err)
+			l.probeAgain(s)
+		}
+	})
 }
 
 // probeAgain schedules the next ready probe, backing off.
@@ -331,9 +337,9 @@ func (l *loop) probeAgain(s *service) {
 	gen := s.gen
 	gap := s.probeGap
 	s.probeGap = min(2*s.probeGap, probeMax)
-	l.after(gap, func() {
-		if s.gen == gen && s.state == stateStarting && s.probePid == 0 {
-			l.probe(s)
+	l.tm.after(gap, func() {
+		if s.gen == gen && s.state == stateStarting && s.probe == nil {
+			l.runProbe(s)
 		}
 	})
 }
@@ -341,50 +347,56 @@ func (l *loop) probeAgain(s *service) {
 // ready marks s ready and starts what waited for it.
 func (l *loop) ready(s *service) {
 	s.everUp = true
-	l.setState(s, stateRunning, "pid", s.pid)
+	l.setState(s, stateRunning, "pid", s.proc.Pid())
 	l.startEligible()
 }
 
-func (l *loop) onExit(ev exitEvent) {
-	s := ev.svc
-	switch ev.exit.Pid {
-	case s.probePid:
-		s.probePid = 0
-		if l.stopping {
+// serviceExit is the exit of one of s's registrations: its probe, or its
+// current run. Any other handle's exit (a run that was replaced) is stale.
+func (l *loop) serviceExit(s *service, e reaper.Exit) {
+	switch e.Child {
+	case s.probe:
+		s.probe = nil
+		if l.sd.active {
 			l.advanceShutdown() // the level may have waited for this probe
 			return
 		}
 		if s.state != stateStarting {
 			return
 		}
-		if ev.exit.Code() == 0 {
+		if e.Code() == 0 {
 			l.ready(s)
 		} else {
 			l.probeAgain(s)
 		}
-	case s.pid:
-		s.pid = 0
-		if s.probePid != 0 {
-			_ = l.r.Signal(s.probePid, unix.SIGKILL, false)
+	case s.proc:
+		s.proc = nil
+		if s.probe != nil {
+			_ = s.probe.Signal(unix.SIGKILL)
 		}
-		l.exited(s, ev.exit)
+		l.exited(s, e.Status)
+	default:
+		l.log.Debug("exit of a replaced registration", "service", s.cfg.Name, "pid", e.Pid)
 	}
 }
 
 // exited decides what follows the end of a run: a restart, a backoff, or the
 // end of the service.
-func (l *loop) exited(s *service, e reaper.Exit) {
-	s.lastCode, s.ended = e.Code(), true
+func (l *loop) exited(s *service, ws unix.WaitStatus) {
+	s.lastCode, s.ended = reaper.Code(ws), true
 	s.gen++ // timers of the run (readiness) are void now
 	args := []any{"service", s.cfg.Name, "code", s.lastCode, "run", s.runs}
-	if e.Status.Signaled() {
-		args = append(args, "sig", signals.Name(e.Status.Signal()))
+	if ws.Signaled() {
+		args = append(args, "sig", signals.Name(ws.Signal()))
+		if ws.CoreDump() {
+			args = append(args, "core_dumped", true)
+		}
 	}
 	l.log.Info("service exited", args...)
-	if s == l.main && l.byMain {
+	if s == l.main && l.sd.byMain {
 		l.code = s.lastCode
 	}
-	if l.stopping {
+	if l.sd.active {
 		l.setState(s, stateStopped)
 		l.advanceShutdown()
 		return
@@ -407,9 +419,9 @@ func (l *loop) exited(s *service, e reaper.Exit) {
 		l.ended(s)
 		return
 	}
-	code, sig := e.Status.ExitStatus(), e.Status.Signaled()
+	code, sig := ws.ExitStatus(), ws.Signaled()
 	if sig {
-		code = int(e.Status.Signal())
+		code = int(ws.Signal())
 	}
 	d := s.tracker.Exited(s.started, time.Now(), code, sig)
 	switch {
@@ -425,8 +437,8 @@ func (l *loop) exited(s *service, e reaper.Exit) {
 	default:
 		l.setState(s, stateBackoff, "delay", d.Delay, "reason", d.Reason)
 		gen := s.gen
-		l.after(d.Delay, func() {
-			if s.gen == gen && s.state == stateBackoff && !l.stopping {
+		l.tm.after(d.Delay, func() {
+			if s.gen == gen && s.state == stateBackoff && !l.sd.active {
 				l.start(s)
 			}
 		})
@@ -437,7 +449,7 @@ func (l *loop) exited(s *service, e reaper.Exit) {
 // container with its code; dependents that never started fail with it.
 func (l *loop) ended(s *service) {
 	if s.cfg.Critical {
-		l.shutdown(fmt.Sprintf("critical service %s %s", s.cfg.Name, s.state), s.lastCode, false)
+		l.shutdown(fmt.Sprintf("critical service %s %s", s.cfg.Name, s.state), s.lastCode, s == l.main)
 		return
 	}
 	l.startEligible()
@@ -447,7 +459,7 @@ func (l *loop) ended(s *service) {
 // checkAllDone stops tend once no service is left to run: 0 when each one's
 // last run exited 0, 1 when one failed for good or last exited otherwise.
 func (l *loop) checkAllDone() {
-	if l.stopping {
+	if l.sd.active {
 		return
 	}
 	code := 0
@@ -465,3 +477,34 @@ func (l *loop) checkAllDone() {
 	}
 	l.shutdown("every service has ended", code, false)
 }
+
+// closeLogs ends every log stream, partial last lines included, and flushes
+// the sinks and tend's own outputs, reporting what backpressure dropped, all
+// by deadline. What a service wrote just before it exited is still in its
+// pipe and is read until then; a pipe some leftover still holds would never
+// end by itself.
+func (l *loop) closeLogs(deadline time.Time) {
+	drain := min(time.Until(deadline)/4, logDrain)
+	end := time.Now().Add(drain)
+	for _, ls := range l.streams {
+		_ = ls.pipe.SetReadDeadline(end)
+	}
+	for _, ls := range l.streams {
+		<-ls.st.Done()
+		ls.pipe.Close()
+	}
+	l.stdout.CloseBy(deadline)
+	l.stderr.CloseBy(deadline)
+	n := l.stdout.Dropped() + l.stderr.Dropped()
+	for _, w := range []any{l.cfg.Stdout, l.cfg.Stderr} {
+		if d, ok := w.(interface{ Dropped() uint64 }); ok { // an outlet drops too
+			n += d.Dropped()
+		}
+	}
+	if n > 0 {
+		l.log.Warn("service output lines dropped: tend's stdout or stderr was too slow", "lines", n)
+	}
+}
+
+// logDrain is the most closeLogs reads the service pipes after the loop.
+const logDrain = 200 * time.Millisecond

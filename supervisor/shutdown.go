@@ -5,7 +5,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,78 +14,80 @@ import (
 	"github.com/tendinit/tend/signals"
 )
 
-// onSignal routes a signal sent to tend. Each service's `signals` map comes
-// first (a 0 value: not forwarded); otherwise INT and TERM start the
-// shutdown and every other forwardable signal goes to every service.
-func (l *loop) onSignal(sig unix.Signal) {
-	if !signals.Forwardable(sig) {
-		return
-	}
-	for _, s := range l.svcs {
-		out, mapped := s.cfg.Signals[sig]
-		if !mapped {
-			if sig == unix.SIGINT || sig == unix.SIGTERM {
-				continue
-			}
-			out = sig
-		}
-		if out == 0 || s.pid == 0 {
-			continue
-		}
-		group := s == l.main && l.cfg.Group
-		l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", s.cfg.Name, "pid", s.pid)
-		if err := l.r.Signal(s.pid, out, group); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
-			l.appendErr(fmt.Errorf("forward %s to %s: %w", signals.Name(out), s.cfg.Name, err))
-		}
-	}
-	if sig == unix.SIGINT || sig == unix.SIGTERM {
-		code := exitSignalOffset + int(sig)
-		l.shutdown("received "+signals.Name(sig), code, l.main != nil)
-	}
+// finalWait bounds the wait after the last SIGKILL: a process stuck in D
+// state may never go, and tend must still exit (DESIGN.md §1.6).
+const finalWait = 3 * time.Second
+
+// shutdown is the one stop, the same in both modes: jobs and the last level
+// of services (the main process) first, together; then each level of
+// services in reverse start order, those of a level in parallel; then the
+// sweep of whatever is left; all within the budget (Config.Grace), after
+// which everything is killed. Owned by the loop.
+type shutdown struct {
+	active   bool
+	reason   string
+	byMain   bool      // the main service's exit decides the code
+	deadline time.Time // end of the budget; zero: none
+	level    int       // levels[level-1] is being stopped; 0: services done
+	sweeping bool      // the sweep has begun
+	killed   bool      // the final SIGKILL went out
 }
 
-const exitSignalOffset = 128
+// left is what remains of the budget, or -1 without a budget.
+func (sd *shutdown) left() time.Duration {
+	if sd.deadline.IsZero() {
+		return -1
+	}
+	return max(time.Until(sd.deadline), 0)
+}
 
-// shutdown stops everything: services in reverse start order, those of one
-// level in parallel, then the sweep of what is left, all within
-// [shutdown] grace. code is tend's exit code unless byMain, in which case the
-// main service's exit decides it.
+// capped is d, or what is left of the budget if that is less; d < 0 means
+// "until the budget ends" (-1 when there is none: no limit).
+func (sd *shutdown) capped(d time.Duration) time.Duration {
+	left := sd.left()
+	switch {
+	case d < 0:
+		return left
+	case left >= 0 && left < d:
+		return left
+	}
+	return d
+}
+
+// shutdown starts the stop. code is tend's exit code unless byMain, in which
+// case the main service's exit decides it. Called again, it only logs.
 func (l *loop) shutdown(reason string, code int, byMain bool) {
-	if l.stopping {
+	if l.sd.active {
 		l.log.Debug("already stopping", "reason", reason)
 		return
 	}
-	grace := l.cfg.File.Shutdown.Grace
-	l.stopping, l.reason, l.code, l.byMain = true, reason, code, byMain
-	if byMain && l.main.pid == 0 && l.main.runs > 0 {
+	l.sd = shutdown{active: true, reason: reason, byMain: byMain && l.main != nil}
+	l.code = code
+	if l.sd.byMain && l.main.proc == nil && l.main.ended {
 		l.code = l.main.lastCode // it has exited already
 	}
-	l.deadline = time.Now().Add(grace)
-	l.log.Info("shutting down", "reason", reason, "grace", grace)
-	l.after(grace, l.graceOver)
-	l.stopLevel = len(l.levels)
+	if g := l.cfg.Grace; g > 0 {
+		l.sd.deadline = time.Now().Add(g)
+		l.tm.after(g, l.graceOver)
+	}
+	l.log.Info("shutting down", "reason", reason, "grace", l.cfg.Grace)
 	for _, s := range l.svcs {
-		if s.state == statePending || s.state == stateBackoff {
-			s.gen++
+		if s.state == statePending || s.state == stateBackoff || (s.state == stateStarting && s.proc == nil) {
+			s.gen++ // a pending start, backoff or lookup does nothing now
 			l.setState(s, stateStopped)
 		}
 	}
-	if l.cfg.Jobs != nil {
-		// Jobs first: they are the services' work, and a gateway drains
-		// better without workers dying under it... but jobs are killed by
-		// their own stop_grace, within the same budget.
-		l.jobsDone = l.cfg.Jobs.Shutdown(l.deadline)
-		return // the loop calls stopNextLevel once jobsDone closes
-	}
+	l.stopJobs()
+	l.sd.level = len(l.levels)
 	l.stopNextLevel()
 }
 
-// stopNextLevel sends the stop signal to every service of the current level
-// that runs; with none running it moves on, down to the sweep.
+// stopNextLevel stops every service of the current level that runs; with
+// none running it moves on, down to the sweep.
 func (l *loop) stopNextLevel() {
-	for l.stopLevel > 0 {
+	for l.sd.level > 0 {
 		running := false
-		for _, s := range l.levels[l.stopLevel-1] {
+		for _, s := range l.levels[l.sd.level-1] {
 			if l.stopService(s) {
 				running = true
 			}
@@ -94,110 +95,100 @@ func (l *loop) stopNextLevel() {
 		if running {
 			return // advanceShutdown continues when they have exited
 		}
-		l.stopLevel--
+		l.sd.level--
 	}
 	l.sweep()
 }
 
-// advanceShutdown is called after each exit during the shutdown.
+// advanceShutdown is called after each service exit during the shutdown.
 func (l *loop) advanceShutdown() {
-	if l.stopLevel == 0 || l.sweeping {
+	if l.sd.level == 0 || l.sd.sweeping {
 		return
 	}
-	for _, s := range l.levels[l.stopLevel-1] {
-		if s.pid != 0 || s.probePid != 0 {
+	for _, s := range l.levels[l.sd.level-1] {
+		if s.proc != nil || s.probe != nil {
 			return
 		}
 	}
-	l.stopLevel--
+	l.sd.level--
 	l.stopNextLevel()
 }
 
 // stopService sends s its stop signal and arms the SIGKILL of its group at
-// its stop_timeout, capped by what is left of the grace. It reports whether
-// a process of s is still running.
+// its stop_timeout, capped by what is left of the budget. It reports
+// whether a process of s is still running.
 func (l *loop) stopService(s *service) bool {
-	if s.probePid != 0 {
-		_ = l.r.Signal(s.probePid, unix.SIGKILL, false)
+	if s.probe != nil {
+		_ = s.probe.Signal(unix.SIGKILL)
 	}
-	if s.pid == 0 {
+	if s.proc == nil {
 		if s.state != stateFailed {
 			l.setState(s, stateStopped)
 		}
-		return s.probePid != 0
+		return s.probe != nil
 	}
 	if s.state == stateStopping {
 		return true
 	}
-	left := time.Until(l.deadline)
-	timeout := left
-	if s.cfg.StopTimeout > 0 && s.cfg.StopTimeout < left {
-		timeout = s.cfg.StopTimeout
-	}
-	l.signalStop(s, timeout)
+	l.signalStop(s, l.sd.capped(s.cfg.StopTimeout))
 	return true
 }
 
-// signalStop sends s its stop signal and SIGKILLs its group if it is still
-// there after timeout.
+// signalStop sends s its stop signal (unless init mode forwarded it
+// already) and SIGKILLs its group if it is still there after timeout; a
+// timeout < 0 is none.
 func (l *loop) signalStop(s *service, timeout time.Duration) {
-	l.setState(s, stateStopping, "sig", signals.Name(s.cfg.StopSignal), "timeout", timeout.Round(time.Millisecond))
-	s.gen++
-	if err := l.r.Signal(s.pid, s.cfg.StopSignal, false); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
-		l.appendErr(fmt.Errorf("stop %s: %w", s.cfg.Name, err))
+	args := []any{"sig", signals.Name(s.cfg.StopSignal)}
+	if timeout >= 0 {
+		args = append(args, "timeout", timeout.Round(time.Millisecond))
 	}
-	pid := s.pid
-	l.after(timeout, func() {
-		if s.pid == pid {
+	l.setState(s, stateStopping, args...)
+	s.gen++
+	switch {
+	case timeout == 0:
+		l.killService(s) // stop_timeout = 0: SIGKILL at once
+		return
+	case s.stopSent:
+	default:
+		l.signalService(s, s.cfg.StopSignal, "stop")
+	}
+	if timeout < 0 {
+		return
+	}
+	proc := s.proc
+	l.tm.after(timeout, func() {
+		if s.proc == proc {
 			l.log.Warn("service did not stop in time: killing its group", "service", s.cfg.Name, "timeout", timeout.Round(time.Millisecond))
 			l.killService(s)
 		}
 	})
 }
 
-// apiStop is POST /v1/services/{name}/stop: the stop signal, SIGKILL after
-// its stop_timeout (or [shutdown] grace), and no restart after.
-func (l *loop) apiStop(s *service) error {
-	if s.pid == 0 {
-		if s.state == stateStopped || s.state == stateFailed {
-			return api.Errorf(http.StatusConflict, "service %q is already %s", s.cfg.Name, s.state)
-		}
-		s.gen++ // a pending backoff or start does nothing now
-		l.setState(s, stateStopped, "reason", "stopped from the API")
-		l.ended(s)
-		return nil
-	}
-	s.apiStopped = true
-	if s.state != stateStopping {
-		timeout := s.cfg.StopTimeout
-		if timeout <= 0 {
-			timeout = l.cfg.File.Shutdown.Grace
-		}
-		l.signalStop(s, timeout)
-	}
-	return nil
-}
-
-// apiStart is POST /v1/services/{name}/start: a stopped or failed service
-// runs again with a fresh restart budget.
-func (l *loop) apiStart(s *service) error {
-	switch s.state {
-	case stateStopped, stateFailed, stateBackoff:
-	default:
-		return api.Errorf(http.StatusConflict, "service %q is %s", s.cfg.Name, s.state)
-	}
-	s.tracker.Reset()
-	l.start(s)
-	return nil
-}
-
-// killService SIGKILLs the process group of s (the group exists at least as
-// long as its unreaped leader, so the number cannot have been recycled).
-func (l *loop) killService(s *service) {
-	if s.pid == 0 {
+// signalService sends sig to s's process (its group with -g for main);
+// what for names the act in an error.
+func (l *loop) signalService(s *service, sig unix.Signal, what string) {
+	if s.proc == nil {
 		return
 	}
-	if err := l.r.Signal(s.pid, unix.SIGKILL, true); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
+	var err error
+	if s == l.main && l.cfg.Group {
+		err = s.proc.SignalGroup(sig)
+	} else {
+		err = s.proc.Signal(sig)
+	}
+	if err != nil && !errors.Is(err, reaper.ErrNotRunning) {
+		l.appendErr(fmt.Errorf("%s %s (%s): %w", what, s.cfg.Name, signals.Name(sig), err))
+	}
+}
+
+// killService SIGKILLs the process group of s, through its handle: only
+// while its leader is unreaped, when the group's number cannot be anyone
+// else's.
+func (l *loop) killService(s *service) {
+	if s.proc == nil {
+		return
+	}
+	if err := s.proc.SignalGroup(unix.SIGKILL); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
 		l.appendErr(fmt.Errorf("kill %s: %w", s.cfg.Name, err))
 	}
 }
@@ -206,43 +197,50 @@ func (l *loop) killService(s *service) {
 // SIGKILL after the cleanup grace (or at the end of the budget), then a
 // bounded wait for the last exits.
 func (l *loop) sweep() {
-	l.sweeping = true
+	l.sd.sweeping = true
 	if l.gone() {
 		l.finish()
 		return
 	}
-	wait := min(l.cfg.CleanupGrace, time.Until(l.deadline))
+	wait := l.sd.capped(l.cfg.CleanupGrace)
 	l.log.Info("sweeping what is left", "sigterm_then_sigkill_after", wait.Round(time.Millisecond))
-	l.appendErr(signalAll(unix.SIGTERM, l.pid1))
-	l.after(max(wait, 0), l.killAll)
-}
-
-// graceOver is the end of the shutdown budget: SIGKILL to everything.
-func (l *loop) graceOver() {
-	if l.finished || l.killed {
+	if wait == 0 {
+		l.killAll()
 		return
 	}
-	l.log.Warn("shutdown grace over: killing every process", "grace", l.cfg.File.Shutdown.Grace)
-	l.sweeping = true
+	l.appendErr(l.signalAll(unix.SIGTERM))
+	l.tm.after(wait, l.killAll)
+}
+
+// graceOver is the end of the budget: SIGKILL to everything.
+func (l *loop) graceOver() {
+	if l.finished || l.sd.killed {
+		return
+	}
+	l.log.Warn("shutdown grace over: killing every process", "grace", l.cfg.Grace)
+	l.sd.sweeping = true
 	l.killAll()
 }
 
 // killAll sends the final SIGKILL and gives the kernel finalWait to deliver
 // the exits; then tend leaves, whatever is stuck in D state.
 func (l *loop) killAll() {
-	if l.finished || l.killed {
+	if l.finished || l.sd.killed {
 		return
 	}
-	l.killed = true
+	l.sd.killed = true
 	for _, s := range l.svcs {
 		l.killService(s)
 	}
-	l.appendErr(signalAll(unix.SIGKILL, l.pid1))
+	for _, j := range l.jobs.RunningJobs() {
+		l.signalJob(j, unix.SIGKILL, true)
+	}
+	l.appendErr(l.signalAll(unix.SIGKILL))
 	if l.gone() {
 		l.finish()
 		return
 	}
-	l.after(finalWait, func() {
+	l.tm.after(finalWait, func() {
 		if !l.finished {
 			l.appendErr(errors.New("processes still there after SIGKILL (D state?): exiting anyway"))
 			l.finish()
@@ -250,15 +248,34 @@ func (l *loop) killAll() {
 	})
 }
 
-// gone reports whether nothing is left: every service's exit (and probe's)
-// has reached the loop, and tend has no child at all. Exits may still sit in
-// l.exits when the reaper already reports the tree empty, and the main
-// service's code must not be lost with them.
+// gone reports whether nothing is left: every service's and job's exit has
+// reached the loop, and tend has no child at all.
 func (l *loop) gone() bool {
 	for _, s := range l.svcs {
-		if s.pid != 0 || s.probePid != 0 {
+		if s.proc != nil || s.probe != nil {
 			return false
 		}
 	}
-	return l.r.NoChildren()
+	return l.jobs.Running() == 0 && l.r.Idle()
+}
+
+// finish ends the loop.
+func (l *loop) finish() {
+	l.log.Info("stopped", "code", l.code, "reason", l.sd.reason, "orphans_reaped", l.r.Orphans())
+	l.finished = true
+}
+
+// health is GET /v1/health: every critical service ready, not stopping.
+func (l *loop) health() api.Health {
+	h := api.Health{Healthy: !l.sd.active}
+	if l.sd.active {
+		h.NotReady = append(h.NotReady, "(stopping: "+l.sd.reason+")")
+	}
+	for _, s := range l.svcs {
+		if s.cfg.Critical && s.state != stateRunning {
+			h.Healthy = false
+			h.NotReady = append(h.NotReady, s.cfg.Name)
+		}
+	}
+	return h
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package client
 
 import (
 	"encoding/json"
@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/signals"
 )
 
 func intp(n int) *int       { return &n }
@@ -243,42 +242,5 @@ func TestClientOutput(t *testing.T) {
 				t.Errorf("tend %v: exit %d, stdout %q; want 0 and %q in it", tt.args, code, out, w)
 			}
 		}
-	}
-}
-
-func TestSplitArgsSubcommands(t *testing.T) {
-	for _, tt := range []struct {
-		args, cli, argv []string
-	}{
-		{[]string{"tend", "spawn", "--", "sh", "-c", "x"}, []string{"tend", "spawn", "--", "sh", "-c", "x"}, nil},
-		{[]string{"tend", "-v", "status"}, []string{"tend", "-v", "status"}, nil},
-		{[]string{"tend", "--", "status"}, []string{"tend"}, []string{"status"}},
-	} {
-		cli, argv := splitArgs(tt.args)
-		if !slices.Equal(cli, tt.cli) || !slices.Equal(argv, tt.argv) {
-			t.Errorf("splitArgs(%q) = %q, %q; want %q, %q", tt.args, cli, argv, tt.cli, tt.argv)
-		}
-	}
-}
-
-func TestRunDispatchesClientCommands(t *testing.T) {
-	s, sock := newScripted(t)
-	sigs := signals.Notify()
-	if got := run([]string{"tend", "spawn", "--socket", sock, "--", "exit3"}, sigs); got != 3 {
-		t.Errorf("run(tend spawn -- exit3) = %d, want 3", got)
-	}
-	if got := run([]string{"tend", "spawn", "--socket", sock, "--", "help"}, sigs); got != 0 {
-		t.Errorf("run(tend spawn -- help) = %d, want 0 (the job help)", got)
-	}
-	if got := run([]string{"tend", "wait", "--socket", sock, "j-exit3"}, sigs); got != 3 {
-		t.Errorf("run(tend wait j-exit3) = %d, want 3", got)
-	}
-	if got := run([]string{"tend", "status", "--bogus"}, sigs); got != exitUsage {
-		t.Errorf("run(tend status --bogus) = %d, want %d", got, exitUsage)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.requests) != 2 || s.requests[1].Argv[0] != "help" {
-		t.Errorf("requests %+v, want exit3 and help", s.requests)
 	}
 }

@@ -1,6 +1,10 @@
 //go:build linux
 
-package main
+// Package client is tend's command-line clients of the control API: tend
+// spawn, wait, status, jobs, signal, restart, service, events and health,
+// and the re-raise of a job's fatal signal on the spawn proxy itself. It
+// talks to a tend only through the api package's client.
+package client
 
 import (
 	"context"
@@ -25,6 +29,14 @@ import (
 // fails; 126 and 127 are the command's, 2 a usage error.
 const exitTend = 125
 
+// exitFailure is the exit code of a command that could not print (its
+// stdout is gone).
+const exitFailure = 1
+
+// exitUsage is the exit code of a usage error, in every mode and
+// subcommand.
+const exitUsage = 2
+
 // exitUnhealthy is tend health's answer when a critical service is not
 // ready, for Kubernetes exec probes.
 const exitUnhealthy = 1
@@ -45,10 +57,10 @@ func processIO() *clientIO {
 		environ: os.Environ, getenv: os.Getenv, getwd: os.Getwd, raise: reraise}
 }
 
-// clientCommands returns tend's client subcommands (DESIGN.md §5). Each
-// one stores its exit code in *code and returns nil, so that run prints
+// Commands returns tend's client subcommands (DESIGN.md §5). Each one
+// stores its exit code in *code and returns nil, so that main prints
 // nothing more and exits with it.
-func clientCommands(code *int) []*cli.Command { return newClientCommands(code, processIO()) }
+func Commands(code *int) []*cli.Command { return newClientCommands(code, processIO()) }
 
 // runClient runs one client command line (args[0] is the program name)
 // outside of main's app and returns its exit code: the seam for tests.

@@ -1,0 +1,262 @@
+//go:build linux
+
+package jobs
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"slices"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/control"
+	"github.com/tendinit/tend/signals"
+)
+
+// Limits are the [jobs] settings the table enforces (config/ has their
+// defaults; the table takes them as they are).
+type Limits struct {
+	MaxRunning int           // >= 1; beyond it jobs queue
+	MaxQueued  int           // >= 0; beyond it the API answers 429
+	Keep       time.Duration // how long exit records stay queryable
+	MaxRecords int           // exit records kept at most, oldest forgotten first
+}
+
+// Table is every job record, the queue and the bound connections. The zero
+// value is not usable; call New.
+type Table struct {
+	lim  Limits
+	now  func() time.Time
+	jobs map[string]*Job // every record by id
+
+	queue   []*Job // queued jobs, oldest first
+	ended   []*Job // exited records, oldest first
+	running int
+	started uint64
+	seq     uint64
+
+	conns map[uint64]map[*Job]struct{} // open bound connection -> its unexited jobs
+}
+
+// Exited records are kept by the thousand, so label-less ones share one
+// empty map (records are read-only once handed out).
+var noLabels = map[string]string{}
+
+// New returns an empty table; now is time.Now, or a fake in tests.
+func New(lim Limits, now func() time.Time) *Table {
+	return &Table{lim: lim, now: now, jobs: make(map[string]*Job), conns: make(map[uint64]map[*Job]struct{})}
+}
+
+// NewJob returns a job for argv, run as uid, with labels, not yet in any
+// table: Admit records it.
+func NewJob(argv []string, uid int, labels map[string]string, queuedAt time.Time) *Job {
+	j := &Job{Rec: api.Job{State: api.StateQueued, Argv: argv, UID: uid, Labels: labels, QueuedAt: queuedAt}}
+	if len(labels) == 0 {
+		j.Rec.Labels = noLabels // "labels": {} rather than null, shared
+	}
+	return j
+}
+
+// Admit decides what becomes of a new job: it gets an id and a record, and
+// either may start now (true) or waits in the queue (false). With every slot
+// and the queue full it is refused with a 429 and gets no record.
+func (t *Table) Admit(j *Job) (startNow bool, err error) {
+	t.Prune()
+	switch {
+	case t.running < t.lim.MaxRunning && len(t.queue) == 0:
+		t.add(j)
+		return true, nil
+	case len(t.queue) < t.lim.MaxQueued:
+		t.add(j)
+		t.queue = append(t.queue, j)
+		return false, nil
+	}
+	return false, api.Errorf(http.StatusTooManyRequests, "job queue full (%d running, %d queued; [jobs] max_running, max_queued)",
+		t.running, len(t.queue))
+}
+
+// add gives j a fresh id and records it.
+func (t *Table) add(j *Job) {
+	for {
+		var b [4]byte
+		rand.Read(b[:]) // never fails on Linux (crypto/rand docs)
+		j.Rec.ID = "j-" + hex.EncodeToString(b[:])
+		if _, taken := t.jobs[j.Rec.ID]; !taken {
+			break
+		}
+	}
+	t.seq++
+	j.seq = t.seq
+	t.jobs[j.Rec.ID] = j
+}
+
+// Forget removes an admitted job that never started and leaves no record
+// (its command could not be executed: the request gets a 422 instead).
+func (t *Table) Forget(j *Job) {
+	t.Dequeue(j)
+	t.unbind(j)
+	delete(t.jobs, j.Rec.ID)
+}
+
+// Started makes j running as child's process.
+func (t *Table) Started(j *Job) {
+	pid := j.Child.Pid()
+	now := t.now()
+	j.Rec.PID, j.Rec.StartedAt, j.Rec.State = &pid, &now, api.StateRunning
+	t.running++
+	t.started++
+}
+
+// Exited records the wait status of a running j and finishes it, with
+// reason if tend stopped it (j.Reason), else exited or signaled.
+func (t *Table) Exited(j *Job, ws unix.WaitStatus) {
+	reason := api.ReasonExited
+	if ws.Signaled() {
+		name := signals.Name(ws.Signal())
+		j.Rec.Signal, j.Rec.CoreDumped = &name, ws.CoreDump()
+		reason = api.ReasonSignaled
+	} else {
+		code := ws.ExitStatus()
+		j.Rec.ExitCode = &code
+	}
+	if j.Reason != "" {
+		reason = j.Reason // tend stopped it: say why
+	}
+	t.running--
+	j.Child = nil
+	t.Finish(j, reason)
+	t.Prune()
+}
+
+// Dropped records that queued j ends without ever running, as if sig had
+// killed it: a client waiting on it (tend spawn, tend wait) then exits as a
+// program killed by sig would, instead of finding neither code nor signal.
+func (t *Table) Dropped(j *Job, sig unix.Signal, reason string) {
+	t.Dequeue(j)
+	name := signals.Name(sig)
+	j.Rec.Signal = &name
+	t.Finish(j, reason)
+}
+
+// Failed records that queued j could not be executed when its turn came:
+// exit code 127 or 126, reason exec_failed, the error in the record.
+func (t *Table) Failed(j *Job, code int, err error) {
+	t.Dequeue(j)
+	j.Rec.ExitCode, j.Rec.Error = &code, err.Error()
+	t.Finish(j, api.ReasonExecFailed)
+}
+
+// Finish makes j exited: no bound connection left, waiters woken. The
+// loop has already released its timer, files and prepared command.
+func (t *Table) Finish(j *Job, reason string) {
+	now := t.now()
+	j.Rec.State, j.Rec.Reason, j.Rec.EndedAt = api.StateExited, reason, &now
+	j.Prep, j.Files, j.Stdio = nil, nil, nil
+	t.unbind(j)
+	t.ended = append(t.ended, j)
+	j.complete()
+}
+
+// NextQueued takes the oldest queued job if a slot is free, else nil.
+func (t *Table) NextQueued() *Job {
+	if t.running >= t.lim.MaxRunning || len(t.queue) == 0 {
+		return nil
+	}
+	j := t.queue[0]
+	t.queue[0] = nil
+	t.queue = t.queue[1:]
+	return j
+}
+
+// Dequeue removes j from the queue, if it is there.
+func (t *Table) Dequeue(j *Job) {
+	if i := slices.Index(t.queue, j); i >= 0 {
+		t.queue = slices.Delete(t.queue, i, i+1) // zeroes the freed slot
+	}
+}
+
+// Queued returns the queued jobs, oldest first (a copy).
+func (t *Table) Queued() []*Job { return slices.Clone(t.queue) }
+
+// RunningJobs returns the running jobs, in no order.
+func (t *Table) RunningJobs() []*Job {
+	var out []*Job
+	for _, j := range t.jobs {
+		if j.Rec.State == api.StateRunning {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// Running is the number of running jobs.
+func (t *Table) Running() int { return t.running }
+
+// Counters returns how many jobs were started in all, and how many run and
+// wait in the queue now.
+func (t *Table) Counters() (started uint64, running, queued int) {
+	return t.started, t.running, len(t.queue)
+}
+
+// Visible returns the job with id if c may see it, else nil: another uid's
+// job looks exactly like a missing one, so ids do not leak. A job belongs
+// to the uid it runs as: that uid could signal its processes and read their
+// /proc anyway, so seeing a job root started for it gives it nothing new.
+func (t *Table) Visible(c control.Caller, id string) *Job {
+	t.Prune()
+	j := t.jobs[id]
+	if j == nil || !canSee(c, j) {
+		return nil
+	}
+	return j
+}
+
+func canSee(c control.Caller, j *Job) bool { return c.Root() || j.Rec.UID == c.UID }
+
+// NotFound is the answer for a job c may not see or that does not exist.
+func NotFound(id string) error { return api.Errorf(http.StatusNotFound, "no job %q", id) }
+
+// List returns the records c may see (all for root, its own otherwise) that
+// carry every label in labels, newest first. It never returns nil.
+func (t *Table) List(c control.Caller, labels map[string]string) []api.Job {
+	t.Prune()
+	var sel []*Job
+	for _, j := range t.jobs {
+		if canSee(c, j) && hasLabels(j.Rec.Labels, labels) {
+			sel = append(sel, j)
+		}
+	}
+	sort.Slice(sel, func(a, b int) bool { return sel[a].seq > sel[b].seq })
+	out := make([]api.Job, len(sel))
+	for i, j := range sel {
+		out[i] = j.Rec
+	}
+	return out
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Prune forgets exited records older than Keep and the oldest beyond
+// MaxRecords. It runs lazily (admissions, queries, exits), so an idle tend
+// has no timer for it.
+func (t *Table) Prune() {
+	cutoff := t.now().Add(-t.lim.Keep)
+	n := 0
+	for n < len(t.ended) && (len(t.ended)-n > t.lim.MaxRecords || t.ended[n].Rec.EndedAt.Before(cutoff)) {
+		delete(t.jobs, t.ended[n].Rec.ID)
+		t.ended[n] = nil // the backing array must not keep it alive
+		n++
+	}
+	t.ended = t.ended[n:]
+}

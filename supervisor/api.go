@@ -1,0 +1,348 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/blocking"
+	"github.com/tendinit/tend/control"
+	"github.com/tendinit/tend/jobs"
+	"github.com/tendinit/tend/reaper"
+	"github.com/tendinit/tend/signals"
+	"github.com/tendinit/tend/spawn"
+)
+
+// askTimeout bounds how long an API request waits for the loop, which
+// answers between two events and never blocks for long.
+const askTimeout = 5 * time.Second
+
+// backend is the control API's view of the loop (control.Jobs and
+// control.Services). Its methods run on the server's goroutines: the
+// blocking parts of a request (user database, path lookups as the caller)
+// on the pool, then one closure on the loop, which owns all state.
+type backend struct {
+	l      *loop
+	env    []string // tend's environment with TEND_SOCKET: root's default for jobs
+	socket string
+	euid   int
+}
+
+func newBackend(l *loop, socket string) backend {
+	return backend{l: l, env: spawn.SetEnv(l.cfg.Env, "TEND_SOCKET", socket), socket: socket, euid: os.Geteuid()}
+}
+
+// do runs f on the loop with askTimeout, or answers 503.
+func (b backend) do(f func()) error {
+	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+	defer cancel()
+	if err := b.l.ask(ctx, f); err != nil {
+		return api.Errorf(http.StatusServiceUnavailable, "tend is not answering: %v", err)
+	}
+	return nil
+}
+
+// Submit resolves who the job runs as, its environment and its command
+// (off the loop, on the pool, as the job's identity), then admits it.
+func (b backend) Submit(ctx context.Context, sub control.Submit) (api.Job, error) {
+	j, err := b.prepareJob(ctx, sub)
+	if err != nil {
+		b.l.closer.Close(sub.Files...)
+		return api.Job{}, err
+	}
+	var rec api.Job
+	var serr error
+	ran := false
+	if err := b.do(func() { ran = true; rec, serr = b.l.submitJob(j, sub) }); err != nil {
+		serr = err
+	}
+	if !ran { // the loop never took it: what it would have owned is ours
+		b.l.closer.Close(j.Files...)
+		j.Prep.Release()
+	}
+	return rec, serr
+}
+
+// prepareJob turns a request into a queued job with its command resolved.
+func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job, error) {
+	cred, uid, home, err := b.identity(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	dir := sub.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	env, err := b.environ(ctx, sub, uid, home)
+	if err != nil {
+		return nil, err
+	}
+	spec := spawn.Spec{Argv: sub.Argv, Env: env, Dir: dir, Cred: cred, Setsid: true}
+	pctx, cancel := context.WithTimeout(ctx, prepareTimeout)
+	defer cancel()
+	prep, err := b.l.prepare(pctx, spec)
+	if err != nil {
+		return nil, startError(err)
+	}
+	timeout := b.l.jobsConfig().Timeout
+	if sub.TimeoutSet {
+		timeout = sub.Timeout
+	}
+	j := jobs.NewJob(sub.Argv, uid, sub.Labels, time.Now())
+	j.Prep, j.Files, j.Stdio, j.Timeout, j.Bound = prep, sub.Files, sub.Stdio, timeout, sub.Bind
+	return j, nil
+}
+
+// identity decides who the job runs as (DESIGN.md §1.7: never more than
+// the caller has): the credential (nil: tend's own), the uid of the record
+// and, for a named user, its home.
+func (b backend) identity(ctx context.Context, sub control.Submit) (*syscall.Credential, int, string, error) {
+	c := sub.Caller
+	if sub.User != "" {
+		if !c.Root() {
+			return nil, 0, "", api.Errorf(http.StatusForbidden, "only root may run a job as another user (\"user\": %q)", sub.User)
+		}
+		id, err := onPool(ctx, b.l.pool, func() (*spawn.Identity, error) { return spawn.LookupUser(sub.User) })
+		if err != nil {
+			return nil, 0, "", api.Errorf(http.StatusBadRequest, "body: user: %v", err)
+		}
+		return id.Cred, int(id.Cred.Uid), id.Home, nil
+	}
+	if b.euid != 0 && (c.UID == b.euid || c.Root()) {
+		// A non-root tend cannot setgroups, let alone setuid: run as
+		// itself, which for a root caller is less than it has.
+		return nil, b.euid, "", nil
+	}
+	return c.Credential(), c.UID, "", nil
+}
+
+// environ is the job's environment: the request's own if it sent one; else
+// tend's for root, but only PATH and HOME for anyone else, because tend's
+// environment holds the container's secrets. TEND_SOCKET always points at
+// this tend.
+func (b backend) environ(ctx context.Context, sub control.Submit, uid int, home string) ([]string, error) {
+	var env []string
+	switch {
+	case sub.Env != nil:
+		env = slices.Clone(sub.Env)
+	case sub.Caller.Root():
+		env = slices.Clone(b.env)
+		if sub.User != "" && home != "" {
+			env = spawn.SetEnv(env, "HOME", home)
+		}
+	default:
+		h, err := onPool(ctx, b.l.pool, func() (string, error) { return homeOf(uid), nil })
+		if err != nil {
+			return nil, api.Errorf(http.StatusServiceUnavailable, "looking up uid %d's home: %v", uid, err)
+		}
+		env = []string{"PATH=" + spawn.DefaultPath, "HOME=" + h}
+	}
+	return spawn.SetEnv(env, "TEND_SOCKET", b.socket), nil
+}
+
+// homeOf is uid's home directory from its passwd entry, else "/".
+func homeOf(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.HomeDir != "" {
+		return u.HomeDir
+	}
+	return "/"
+}
+
+// onPool runs fn on a pool worker as tend and returns its result, or the
+// pool's error when ctx ends first (fn's late result is then dropped).
+func onPool[T any](ctx context.Context, p *blocking.Pool, fn func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	res := make(chan result, 1)
+	var zero T
+	if err := p.Do(ctx, nil, func() { v, err := fn(); res <- result{v, err} }); err != nil {
+		return zero, err
+	}
+	r := <-res
+	return r.v, r.err
+}
+
+func (b backend) Get(c control.Caller, id string) (rec api.Job, err error) {
+	if e := b.do(func() {
+		if j := b.l.jobs.Visible(c, id); j != nil {
+			rec = j.Rec
+		} else {
+			err = jobs.NotFound(id)
+		}
+	}); e != nil {
+		return api.Job{}, e
+	}
+	return rec, err
+}
+
+func (b backend) List(c control.Caller, labels map[string]string) (out []api.Job) {
+	b.do(func() { out = b.l.jobs.List(c, labels) })
+	return out
+}
+
+func (b backend) Counters() (started uint64, running, queued int) {
+	b.do(func() { started, running, queued = b.l.jobs.Counters() })
+	return started, running, queued
+}
+
+// Wait returns j's record once it has exited. For a bound job, conn (when
+// not 0) becomes one of its bound connections meanwhile: the job is then
+// stopped only when every one of them has closed.
+func (b backend) Wait(ctx context.Context, c control.Caller, id string, conn uint64) (api.Job, error) {
+	var out *jobs.Outcome
+	var rec api.Job
+	var added bool
+	var err error
+	if e := b.do(func() {
+		j := b.l.jobs.Visible(c, id)
+		if j == nil {
+			err = jobs.NotFound(id)
+			return
+		}
+		rec = j.Rec
+		if j.Rec.State == api.StateExited {
+			return
+		}
+		if _, had := j.Conns[conn]; j.Bound && conn != 0 && !had {
+			b.l.jobs.Bind(j, conn)
+			added = true
+		}
+		out = j.Outcome()
+	}); e != nil {
+		return api.Job{}, e
+	}
+	if err != nil || out == nil {
+		return rec, err
+	}
+	select {
+	case <-out.Done():
+		return out.Record(), nil
+	case <-ctx.Done():
+	}
+	// The wait ended first: it no longer holds the job.
+	b.do(func() {
+		j := b.l.jobs.Visible(c, id)
+		if j == nil {
+			return
+		}
+		rec = j.Rec
+		if added && b.l.jobs.Release(j, conn) {
+			b.l.disconnected(j)
+		}
+	})
+	select {
+	case <-out.Done(): // both ready: the exit wins
+		return out.Record(), nil
+	default:
+	}
+	return rec, ctx.Err()
+}
+
+// Signal is POST /v1/jobs/{id}/signal. A queued job has no process: a
+// signal that would end it (or kill) drops it from the queue, reason
+// killed; any other is 409, as is any signal to an exited job.
+func (b backend) Signal(c control.Caller, id string, req control.JobSignal) (err error) {
+	if e := b.do(func() { err = b.l.signalRequest(c, id, req) }); e != nil {
+		return e
+	}
+	return err
+}
+
+// ConnClosed stops every bound job whose last bound connection this was.
+func (b backend) ConnClosed(conn uint64) {
+	b.do(func() {
+		for _, j := range b.l.jobs.ConnClosed(conn) {
+			b.l.disconnected(j)
+		}
+	})
+}
+
+func (b backend) Services() (out []api.Service) {
+	b.do(func() { out = b.l.services() })
+	return out
+}
+
+func (b backend) ServiceOp(name, op string, sig unix.Signal) (err error) {
+	if e := b.do(func() { err = b.l.serviceOp(name, op, sig) }); e != nil {
+		return e
+	}
+	return err
+}
+
+func (b backend) Health() api.Health {
+	h := api.Health{NotReady: []string{"(tend is not answering)"}}
+	b.do(func() { h = b.l.health() })
+	return h
+}
+
+func (b backend) Stopping() bool {
+	stopping := true
+	b.do(func() { stopping = b.l.sd.active })
+	return stopping
+}
+
+func (b backend) Reaped() (total, orphans uint64) { return b.l.r.Reaped(), b.l.r.Orphans() }
+
+var _ control.Jobs = backend{}
+var _ control.Services = backend{}
+
+// signalRequest runs a job signal request on the loop.
+func (l *loop) signalRequest(c control.Caller, id string, req control.JobSignal) error {
+	j := l.jobs.Visible(c, id)
+	if j == nil {
+		return jobs.NotFound(id)
+	}
+	switch j.Rec.State {
+	case api.StateQueued:
+		// A signal that would end the job ends it before it starts (^C
+		// forwarded by tend spawn must not be swallowed); one that would
+		// not (WINCH, CONT, a stop) has nothing to act on yet.
+		if !terminates(req.Sig) && !req.Kill {
+			return api.Errorf(http.StatusConflict, "job %s is queued: %s would not end it, so there is nothing to signal yet", id, signals.Name(req.Sig))
+		}
+		l.dropFiles(j)
+		l.jobs.Dropped(j, req.Sig, api.ReasonKilled)
+		l.publishJob(api.EventJobExited, j)
+		return nil
+	case api.StateExited:
+		return api.Errorf(http.StatusConflict, "job %s has exited", id)
+	}
+	if err := l.signalJob(j, req.Sig, req.Tree); err != nil {
+		if errors.Is(err, reaper.ErrNotRunning) {
+			// Reaped, its exit not yet taken: it has exited.
+			return api.Errorf(http.StatusConflict, "job %s has exited", id)
+		}
+		return api.Errorf(http.StatusInternalServerError, "signal %s to job %s: %v", signals.Name(req.Sig), id, err)
+	}
+	if req.Kill {
+		if j.Reason == "" {
+			j.Reason = api.ReasonKilled
+		}
+		l.killJobAfter(j, l.jobsConfig().StopGrace)
+	}
+	return nil
+}
+
+// terminates reports whether sig's default action ends a process (signal(7)):
+// all but those ignored (CHLD, CONT, URG, WINCH) and those that stop.
+func terminates(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH,
+		unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return false
+	}
+	return true
+}

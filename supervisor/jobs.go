@@ -1,0 +1,238 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/control"
+	"github.com/tendinit/tend/jobs"
+	"github.com/tendinit/tend/reaper"
+	"github.com/tendinit/tend/signals"
+	"github.com/tendinit/tend/spawn"
+)
+
+// submitJob admits a prepared job on the loop: it starts now, waits in the
+// queue, or is refused. j.Prep and j.Files are the loop's from here on.
+func (l *loop) submitJob(j *jobs.Job, sub control.Submit) (api.Job, error) {
+	if l.sd.active {
+		l.dropFiles(j)
+		return api.Job{}, api.Errorf(http.StatusServiceUnavailable, "tend is shutting down")
+	}
+	now, err := l.jobs.Admit(j)
+	if err != nil {
+		l.dropFiles(j)
+		return api.Job{}, err
+	}
+	if sub.Bind && sub.Conn != 0 {
+		l.jobs.Bind(j, sub.Conn)
+	}
+	if !now {
+		return j.Rec, nil
+	}
+	if err := l.startJob(j); err != nil {
+		l.jobs.Forget(j) // an exec failure leaves no record: the request gets the error
+		return api.Job{}, startError(err)
+	}
+	return j.Rec, nil
+}
+
+// startJob forks j with its passed files on their stdio fds and /dev/null
+// on the others; tend's copies of the files and the prepared command are
+// released either way (the closing off the loop: a passed socket's close
+// can block).
+func (l *loop) startJob(j *jobs.Job) error {
+	fds := []uintptr{uintptr(l.null), uintptr(l.null), uintptr(l.null)}
+	var err error
+	for i, fd := range j.Files {
+		// A child's stdio must block: programs do not expect EAGAIN on
+		// fd 0-2. The flag belongs to the open file description, shared
+		// with the sender, which may have set it.
+		if err = unix.SetNonblock(fd, false); err != nil {
+			err = fmt.Errorf("passed fd for %d: %w", j.Stdio[i], err)
+			break
+		}
+		fds[j.Stdio[i]] = uintptr(fd)
+	}
+	if err == nil {
+		p := j.Prep.WithFiles(fds)
+		j.Child, err = l.r.Start(func(pidfd *int) (int, error) { return l.fork(p, pidfd) }, j)
+	}
+	l.dropFiles(j)
+	if err != nil {
+		return err
+	}
+	l.jobs.Started(j)
+	if j.Timeout > 0 {
+		l.armJob(j, j.Timeout, func() { l.stopJob(j, api.ReasonTimeout) })
+	}
+	l.publishJob(api.EventJobStarted, j)
+	return nil
+}
+
+// dropFiles hands j's passed fds to the closer and releases its command.
+func (l *loop) dropFiles(j *jobs.Job) {
+	l.closer.Close(j.Files...)
+	j.Files = nil
+	if j.Prep != nil {
+		j.Prep.Release()
+		j.Prep = nil
+	}
+}
+
+// startError says which HTTP status a failed start gets.
+func startError(err error) error {
+	var ee *spawn.ExecError
+	switch {
+	case errors.As(err, &ee):
+		return api.Errorf(http.StatusUnprocessableEntity, "%s", ee.Error())
+	case errors.Is(err, unix.EAGAIN):
+		// pids.max or RLIMIT_NPROC: tend's limit, not the command's fault.
+		return api.Errorf(http.StatusServiceUnavailable, "%v (EAGAIN)", err)
+	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
+		return api.Errorf(http.StatusServiceUnavailable, "%v: tend is out of file descriptors", err)
+	}
+	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
+}
+
+// jobExit records a job's exit, publishes it and fills the freed slot from
+// the queue: on the loop, never on the reaper's goroutine.
+func (l *loop) jobExit(j *jobs.Job, e reaper.Exit) {
+	l.disarmJob(j)
+	l.jobs.Exited(j, e.Status)
+	l.publishJob(api.EventJobExited, j)
+	l.startQueued()
+}
+
+// startQueued starts queued jobs, oldest first, while slots are free. One
+// that cannot start ends at once with reason exec_failed and the code a
+// shell would give (127 not found, 126 otherwise, fork's EAGAIN included:
+// retrying later could wait forever when nothing else runs).
+func (l *loop) startQueued() {
+	for !l.sd.active {
+		j := l.jobs.NextQueued()
+		if j == nil {
+			return
+		}
+		err := l.startJob(j)
+		if err == nil {
+			continue
+		}
+		code := spawn.ExitNotExecutable
+		var ee *spawn.ExecError
+		if errors.As(err, &ee) {
+			code = ee.Code()
+		}
+		l.jobs.Failed(j, code, err)
+		l.publishJob(api.EventJobExited, j)
+	}
+}
+
+// signalJob signals a running job: its leader, or with tree its process
+// group, through its handle (refused once the leader is reaped: the
+// group's number may be someone else's after that).
+func (l *loop) signalJob(j *jobs.Job, sig unix.Signal, tree bool) error {
+	if j.Child == nil {
+		return reaper.ErrNotRunning
+	}
+	var err error
+	if tree {
+		err = j.Child.SignalGroup(sig)
+	} else {
+		err = j.Child.Signal(sig)
+	}
+	if err != nil && !errors.Is(err, reaper.ErrNotRunning) {
+		l.log.Warn("signal job", "job", j.Rec.ID, "pid", j.Child.Pid(), "sig", signals.Name(sig), "err", err)
+	}
+	return err
+}
+
+// stopJob ends a running job for reason: SIGTERM to its group, SIGKILL
+// after [jobs] stop_grace (0: at once), capped by the shutdown's budget.
+func (l *loop) stopJob(j *jobs.Job, reason string) {
+	if j.Reason == "" {
+		j.Reason = reason
+	}
+	grace := l.jobsConfig().StopGrace
+	if l.sd.active {
+		grace = l.sd.capped(grace)
+	}
+	if grace == 0 {
+		l.signalJob(j, unix.SIGKILL, true)
+		return
+	}
+	l.signalJob(j, unix.SIGTERM, true)
+	l.killJobAfter(j, grace)
+}
+
+// killJobAfter schedules SIGKILL of j's group after d unless one is due
+// sooner; it replaces a pending timeout: the job is being stopped anyway.
+func (l *loop) killJobAfter(j *jobs.Job, d time.Duration) {
+	due := time.Now().Add(d)
+	if !j.KillAt.IsZero() && !due.Before(j.KillAt) {
+		return
+	}
+	l.armJob(j, d, func() { l.signalJob(j, unix.SIGKILL, true) })
+	j.KillAt = due
+}
+
+// disconnected ends a bound job whose last bound connection is gone: a
+// queued one is dropped, a running one stopped.
+func (l *loop) disconnected(j *jobs.Job) {
+	switch j.Rec.State {
+	case api.StateQueued:
+		l.dropFiles(j)
+		l.jobs.Dropped(j, unix.SIGTERM, api.ReasonDisconnected)
+		l.publishJob(api.EventJobExited, j)
+	case api.StateRunning:
+		l.stopJob(j, api.ReasonDisconnected)
+	}
+}
+
+// stopJobs is the jobs' part of the shutdown: queued jobs are dropped
+// (reason shutdown, fds closed), running ones stopped within the budget.
+func (l *loop) stopJobs() {
+	for _, j := range l.jobs.Queued() {
+		l.dropFiles(j)
+		l.jobs.Dropped(j, unix.SIGTERM, api.ReasonShutdown)
+		l.publishJob(api.EventJobExited, j)
+	}
+	for _, j := range l.jobs.RunningJobs() {
+		l.stopJob(j, api.ReasonShutdown)
+	}
+}
+
+// armJob replaces j's timer with one that calls fire after d, if j still
+// runs then. A job has a timer only while it has a timeout or a pending
+// SIGKILL, so an idle tend has none (DESIGN.md §1.8).
+func (l *loop) armJob(j *jobs.Job, d time.Duration, fire func()) {
+	l.disarmJob(j)
+	j.Timer = l.tm.after(d, func() {
+		j.Timer, j.KillAt = 0, time.Time{}
+		if j.Rec.State == api.StateRunning {
+			fire()
+		}
+	})
+}
+
+// disarmJob cancels j's timer, if any.
+func (l *loop) disarmJob(j *jobs.Job) {
+	if j.Timer != 0 {
+		l.tm.cancel(j.Timer)
+		j.Timer = 0
+	}
+	j.KillAt = time.Time{}
+}
+
+// publishJob sends a copy of j's record as an event: on the loop, so each
+// job's events are in order.
+func (l *loop) publishJob(typ string, j *jobs.Job) {
+	rec := j.Rec
+	l.publish(api.Event{Type: typ, Job: &rec})
+}

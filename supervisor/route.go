@@ -1,0 +1,72 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/signals"
+)
+
+const exitSignalOffset = 128
+
+// onSignal routes a signal sent to tend.
+//
+// Init mode (tini's rules): every forwardable signal goes to the main
+// process (its group with -g), after -r rewriting; a signal rewritten to 0
+// is dropped and starts nothing. A TERM or INT that is forwarded also starts
+// the shutdown, the forwarded signal being the main process's stop.
+//
+// Supervisor mode: each service's `signals` map comes first (a 0 value: not
+// forwarded to it). Otherwise TERM and INT start the shutdown (each service
+// then gets its stop_signal), and every other forwardable signal goes to the
+// main service if there is one, else only to the services that list it.
+func (l *loop) onSignal(sig unix.Signal) {
+	if !signals.Forwardable(sig) {
+		return
+	}
+	stop := sig == unix.SIGTERM || sig == unix.SIGINT
+	if l.cfg.Init {
+		out := sig
+		if to, ok := l.cfg.Rewrite[sig]; ok {
+			out = to
+		}
+		if out == 0 {
+			l.log.Debug("signal dropped by rewrite", "sig", signals.Name(sig))
+			return
+		}
+		if m := l.main; m != nil && m.proc != nil {
+			l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.proc.Pid())
+			l.signalService(m, out, "forward")
+			if stop {
+				m.stopSent = true
+			}
+		}
+		if stop {
+			l.shutdown("received "+signals.Name(sig), exitSignalOffset+int(sig), true)
+		}
+		return
+	}
+	for _, s := range l.svcs {
+		out, mapped := s.cfg.Signals[sig]
+		switch {
+		case mapped:
+		case stop:
+			continue // the shutdown stops it with its stop_signal
+		case s == l.main:
+			out = sig
+		case l.main == nil:
+			continue // services get only the signals they list
+		default:
+			continue
+		}
+		if out == 0 || s.proc == nil {
+			continue
+		}
+		l.log.Info("forwarding signal", "sig", signals.Name(out), "service", s.cfg.Name, "pid", s.proc.Pid())
+		l.signalService(s, out, "forward")
+	}
+	if stop {
+		l.shutdown("received "+signals.Name(sig), exitSignalOffset+int(sig), l.main != nil)
+	}
+}
