@@ -11,7 +11,6 @@ package config
 import (
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -124,14 +123,17 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path)
 }
 
-// Parse parses a config file's contents; source names it in errors. A
-// TOML syntax error is returned alone, with its line; otherwise every
-// problem found is returned at once, as a *multierror.Error wrapped with
-// source. There is no Config unless the file is entirely valid.
+// Parse parses a config file's contents; source names it in errors. There
+// is no Config unless the file is entirely valid. The error is a
+// *multierror.Error of *Problem, each naming source, the line and column,
+// and the table or service and key at fault, sorted by position; it prints
+// one problem per line, under a count when there are several. A TOML
+// syntax error is reported alone: nothing after it can be read.
 func Parse(data []byte, source string) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
+	d := &decoder{source: source, errs: &multierror.Error{ErrorFormat: perLine(source)}}
 	// Decoding into a plain map, rather than into structs, lets every key be
 	// read by hand: the decoder's struct mapping matches keys case-
 	// insensitively ("Restart" would pass as "restart") and stops at the
@@ -139,9 +141,10 @@ func Parse(data []byte, source string) (*Config, error) {
 	// report every one of the second.
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err) // a toml.ParseError names the line
+		d.syntax(err)
+		return nil, d.result()
 	}
-	d := &decoder{lines: scanLines(data), errs: &multierror.Error{ErrorFormat: oneLine}}
+	d.at = scanPositions(data)
 	root := d.root(raw)
 	cfg := &Config{
 		Control:  d.control(root.table("control")),
@@ -153,10 +156,10 @@ func Parse(data []byte, source string) (*Config, error) {
 	for _, t := range services {
 		cfg.Services = append(cfg.Services, d.service(t))
 	}
-	d.checkNames(cfg.Services)
-	d.checkAfter(cfg.Services)
-	if err := d.errs.ErrorOrNil(); err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+	d.checkNames(services, cfg.Services)
+	d.checkAfter(services, cfg.Services)
+	if err := d.result(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -193,17 +196,4 @@ func defaultService() Service {
 		StopSignal:    DefaultStopSignal,
 		ReadyTimeout:  DefaultReadyTimeout,
 	}
-}
-
-// oneLine formats collected errors on one line, so that they fit one slog
-// record: "3 errors: a; b; c".
-func oneLine(es []error) string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	msgs := make([]string, len(es))
-	for i, err := range es {
-		msgs[i] = err.Error()
-	}
-	return fmt.Sprintf("%d errors: %s", len(es), strings.Join(msgs, "; "))
 }

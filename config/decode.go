@@ -3,12 +3,10 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,8 +15,9 @@ import (
 
 // decoder collects the errors of one Parse call.
 type decoder struct {
-	lines map[string]int    // key path -> line, from scanLines
-	errs  *multierror.Error // every problem found so far
+	source string
+	at     map[string]pos    // key path -> position, from scanPositions
+	errs   *multierror.Error // every problem found so far, each a *Problem
 }
 
 // table reads one TOML table by hand. It remembers the keys it was asked
@@ -29,7 +28,7 @@ type table struct {
 	d     *decoder
 	path  string // key path: "service[1].env"; "" for the root
 	label string // how errors name it: `service "gateway"`, "jobs"
-	line  int    // line of the table itself; 0 = unknown
+	at    pos    // of the table itself
 	m     map[string]any
 	seen  map[string]bool
 }
@@ -42,17 +41,30 @@ func (d *decoder) root(m map[string]any) *table {
 // keyPath is the full key path of key in t.
 func (t *table) keyPath(key string) string { return joinPath(t.path, key) }
 
-// lineOf is the line of key in t, or the line of t when the key has none
-// (a key inside an inline table).
-func (t *table) lineOf(key string) int {
-	if n, ok := t.d.lines[t.keyPath(key)]; ok {
-		return n
+// posOf is the position of key in t, or that of t when the key has none.
+func (t *table) posOf(key string) pos {
+	if at, ok := t.d.at[t.keyPath(key)]; ok {
+		return at
 	}
-	return t.line
+	return t.at
 }
 
-// errorf records an error about key of t.
+// elemPos is the position of element i of the array at key in t, or that
+// of the key when the element has none.
+func (t *table) elemPos(key string, i int) pos {
+	if at, ok := t.d.at[elemPath(t.keyPath(key), i)]; ok {
+		return at
+	}
+	return t.posOf(key)
+}
+
+// errorf records an error about key of t, at the key.
 func (t *table) errorf(key, format string, args ...any) {
+	t.errorAt(t.posOf(key), key, format, args...)
+}
+
+// errorAt records an error about key of t at at, naming t and the key.
+func (t *table) errorAt(at pos, key, format string, args ...any) {
 	err := fmt.Errorf(format, args...)
 	switch {
 	case t.label == "":
@@ -62,7 +74,7 @@ func (t *table) errorf(key, format string, args ...any) {
 	default:
 		err = fmt.Errorf("%s: %s: %w", t.label, key, err)
 	}
-	t.d.errs = multierror.Append(t.d.errs, err)
+	t.d.report(at, err)
 }
 
 // get returns the value of key and marks it as known.
@@ -157,10 +169,10 @@ func (t *table) codes(key string) []int {
 		return nil
 	}
 	out := make([]int, 0, len(arr))
-	for _, e := range arr {
+	for i, e := range arr {
 		n, isInt := e.(int64)
 		if !isInt || n < 0 || n > 255 {
-			t.errorf(key, "exit code %v is not an integer in 0-255", e)
+			t.errorAt(t.elemPos(key, i), key, "exit code %v is not an integer in 0-255", e)
 			continue
 		}
 		out = append(out, int(n))
@@ -192,7 +204,7 @@ func (t *table) duration(key string, def time.Duration, positive bool) time.Dura
 
 // table returns a reader of the table at key; an absent key gives an empty one.
 func (t *table) table(key string) *table {
-	sub := &table{d: t.d, path: t.keyPath(key), label: t.keyPath(key), line: t.lineOf(key), seen: map[string]bool{}}
+	sub := &table{d: t.d, path: t.keyPath(key), label: t.keyPath(key), at: t.posOf(key), seen: map[string]bool{}}
 	v, present := t.get(key)
 	if !present {
 		return sub
@@ -225,12 +237,8 @@ func (t *table) tables(key string) []*table {
 	}
 	out := make([]*table, len(arr))
 	for i, m := range arr {
-		p := t.keyPath(key) + "[" + strconv.Itoa(i) + "]"
-		line, ok := t.d.lines[p]
-		if !ok {
-			line = t.lineOf(key) // an inline array: the line of "key ="
-		}
-		out[i] = &table{d: t.d, path: p, label: p, line: line, m: m, seen: map[string]bool{}}
+		p := elemPath(t.keyPath(key), i)
+		out[i] = &table{d: t.d, path: p, label: p, at: t.elemPos(key, i), m: m, seen: map[string]bool{}}
 	}
 	return out
 }
@@ -241,16 +249,13 @@ func (t *table) unknown() {
 		if t.seen[k] {
 			continue
 		}
-		msg := t.keyPath(k) + ": unknown key"
+		hint := ""
 		for known := range t.seen {
 			if strings.EqualFold(known, k) { // keys are case-sensitive in TOML
-				msg += fmt.Sprintf(" (did you mean %q?)", known)
+				hint = fmt.Sprintf(" (did you mean %q?)", known)
 			}
 		}
-		if n := t.lineOf(k); n > 0 {
-			msg = fmt.Sprintf("line %d: %s", n, msg)
-		}
-		t.d.errs = multierror.Append(t.d.errs, errors.New(msg))
+		t.errorAt(t.posOf(k), joinPath("", k), "unknown key%s", hint)
 	}
 }
 

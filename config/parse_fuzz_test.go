@@ -4,6 +4,8 @@ package config
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/hashicorp/go-multierror"
 
 	"github.com/tendinit/tend/signals"
 )
@@ -38,9 +41,7 @@ func FuzzParseRoundTrip(f *testing.F) {
 			if cfg != nil {
 				t.Fatalf("Parse refused the file (%v) but returned a Config", err)
 			}
-			if !strings.HasPrefix(err.Error(), "fuzz.toml: ") || len(err.Error()) <= len("fuzz.toml: ") {
-				t.Fatalf("Parse error %q does not name the source and the problem", err)
-			}
+			checkProblems(t, err, "fuzz.toml")
 			return
 		}
 		if cfg == nil {
@@ -55,6 +56,43 @@ func FuzzParseRoundTrip(f *testing.F) {
 			t.Fatalf("round trip changed the Config:\nfirst  %+v\nsecond %+v", a, b)
 		}
 	})
+}
+
+// checkProblems fails unless err is a *multierror.Error of Problems of
+// source, each with a message on one line, in file order, and printed one
+// per line under a count.
+func checkProblems(t *testing.T, err error, source string) {
+	t.Helper()
+	var merr *multierror.Error
+	if !errors.As(err, &merr) || len(merr.Errors) == 0 {
+		t.Fatalf("Parse error %#v is not a *multierror.Error with errors", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if n := len(merr.Errors); n > 1 {
+		if want := fmt.Sprintf("%d errors in %s:", n, source); lines[0] != want {
+			t.Errorf("Parse error header = %q, want %q", lines[0], want)
+		}
+		lines = lines[1:]
+	}
+	if len(lines) != len(merr.Errors) {
+		t.Fatalf("Parse error has %d lines for %d problems:\n%v", len(lines), len(merr.Errors), err)
+	}
+	var last *Problem
+	for i, e := range merr.Errors {
+		p, ok := e.(*Problem)
+		if !ok || p.File != source || p.Err == nil || p.Err.Error() == "" || lines[i] != p.Error() {
+			t.Fatalf("problem %d = %#v (%q), want a *Problem of %s printed on line %d", i, e, e, source, i)
+		}
+		// Only the decoder may not know where its own error is.
+		if at := fmt.Sprintf("%s:%d:%d: ", source, p.Line, p.Col); !strings.HasPrefix(p.Error(), at) &&
+			(p.Line != 0 || !errors.As(p, new(toml.ParseError))) {
+			t.Fatalf("problem %d = %q, want it to start with %q", i, p, at)
+		}
+		if last != nil && cmpPos(pos{last.Line, last.Col}, pos{p.Line, p.Col}) > 0 {
+			t.Errorf("problem %q comes before %q, out of file order", last, p)
+		}
+		last = p
+	}
 }
 
 // checkSane fails unless every value of cfg is one the supervisor can use.

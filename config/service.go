@@ -27,7 +27,7 @@ func isValidName(name string) bool {
 // service reads one [[service]] table.
 func (d *decoder) service(t *table) Service {
 	s := defaultService()
-	s.Line = t.line
+	s.Line = t.at.line
 	s.Name = t.name()
 	if _, present := t.m["command"]; !present {
 		t.errorf("command", "missing")
@@ -79,7 +79,7 @@ func (t *table) restarts(s *Service) {
 		switch s.Restart = Policy(p); s.Restart {
 		case RestartAlways, RestartOnFailure, RestartNever:
 		default:
-			t.errorf("restart", "%q is not always, on-failure or never", p)
+			t.errorf("restart", "%q is not one of always, on-failure, never", p)
 		}
 	}
 	s.RestartNow, s.NeverRestart = t.codes("restart_now"), t.codes("never_restart")
@@ -129,12 +129,13 @@ func (t *table) env(key string) map[string]string {
 	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
 		s, ok := v.(string)
+		at := sub.posOf(k)
 		switch {
 		case !ok:
-			t.errorf(key, "%s: must be a string, not %s", k, tomlType(v))
+			t.errorAt(at, key, "%s: must be a string, not %s", joinPath("", k), tomlType(v))
 		case k == "" || strings.ContainsAny(k, "=\x00"):
 			// execve(2) would read "A=B=c" as variable A set to "B=c".
-			t.errorf(key, "%q is not a variable name", k)
+			t.errorAt(at, key, "%q is not a variable name", k)
 		default:
 			env[k] = s
 		}
@@ -152,17 +153,18 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 	given := map[unix.Signal]string{} // spelling of each key, to name duplicates
 	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
+		at := sub.posOf(k)
 		from, err := signals.Parse(k)
 		if err != nil {
-			t.errorf(key, "%w", err)
+			t.errorAt(at, key, "%w", err)
 			continue
 		}
 		if !signals.Forwardable(from) {
-			t.errorf(key, "%s is never forwarded", signals.Name(from))
+			t.errorAt(at, key, "%s is never forwarded", signals.Name(from))
 			continue
 		}
 		if prev, dup := given[from]; dup {
-			t.errorf(key, "%s and %s name the same signal", prev, k)
+			t.errorAt(at, key, "%s and %s name the same signal", prev, k)
 			continue
 		}
 		given[from] = k
@@ -172,7 +174,7 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 		}
 		to, err := parseSignal(v)
 		if err != nil {
-			t.errorf(key, "%s: %w", k, err)
+			t.errorAt(at, key, "%s: %w", k, err)
 			continue
 		}
 		routes[from] = to
