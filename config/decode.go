@@ -89,7 +89,10 @@ func (t *table) typeErr(key, want string, v any) {
 	t.errorf(key, "must be %s, not %s", want, tomlType(v))
 }
 
-// str returns the string at key; ok is false when it is absent or not a string.
+// str returns the string at key; ok is false when it is absent, not a
+// string, or holds a NUL byte, which no system call takes in a string
+// (execve(2), chdir(2) and the rest would fail with EINVAL, and bind(2)
+// would cut a socket path short).
 func (t *table) str(key string) (s string, ok bool) {
 	v, present := t.get(key)
 	if !present {
@@ -97,6 +100,9 @@ func (t *table) str(key string) (s string, ok bool) {
 	}
 	if s, ok = v.(string); !ok {
 		t.typeErr(key, "a string", v)
+	} else if strings.IndexByte(s, 0) >= 0 {
+		t.errorf(key, "contains a NUL byte")
+		return "", false
 	}
 	return s, ok
 }
@@ -137,7 +143,8 @@ func (t *table) integer(key string, def, least int) int {
 	return int(n)
 }
 
-// strs returns the array of strings at key, or nil.
+// strs returns the array of strings at key, or nil when it is absent or
+// refused. Each element is refused with a NUL byte, as str refuses one.
 func (t *table) strs(key string) []string {
 	v, present := t.get(key)
 	if !present {
@@ -152,6 +159,15 @@ func (t *table) strs(key string) []string {
 	}
 	if !ok {
 		t.typeErr(key, "an array of strings", v)
+		return nil
+	}
+	for i, s := range out {
+		if strings.IndexByte(s, 0) >= 0 {
+			t.errorAt(t.elemPos(key, i), elemPath(key, i), "contains a NUL byte")
+			ok = false
+		}
+	}
+	if !ok {
 		return nil
 	}
 	return out

@@ -35,6 +35,7 @@ func FuzzParseRoundTrip(f *testing.F) {
 	f.Add([]byte("[[service]]\nname = \"a\"\ncommand = [\"true\"]\nafter = [\"a\"]\n"))
 	f.Add([]byte("service = [{name = \"x\", command = [\"sh\"]}]\n"))
 	f.Add([]byte("[[service]]\nname=\"b\"\ncommand=[\"x\"]\nready=\"exec:'a b' \\\"c\\\\\"\"\nsignals={1=\"\",HUP=2}\n"))
+	f.Add([]byte("[[service]]\nname=\"a\"\ncommand=[\"a\",\"\\u0000\"]\ndir=\"/\\u0000\"\nenv={A=\"\\u0000\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data, "fuzz.toml")
 		if err != nil {
@@ -105,6 +106,9 @@ func checkSane(t *testing.T, cfg *Config) {
 	if c.Socket != "" && (c.Socket[0] != '/' || len(c.Socket) > maxSocketPath) {
 		t.Errorf("control.socket %q is not an absolute path that bind(2) takes", c.Socket)
 	}
+	if strings.Contains(c.Socket+c.Group, "\x00") {
+		t.Errorf("control socket %q or group %q contains a NUL byte", c.Socket, c.Group)
+	}
 	if c.Group != "" && c.Mode&0o020 == 0 {
 		t.Errorf("control.group %q with mode %o: members could not connect", c.Group, c.Mode)
 	}
@@ -151,10 +155,15 @@ func checkSane(t *testing.T, cfg *Config) {
 				t.Errorf("service %q: signal route %d -> %d", s.Name, from, to)
 			}
 		}
-		for k := range s.Env {
-			if k == "" || strings.ContainsAny(k, "=\x00") {
-				t.Errorf("service %q: env name %q", s.Name, k)
+		for k, v := range s.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+				t.Errorf("service %q: env %q = %q", s.Name, k, v)
 			}
+		}
+		// execve(2), chdir(2) and the rest take no NUL in a string.
+		strs := append(append([]string{s.Dir, s.User}, s.Command...), s.Ready.Exec...)
+		if i := slices.IndexFunc(strs, func(v string) bool { return strings.Contains(v, "\x00") }); i >= 0 {
+			t.Errorf("service %q: %q contains a NUL byte", s.Name, strs[i])
 		}
 		if s.Ready.Exec != nil && len(s.Ready.Exec) == 0 {
 			t.Errorf("service %q: ready exec with no argv", s.Name)

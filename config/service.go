@@ -131,11 +131,17 @@ func (t *table) env(key string) map[string]string {
 		s, ok := v.(string)
 		at := sub.posOf(k)
 		switch {
+		case strings.IndexByte(k, 0) >= 0:
+			t.errorAt(at, key, "variable name %q contains a NUL byte", k)
+		case k == "":
+			t.errorAt(at, key, "empty variable name")
+		case strings.IndexByte(k, '=') >= 0:
+			// execve(2) would read "A=B=c" as variable A set to "B=c".
+			t.errorAt(at, key, "%q is not a variable name: it contains '='", k)
 		case !ok:
 			t.errorAt(at, key, "%s: must be a string, not %s", joinPath("", k), tomlType(v))
-		case k == "" || strings.ContainsAny(k, "=\x00"):
-			// execve(2) would read "A=B=c" as variable A set to "B=c".
-			t.errorAt(at, key, "%q is not a variable name", k)
+		case strings.IndexByte(s, 0) >= 0:
+			t.errorAt(at, key, "%s: contains a NUL byte", joinPath("", k))
 		default:
 			env[k] = s
 		}
@@ -154,6 +160,10 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
 		at := sub.posOf(k)
+		if strings.IndexByte(k, 0) >= 0 {
+			t.errorAt(at, key, "signal name %q contains a NUL byte", k)
+			continue
+		}
 		from, err := signals.Parse(k)
 		if err != nil {
 			t.errorAt(at, key, "%w", err)
@@ -187,6 +197,9 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 func parseSignal(v any) (unix.Signal, error) {
 	switch v := v.(type) {
 	case string:
+		if strings.IndexByte(v, 0) >= 0 {
+			return 0, fmt.Errorf("contains a NUL byte")
+		}
 		return signals.Parse(v)
 	case int64:
 		return signals.Parse(strconv.FormatInt(v, 10))
