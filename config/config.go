@@ -5,7 +5,9 @@
 // anything in it is wrong, reporting every problem at once, so that a bad
 // config is refused before anything starts. It owns no state and never
 // touches processes, sockets or users: names and paths are checked for form
-// only, and resolving them is left to the packages that use them.
+// only, and resolving them is left to the packages that use them (a caller
+// that resolves users can have that done inside the same report of errors,
+// with Options.CheckUser).
 package config
 
 import (
@@ -114,13 +116,26 @@ type Ready struct {
 	Exec []string
 }
 
+// Options are checks that Parse leaves to the caller, made inside the
+// same collection of errors, so that a file is refused with every problem
+// at once. The zero Options makes none.
+type Options struct {
+	// CheckUser, when set, is given the user of each service whose user is
+	// well-formed (the package itself never resolves users); its error is
+	// reported at that service's user key, after `service "NAME": user: `.
+	CheckUser func(spec string) error
+}
+
 // Load reads and parses the file at path.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith reads and parses the file at path, with the checks of o.
+func LoadWith(path string, o Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	return ParseWith(data, path, o)
 }
 
 // Parse parses a config file's contents; source names it in errors. There
@@ -129,11 +144,14 @@ func Load(path string) (*Config, error) {
 // and the table or service and key at fault, sorted by position; it prints
 // one problem per line, under a count when there are several. A TOML
 // syntax error is reported alone: nothing after it can be read.
-func Parse(data []byte, source string) (*Config, error) {
+func Parse(data []byte, source string) (*Config, error) { return ParseWith(data, source, Options{}) }
+
+// ParseWith is Parse with the checks of o.
+func ParseWith(data []byte, source string, o Options) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
-	d := &decoder{source: source, errs: &multierror.Error{ErrorFormat: perLine(source)}}
+	d := &decoder{source: source, opts: o, errs: &multierror.Error{ErrorFormat: perLine(source)}}
 	// Decoding into a plain map, rather than into structs, lets every key be
 	// read by hand: the decoder's struct mapping matches keys case-
 	// insensitively ("Restart" would pass as "restart") and stops at the

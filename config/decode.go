@@ -16,6 +16,7 @@ import (
 // decoder collects the errors of one Parse call.
 type decoder struct {
 	source string
+	opts   Options
 	at     map[string]pos    // key path -> position, from scanPositions
 	errs   *multierror.Error // every problem found so far, each a *Problem
 }

@@ -4,6 +4,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -196,5 +199,49 @@ func TestParseErrorLines(t *testing.T) {
 			}
 			checkProblems(t, err, "tend.toml")
 		})
+	}
+}
+
+// TestParseWithCheckUser checks that users are checked by the caller's
+// hook, inside the same collection as every other error, at the user key.
+func TestParseWithCheckUser(t *testing.T) {
+	errNoUser := errors.New("unknown user")
+	var asked []string
+	o := Options{CheckUser: func(spec string) error {
+		asked = append(asked, spec)
+		if spec == "nobody-here" {
+			return fmt.Errorf("user %q: %w", spec, errNoUser)
+		}
+		return nil
+	}}
+	doc := svc("a", `user = "nobody-here"`) + svc("b", `user = "1000:1000"`, `backoff = "soon"`) +
+		svc("c", `user = "a:b"`) + svc("d")
+	_, err := ParseWith([]byte(doc), "users.toml", o)
+	want := []string{
+		"3 errors in users.toml:",
+		`users.toml:4:1: service "a": user: user "nobody-here": unknown user`,
+		`users.toml:9:1: service "b": backoff: time: invalid duration "soon"`,
+		`users.toml:13:1: service "c": user: "a:b" is not a name or uid[:gid]`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("ParseWith() error =\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+	if !errors.Is(err, errNoUser) {
+		t.Errorf("ParseWith() error = %v, want it to wrap CheckUser's error", err)
+	}
+	if want := []string{"nobody-here", "1000:1000"}; !slices.Equal(asked, want) {
+		t.Errorf("CheckUser was given %q, want %q (only well-formed users)", asked, want)
+	}
+
+	asked = nil
+	if _, err := Parse([]byte(svc("a", `user = "nobody-here"`)), "users.toml"); err != nil || asked != nil {
+		t.Errorf("Parse() = %v and CheckUser was given %q; want no error and no call", err, asked)
+	}
+	path := filepath.Join(t.TempDir(), "tend.toml")
+	if err := os.WriteFile(path, []byte(svc("a", `user = "nobody-here"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadWith(path, o); err == nil || err.Error() != path+`:4:1: service "a": user: user "nobody-here": unknown user` {
+		t.Errorf("LoadWith() error = %v, want the unknown user at %s:4:1", err, path)
 	}
 }

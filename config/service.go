@@ -46,6 +46,10 @@ func (d *decoder) service(t *table) Service {
 		s.User = user
 		if err := checkUser(user); err != nil {
 			t.errorf("user", "%w", err)
+		} else if d.opts.CheckUser != nil {
+			if err := d.opts.CheckUser(user); err != nil {
+				t.errorf("user", "%w", err)
+			}
 		}
 	}
 	t.restarts(&s)
