@@ -24,7 +24,7 @@ import (
 // (every invariant the supervisor relies on), and written back as TOML it
 // parses again to the same Config.
 func FuzzParseRoundTrip(f *testing.F) {
-	for _, path := range []string{"testdata/gateway.toml", "../examples/agent/tend.toml"} {
+	for _, path := range []string{"testdata/gateway.toml", "../examples/agent/tend.toml", "../examples/postgres/tend.toml"} {
 		if b, err := os.ReadFile(path); err == nil {
 			f.Add(b)
 		}
