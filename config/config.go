@@ -5,13 +5,14 @@
 // anything in it is wrong, reporting every problem at once, so that a bad
 // config is refused before anything starts. It owns no state and never
 // touches processes, sockets or users: names and paths are checked for form
-// only, and resolving them is left to the packages that use them.
+// only, and resolving them is left to the packages that use them (a caller
+// that resolves users can have that done inside the same report of errors,
+// with Options.CheckUser).
 package config
 
 import (
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -120,23 +121,42 @@ type Ready struct {
 	Exec []string
 }
 
+// Options are checks that Parse leaves to the caller, made inside the
+// same collection of errors, so that a file is refused with every problem
+// at once. The zero Options makes none.
+type Options struct {
+	// CheckUser, when set, is given the user of each service whose user is
+	// well-formed (the package itself never resolves users); its error is
+	// reported at that service's user key, after `service "NAME": user: `.
+	CheckUser func(spec string) error
+}
+
 // Load reads and parses the file at path.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith reads and parses the file at path, with the checks of o.
+func LoadWith(path string, o Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	return ParseWith(data, path, o)
 }
 
-// Parse parses a config file's contents; source names it in errors. A
-// TOML syntax error is returned alone, with its line; otherwise every
-// problem found is returned at once, as a *multierror.Error wrapped with
-// source. There is no Config unless the file is entirely valid.
-func Parse(data []byte, source string) (*Config, error) {
+// Parse parses a config file's contents; source names it in errors. There
+// is no Config unless the file is entirely valid. The error is a
+// *multierror.Error of *Problem, each naming source, the line and column,
+// and the table or service and key at fault, sorted by position; it prints
+// one problem per line, under a count when there are several. A TOML
+// syntax error is reported alone: nothing after it can be read.
+func Parse(data []byte, source string) (*Config, error) { return ParseWith(data, source, Options{}) }
+
+// ParseWith is Parse with the checks of o.
+func ParseWith(data []byte, source string, o Options) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
+	d := &decoder{source: source, opts: o, errs: &multierror.Error{ErrorFormat: perLine(source)}}
 	// Decoding into a plain map, rather than into structs, lets every key be
 	// read by hand: the decoder's struct mapping matches keys case-
 	// insensitively ("Restart" would pass as "restart") and stops at the
@@ -144,9 +164,10 @@ func Parse(data []byte, source string) (*Config, error) {
 	// report every one of the second.
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err) // a toml.ParseError names the line
+		d.syntax(err)
+		return nil, d.result()
 	}
-	d := &decoder{lines: scanLines(data), errs: &multierror.Error{ErrorFormat: oneLine}}
+	d.at = scanPositions(data)
 	root := d.root(raw)
 	cfg := &Config{
 		Control:  d.control(root.table("control")),
@@ -158,10 +179,10 @@ func Parse(data []byte, source string) (*Config, error) {
 	for _, t := range services {
 		cfg.Services = append(cfg.Services, d.service(t))
 	}
-	d.checkNames(cfg.Services)
-	d.checkAfter(cfg.Services)
-	if err := d.errs.ErrorOrNil(); err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+	d.checkNames(services, cfg.Services)
+	d.checkAfter(services, cfg.Services)
+	if err := d.result(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -199,17 +220,4 @@ func defaultService() Service {
 		StopTimeout:   Unset,
 		ReadyTimeout:  DefaultReadyTimeout,
 	}
-}
-
-// oneLine formats collected errors on one line, so that they fit one slog
-// record: "3 errors: a; b; c".
-func oneLine(es []error) string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	msgs := make([]string, len(es))
-	for i, err := range es {
-		msgs[i] = err.Error()
-	}
-	return fmt.Sprintf("%d errors: %s", len(es), strings.Join(msgs, "; "))
 }

@@ -229,7 +229,7 @@ func TestLoadMissing(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("[jobs]\nmax_running = 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(bad); err == nil || !strings.Contains(err.Error(), bad+": jobs: max_running") {
+	if _, err := Load(bad); err == nil || err.Error() != bad+":2:1: jobs: max_running: 0 is less than 1" {
 		t.Errorf("Load(%s) error = %v, want one naming the file and the key", bad, err)
 	}
 }

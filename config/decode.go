@@ -3,12 +3,10 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,8 +15,10 @@ import (
 
 // decoder collects the errors of one Parse call.
 type decoder struct {
-	lines map[string]int    // key path -> line, from scanLines
-	errs  *multierror.Error // every problem found so far
+	source string
+	opts   Options
+	at     map[string]pos    // key path -> position, from scanPositions
+	errs   *multierror.Error // every problem found so far, each a *Problem
 }
 
 // table reads one TOML table by hand. It remembers the keys it was asked
@@ -29,7 +29,7 @@ type table struct {
 	d     *decoder
 	path  string // key path: "service[1].env"; "" for the root
 	label string // how errors name it: `service "gateway"`, "jobs"
-	line  int    // line of the table itself; 0 = unknown
+	at    pos    // of the table itself
 	m     map[string]any
 	seen  map[string]bool
 }
@@ -42,17 +42,30 @@ func (d *decoder) root(m map[string]any) *table {
 // keyPath is the full key path of key in t.
 func (t *table) keyPath(key string) string { return joinPath(t.path, key) }
 
-// lineOf is the line of key in t, or the line of t when the key has none
-// (a key inside an inline table).
-func (t *table) lineOf(key string) int {
-	if n, ok := t.d.lines[t.keyPath(key)]; ok {
-		return n
+// posOf is the position of key in t, or that of t when the key has none.
+func (t *table) posOf(key string) pos {
+	if at, ok := t.d.at[t.keyPath(key)]; ok {
+		return at
 	}
-	return t.line
+	return t.at
 }
 
-// errorf records an error about key of t.
+// elemPos is the position of element i of the array at key in t, or that
+// of the key when the element has none.
+func (t *table) elemPos(key string, i int) pos {
+	if at, ok := t.d.at[elemPath(t.keyPath(key), i)]; ok {
+		return at
+	}
+	return t.posOf(key)
+}
+
+// errorf records an error about key of t, at the key.
 func (t *table) errorf(key, format string, args ...any) {
+	t.errorAt(t.posOf(key), key, format, args...)
+}
+
+// errorAt records an error about key of t at at, naming t and the key.
+func (t *table) errorAt(at pos, key, format string, args ...any) {
 	err := fmt.Errorf(format, args...)
 	switch {
 	case t.label == "":
@@ -62,7 +75,7 @@ func (t *table) errorf(key, format string, args ...any) {
 	default:
 		err = fmt.Errorf("%s: %s: %w", t.label, key, err)
 	}
-	t.d.errs = multierror.Append(t.d.errs, err)
+	t.d.report(at, err)
 }
 
 // get returns the value of key and marks it as known.
@@ -77,7 +90,10 @@ func (t *table) typeErr(key, want string, v any) {
 	t.errorf(key, "must be %s, not %s", want, tomlType(v))
 }
 
-// str returns the string at key; ok is false when it is absent or not a string.
+// str returns the string at key; ok is false when it is absent, not a
+// string, or holds a NUL byte, which no system call takes in a string
+// (execve(2), chdir(2) and the rest would fail with EINVAL, and bind(2)
+// would cut a socket path short).
 func (t *table) str(key string) (s string, ok bool) {
 	v, present := t.get(key)
 	if !present {
@@ -85,6 +101,9 @@ func (t *table) str(key string) (s string, ok bool) {
 	}
 	if s, ok = v.(string); !ok {
 		t.typeErr(key, "a string", v)
+	} else if strings.IndexByte(s, 0) >= 0 {
+		t.errorf(key, "contains a NUL byte")
+		return "", false
 	}
 	return s, ok
 }
@@ -125,7 +144,8 @@ func (t *table) integer(key string, def, least int) int {
 	return int(n)
 }
 
-// strs returns the array of strings at key, or nil.
+// strs returns the array of strings at key, or nil when it is absent or
+// refused. Each element is refused with a NUL byte, as str refuses one.
 func (t *table) strs(key string) []string {
 	v, present := t.get(key)
 	if !present {
@@ -140,6 +160,15 @@ func (t *table) strs(key string) []string {
 	}
 	if !ok {
 		t.typeErr(key, "an array of strings", v)
+		return nil
+	}
+	for i, s := range out {
+		if strings.IndexByte(s, 0) >= 0 {
+			t.errorAt(t.elemPos(key, i), elemPath(key, i), "contains a NUL byte")
+			ok = false
+		}
+	}
+	if !ok {
 		return nil
 	}
 	return out
@@ -157,10 +186,10 @@ func (t *table) codes(key string) []int {
 		return nil
 	}
 	out := make([]int, 0, len(arr))
-	for _, e := range arr {
+	for i, e := range arr {
 		n, isInt := e.(int64)
 		if !isInt || n < 0 || n > 255 {
-			t.errorf(key, "exit code %v is not an integer in 0-255", e)
+			t.errorAt(t.elemPos(key, i), key, "exit code %v is not an integer in 0-255", e)
 			continue
 		}
 		out = append(out, int(n))
@@ -192,7 +221,7 @@ func (t *table) duration(key string, def time.Duration, positive bool) time.Dura
 
 // table returns a reader of the table at key; an absent key gives an empty one.
 func (t *table) table(key string) *table {
-	sub := &table{d: t.d, path: t.keyPath(key), label: t.keyPath(key), line: t.lineOf(key), seen: map[string]bool{}}
+	sub := &table{d: t.d, path: t.keyPath(key), label: t.keyPath(key), at: t.posOf(key), seen: map[string]bool{}}
 	v, present := t.get(key)
 	if !present {
 		return sub
@@ -225,12 +254,8 @@ func (t *table) tables(key string) []*table {
 	}
 	out := make([]*table, len(arr))
 	for i, m := range arr {
-		p := t.keyPath(key) + "[" + strconv.Itoa(i) + "]"
-		line, ok := t.d.lines[p]
-		if !ok {
-			line = t.lineOf(key) // an inline array: the line of "key ="
-		}
-		out[i] = &table{d: t.d, path: p, label: p, line: line, m: m, seen: map[string]bool{}}
+		p := elemPath(t.keyPath(key), i)
+		out[i] = &table{d: t.d, path: p, label: p, at: t.elemPos(key, i), m: m, seen: map[string]bool{}}
 	}
 	return out
 }
@@ -241,16 +266,13 @@ func (t *table) unknown() {
 		if t.seen[k] {
 			continue
 		}
-		msg := t.keyPath(k) + ": unknown key"
+		hint := ""
 		for known := range t.seen {
 			if strings.EqualFold(known, k) { // keys are case-sensitive in TOML
-				msg += fmt.Sprintf(" (did you mean %q?)", known)
+				hint = fmt.Sprintf(" (did you mean %q?)", known)
 			}
 		}
-		if n := t.lineOf(k); n > 0 {
-			msg = fmt.Sprintf("line %d: %s", n, msg)
-		}
-		t.d.errs = multierror.Append(t.d.errs, errors.New(msg))
+		t.errorAt(t.posOf(k), joinPath("", k), "unknown key%s", hint)
 	}
 }
 

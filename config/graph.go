@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/hashicorp/go-multierror"
 )
 
 // StartLevels groups the services by their after lists: level 0 waits for
@@ -63,11 +61,6 @@ func waits(deps []string, known map[string][]string, started map[string]bool) bo
 	return false
 }
 
-// add records an error that belongs to no one table.
-func (d *decoder) add(format string, args ...any) {
-	d.errs = multierror.Append(d.errs, fmt.Errorf(format, args...))
-}
-
 // label names service i in errors: by name once the name is valid.
 func label(i int, s Service) string {
 	if isValidName(s.Name) {
@@ -76,15 +69,20 @@ func label(i int, s Service) string {
 	return fmt.Sprintf("service[%d]", i)
 }
 
-// checkNames refuses a name given to two services.
-func (d *decoder) checkNames(svcs []Service) {
+// checkNames refuses a name given to two services, at the second name.
+// ts are the tables svcs were read from.
+func (d *decoder) checkNames(ts []*table, svcs []Service) {
 	first := map[string]int{}
 	for i, s := range svcs {
 		if s.Name == "" {
 			continue // reported as missing
 		}
 		if j, dup := first[s.Name]; dup {
-			d.add("service[%d]: name: %q is already the name of service[%d]", i, s.Name, j)
+			where := ""
+			if svcs[j].Line > 0 {
+				where = fmt.Sprintf(" (line %d)", svcs[j].Line)
+			}
+			d.reportf(ts[i].posOf("name"), "service[%d]: name: %q is already the name of service[%d]%s", i, s.Name, j, where)
 			continue
 		}
 		first[s.Name] = i
@@ -92,27 +90,32 @@ func (d *decoder) checkNames(svcs []Service) {
 }
 
 // checkAfter refuses after lists that name unknown services, name one twice,
-// or make a cycle, naming the cycle: "a -> b -> a".
-func (d *decoder) checkAfter(svcs []Service) {
+// or make a cycle, naming the cycle: "a -> b -> a". Each is reported at the
+// element of the after list at fault.
+func (d *decoder) checkAfter(ts []*table, svcs []Service) {
 	known := map[string]bool{}
 	for _, s := range svcs {
 		known[s.Name] = true
 	}
 	for i, s := range svcs {
 		for j, dep := range s.After {
+			at := ts[i].elemPos("after", j)
 			switch {
 			case slices.Contains(s.After[:j], dep):
-				d.add("%s: after: %q is listed twice", label(i, s), dep)
+				d.reportf(at, "%s: after: %q is listed twice", label(i, s), dep)
 			case dep == MainName:
 				// The main command is not in the file and may not even be given.
-				d.add("%s: after: %q (the command after --) cannot be waited for", label(i, s), dep)
+				d.reportf(at, "%s: after: %q (the command after --) cannot be waited for", label(i, s), dep)
 			case dep == "" || !known[dep]:
-				d.add("%s: after: unknown service %q", label(i, s), dep)
+				d.reportf(at, "%s: after: unknown service %q", label(i, s), dep)
 			}
 		}
 	}
 	for _, cycle := range cycles(svcs) {
-		d.add("service %q: after: cycle %s", cycle[0], strings.Join(cycle, " -> "))
+		// A cycle starts at a service whose after list names the next one.
+		i := slices.IndexFunc(svcs, func(s Service) bool { return s.Name == cycle[0] })
+		at := ts[i].elemPos("after", slices.Index(svcs[i].After, cycle[1]))
+		d.reportf(at, "service %q: after: cycle %s", cycle[0], strings.Join(cycle, " -> "))
 	}
 }
 

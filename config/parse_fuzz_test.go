@@ -4,6 +4,8 @@ package config
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/hashicorp/go-multierror"
 
 	"github.com/tendinit/tend/signals"
 )
@@ -21,7 +24,7 @@ import (
 // (every invariant the supervisor relies on), and written back as TOML it
 // parses again to the same Config.
 func FuzzParseRoundTrip(f *testing.F) {
-	for _, path := range []string{"testdata/gateway.toml", "../examples/agent/tend.toml"} {
+	for _, path := range []string{"testdata/gateway.toml", "../examples/agent/tend.toml", "../examples/postgres/tend.toml"} {
 		if b, err := os.ReadFile(path); err == nil {
 			f.Add(b)
 		}
@@ -32,15 +35,14 @@ func FuzzParseRoundTrip(f *testing.F) {
 	f.Add([]byte("[[service]]\nname = \"a\"\ncommand = [\"true\"]\nafter = [\"a\"]\n"))
 	f.Add([]byte("service = [{name = \"x\", command = [\"sh\"]}]\n"))
 	f.Add([]byte("[[service]]\nname=\"b\"\ncommand=[\"x\"]\nready=\"exec:'a b' \\\"c\\\\\"\"\nsignals={1=\"\",HUP=2}\n"))
+	f.Add([]byte("[[service]]\nname=\"a\"\ncommand=[\"a\",\"\\u0000\"]\ndir=\"/\\u0000\"\nenv={A=\"\\u0000\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data, "fuzz.toml")
 		if err != nil {
 			if cfg != nil {
 				t.Fatalf("Parse refused the file (%v) but returned a Config", err)
 			}
-			if !strings.HasPrefix(err.Error(), "fuzz.toml: ") || len(err.Error()) <= len("fuzz.toml: ") {
-				t.Fatalf("Parse error %q does not name the source and the problem", err)
-			}
+			checkProblems(t, err, "fuzz.toml")
 			return
 		}
 		if cfg == nil {
@@ -57,6 +59,43 @@ func FuzzParseRoundTrip(f *testing.F) {
 	})
 }
 
+// checkProblems fails unless err is a *multierror.Error of Problems of
+// source, each with a message on one line, in file order, and printed one
+// per line under a count.
+func checkProblems(t *testing.T, err error, source string) {
+	t.Helper()
+	var merr *multierror.Error
+	if !errors.As(err, &merr) || len(merr.Errors) == 0 {
+		t.Fatalf("Parse error %#v is not a *multierror.Error with errors", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if n := len(merr.Errors); n > 1 {
+		if want := fmt.Sprintf("%d errors in %s:", n, source); lines[0] != want {
+			t.Errorf("Parse error header = %q, want %q", lines[0], want)
+		}
+		lines = lines[1:]
+	}
+	if len(lines) != len(merr.Errors) {
+		t.Fatalf("Parse error has %d lines for %d problems:\n%v", len(lines), len(merr.Errors), err)
+	}
+	var last *Problem
+	for i, e := range merr.Errors {
+		p, ok := e.(*Problem)
+		if !ok || p.File != source || p.Err == nil || p.Err.Error() == "" || lines[i] != p.Error() {
+			t.Fatalf("problem %d = %#v (%q), want a *Problem of %s printed on line %d", i, e, e, source, i)
+		}
+		// Only the decoder may not know where its own error is.
+		if at := fmt.Sprintf("%s:%d:%d: ", source, p.Line, p.Col); !strings.HasPrefix(p.Error(), at) &&
+			(p.Line != 0 || !errors.As(p, new(toml.ParseError))) {
+			t.Fatalf("problem %d = %q, want it to start with %q", i, p, at)
+		}
+		if last != nil && cmpPos(pos{last.Line, last.Col}, pos{p.Line, p.Col}) > 0 {
+			t.Errorf("problem %q comes before %q, out of file order", last, p)
+		}
+		last = p
+	}
+}
+
 // checkSane fails unless every value of cfg is one the supervisor can use.
 func checkSane(t *testing.T, cfg *Config) {
 	t.Helper()
@@ -66,6 +105,9 @@ func checkSane(t *testing.T, cfg *Config) {
 	}
 	if c.Socket != "" && (c.Socket[0] != '/' || len(c.Socket) > maxSocketPath) {
 		t.Errorf("control.socket %q is not an absolute path that bind(2) takes", c.Socket)
+	}
+	if strings.Contains(c.Socket+c.Group, "\x00") {
+		t.Errorf("control socket %q or group %q contains a NUL byte", c.Socket, c.Group)
 	}
 	if c.Group != "" && c.Mode&0o020 == 0 {
 		t.Errorf("control.group %q with mode %o: members could not connect", c.Group, c.Mode)
@@ -113,10 +155,15 @@ func checkSane(t *testing.T, cfg *Config) {
 				t.Errorf("service %q: signal route %d -> %d", s.Name, from, to)
 			}
 		}
-		for k := range s.Env {
-			if k == "" || strings.ContainsAny(k, "=\x00") {
-				t.Errorf("service %q: env name %q", s.Name, k)
+		for k, v := range s.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+				t.Errorf("service %q: env %q = %q", s.Name, k, v)
 			}
+		}
+		// execve(2), chdir(2) and the rest take no NUL in a string.
+		strs := append(append([]string{s.Dir, s.User}, s.Command...), s.Ready.Exec...)
+		if i := slices.IndexFunc(strs, func(v string) bool { return strings.Contains(v, "\x00") }); i >= 0 {
+			t.Errorf("service %q: %q contains a NUL byte", s.Name, strs[i])
 		}
 		if s.Ready.Exec != nil && len(s.Ready.Exec) == 0 {
 			t.Errorf("service %q: ready exec with no argv", s.Name)

@@ -27,7 +27,7 @@ func isValidName(name string) bool {
 // service reads one [[service]] table.
 func (d *decoder) service(t *table) Service {
 	s := defaultService()
-	s.Line = t.line
+	s.Line = t.at.line
 	s.Name = t.name()
 	if _, present := t.m["command"]; !present {
 		t.errorf("command", "missing")
@@ -46,6 +46,10 @@ func (d *decoder) service(t *table) Service {
 		s.User = user
 		if err := checkUser(user); err != nil {
 			t.errorf("user", "%w", err)
+		} else if d.opts.CheckUser != nil {
+			if err := d.opts.CheckUser(user); err != nil {
+				t.errorf("user", "%w", err)
+			}
 		}
 	}
 	t.restarts(&s)
@@ -79,7 +83,7 @@ func (t *table) restarts(s *Service) {
 		switch s.Restart = Policy(p); s.Restart {
 		case RestartAlways, RestartOnFailure, RestartNever:
 		default:
-			t.errorf("restart", "%q is not always, on-failure or never", p)
+			t.errorf("restart", "%q is not one of always, on-failure, never", p)
 		}
 	}
 	s.RestartNow, s.NeverRestart = t.codes("restart_now"), t.codes("never_restart")
@@ -129,12 +133,19 @@ func (t *table) env(key string) map[string]string {
 	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
 		s, ok := v.(string)
+		at := sub.posOf(k)
 		switch {
-		case !ok:
-			t.errorf(key, "%s: must be a string, not %s", k, tomlType(v))
-		case k == "" || strings.ContainsAny(k, "=\x00"):
+		case strings.IndexByte(k, 0) >= 0:
+			t.errorAt(at, key, "variable name %q contains a NUL byte", k)
+		case k == "":
+			t.errorAt(at, key, "empty variable name")
+		case strings.IndexByte(k, '=') >= 0:
 			// execve(2) would read "A=B=c" as variable A set to "B=c".
-			t.errorf(key, "%q is not a variable name", k)
+			t.errorAt(at, key, "%q is not a variable name: it contains '='", k)
+		case !ok:
+			t.errorAt(at, key, "%s: must be a string, not %s", joinPath("", k), tomlType(v))
+		case strings.IndexByte(s, 0) >= 0:
+			t.errorAt(at, key, "%s: contains a NUL byte", joinPath("", k))
 		default:
 			env[k] = s
 		}
@@ -152,17 +163,22 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 	given := map[unix.Signal]string{} // spelling of each key, to name duplicates
 	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
 		v, _ := sub.get(k)
+		at := sub.posOf(k)
+		if strings.IndexByte(k, 0) >= 0 {
+			t.errorAt(at, key, "signal name %q contains a NUL byte", k)
+			continue
+		}
 		from, err := signals.Parse(k)
 		if err != nil {
-			t.errorf(key, "%w", err)
+			t.errorAt(at, key, "%w", err)
 			continue
 		}
 		if !signals.Forwardable(from) {
-			t.errorf(key, "%s is never forwarded", signals.Name(from))
+			t.errorAt(at, key, "%s is never forwarded", signals.Name(from))
 			continue
 		}
 		if prev, dup := given[from]; dup {
-			t.errorf(key, "%s and %s name the same signal", prev, k)
+			t.errorAt(at, key, "%s and %s name the same signal", prev, k)
 			continue
 		}
 		given[from] = k
@@ -172,7 +188,7 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 		}
 		to, err := parseSignal(v)
 		if err != nil {
-			t.errorf(key, "%s: %w", k, err)
+			t.errorAt(at, key, "%s: %w", k, err)
 			continue
 		}
 		routes[from] = to
@@ -185,6 +201,9 @@ func (t *table) signalMap(key string) map[unix.Signal]unix.Signal {
 func parseSignal(v any) (unix.Signal, error) {
 	switch v := v.(type) {
 	case string:
+		if strings.IndexByte(v, 0) >= 0 {
+			return 0, fmt.Errorf("contains a NUL byte")
+		}
 		return signals.Parse(v)
 	case int64:
 		return signals.Parse(strconv.FormatInt(v, 10))

@@ -33,7 +33,7 @@ func TestSupervisorBadConfig(t *testing.T) {
 		cfg  func(dir string) string
 		want []string // each must appear on stderr
 	}{
-		{"unknown key", bad(`restrat = "always"`), []string{"service[1].restrat", "unknown key", "line 11"}},
+		{"unknown key", bad(`restrat = "always"`), []string{`tend.toml:11:1: service "bad": restrat: unknown key`}},
 		{"unknown top-level key", raw("[shutdwon]\ngrace = \"1s\"\n"), []string{"shutdwon", "unknown key"}},
 		{"bad duration", bad(`backoff = "fast"`), []string{`service "bad": backoff`, `invalid duration "fast"`}},
 		{"bad grace", raw("[shutdown]\ngrace = \"-1s\"\n"), []string{"shutdown: grace", `"-1s"`}},
@@ -52,11 +52,11 @@ func TestSupervisorBadConfig(t *testing.T) {
 		{"user that does not exist", bad(`user = "tend-no-such-user"`), []string{`service "bad"`, `"tend-no-such-user"`, "unknown user"}},
 		{"bad user form", bad(`user = "a:b"`), []string{`service "bad": user`, `"a:b"`}},
 		{"bad ready", bad(`ready = "tcp:1"`), []string{`service "bad": ready`, `"tcp:1"`}},
-		{"TOML syntax", raw("[[service]]\nname = \n"), []string{"line 7"}},
+		{"TOML syntax", raw("[[service]]\nname = \n"), []string{"tend.toml:7:8: toml: expected value"}},
 		{"three errors", raw("[shutdown]\ngrace = \"x\"\n[[service]]\nname = \"p\"\n" + touch + "\nrestart = \"sometimes\"\n" +
 			"[[service]]\nname = \"q\"\n" + touch + "\nafter = [\"nobody-here\"]\n"),
-			[]string{"3 errors", `shutdown: grace: time: invalid duration "x"`, `service "p": restart: "sometimes"`,
-				`service "q": after: unknown service "nobody-here"`}},
+			[]string{"config refused: 3 errors in ", "/tend.toml:\n", `tend.toml:7:1: shutdown: grace: time: invalid duration "x"` + "\n",
+				`tend.toml:11:1: service "p": restart: "sometimes"`, `tend.toml:15:10: service "q": after: unknown service "nobody-here"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
