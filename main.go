@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -229,7 +230,7 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 		return -1, err
 	}
 	if path := c.String("config"); path != "" {
-		if cfg.File, err = config.Load(path); err != nil {
+		if cfg.File, err = config.LoadWith(path, config.Options{CheckUser: checkUser}); err != nil {
 			return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
 		}
 		if cfg.Grace == 0 {
@@ -263,6 +264,21 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 		cfg.Log.Warn("errors while running", "err", err)
 	}
 	return n, nil
+}
+
+// checkUser looks a service's user up, so that an unknown one is refused
+// with every other problem of the file.
+func checkUser(spec string) error {
+	_, err := spawn.LookupUser(spec)
+	var unknown user.UnknownUserError
+	var unknownGroup user.UnknownGroupError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%q: no such user", string(unknown))
+	case errors.As(err, &unknownGroup):
+		return fmt.Errorf("%q: no such group", string(unknownGroup))
+	}
+	return err
 }
 
 // outletFlush bounds how long tend waits at exit for its stdout and stderr
