@@ -90,6 +90,8 @@ type Options struct {
 	// code above the reaper; nil means the real ones.
 	Wait4 func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
 	Kill  func(pid int, sig unix.Signal) error
+	// NoChildren replaces the waitid(WNOWAIT) probe of Idle.
+	NoChildren func() bool
 }
 
 // Reaper is the child table and the lock that guards it. The zero value is
@@ -113,11 +115,12 @@ type Reaper struct {
 	noPidfdSignal atomic.Bool
 
 	// wait4 is unix.Wait4; tests replace it. kill is unix.Kill.
-	wait4  func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
-	kill   func(pid int, sig unix.Signal) error
-	orphs  []Exit          // reused by Reap; only the reaping goroutine touches it
-	ws     unix.WaitStatus // likewise: a local would escape through r.wait4
-	starts atomic.Uint64   // Start calls, for tests
+	wait4      func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
+	kill       func(pid int, sig unix.Signal) error
+	noChildren func() bool
+	orphs      []Exit          // reused by Reap; only the reaping goroutine touches it
+	ws         unix.WaitStatus // likewise: a local would escape through r.wait4
+	starts     atomic.Uint64   // Start calls, for tests
 }
 
 // New returns a Reaper.
@@ -135,6 +138,10 @@ func New(o Options) *Reaper {
 	}
 	if o.Kill != nil {
 		r.kill = o.Kill
+	}
+	r.noChildren = o.NoChildren
+	if r.noChildren == nil {
+		r.noChildren = noChildren
 	}
 	return r
 }
@@ -254,9 +261,11 @@ func (r *Reaper) TakeExits(buf []Exit) []Exit {
 func (r *Reaper) Idle() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.exits) > 0 {
-		return false
-	}
+	return len(r.exits) == 0 && r.noChildren()
+}
+
+// noChildren asks the kernel, without reaping, whether tend has a child.
+func noChildren() bool {
 	var info unix.Siginfo
 	for {
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)

@@ -155,20 +155,26 @@ func (l *loop) signalJob(j *jobs.Job, sig unix.Signal, tree bool) error {
 
 // stopJob ends a running job for reason: SIGTERM to its group, SIGKILL
 // after [jobs] stop_grace (0: at once), capped by the shutdown's budget.
+// The reason is recorded only if the signal reached the job: one whose exit
+// is reaped but not yet taken has ended by itself.
 func (l *loop) stopJob(j *jobs.Job, reason string) {
-	if j.Reason == "" {
-		j.Reason = reason
-	}
 	grace := l.jobsConfig().StopGrace
 	if l.sd.active {
 		grace = l.sd.capped(grace)
 	}
+	sig := unix.SIGTERM
 	if grace == 0 {
-		l.signalJob(j, unix.SIGKILL, true)
+		sig = unix.SIGKILL
+	}
+	if err := l.signalJob(j, sig, true); errors.Is(err, reaper.ErrNotRunning) {
 		return
 	}
-	l.signalJob(j, unix.SIGTERM, true)
-	l.killJobAfter(j, grace)
+	if j.Reason == "" {
+		j.Reason = reason
+	}
+	if grace > 0 {
+		l.killJobAfter(j, grace)
+	}
 }
 
 // killJobAfter schedules SIGKILL of j's group after d unless one is due

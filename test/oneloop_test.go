@@ -1,0 +1,140 @@
+//go:build linux
+
+package test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
+)
+
+// TestGraceZeroRefused: --grace 0 meant "never kill" in init mode and
+// "SIGKILL at once" in supervisor mode; now it is a usage error in both,
+// with a message saying what to write instead, and nothing starts.
+func TestGraceZeroRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tend.toml")
+	os.WriteFile(cfg, []byte("[control]\nsocket = \"\"\n"), 0o644)
+	marker := filepath.Join(dir, "ran")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"init flag", []string{"--grace", "0", "--"}, nil},
+		{"init env", []string{"--"}, []string{"TEND_GRACE=0s"}},
+		{"supervisor flag", []string{"--config", cfg, "--grace", "0", "--"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startTend(t, opts{env: tc.env}, append(tc.args, "touch", marker)...)
+			r.expectExit(2)
+			if stderr := r.stderrAll(); !strings.Contains(stderr, "0 is not a budget") || !strings.Contains(stderr, "--grace 30s") {
+				t.Errorf("stderr %q: want it to say 0 is not a budget and what to give", stderr)
+			}
+			if svExists(marker) {
+				t.Error("the command ran")
+			}
+		})
+	}
+}
+
+// TestRewrittenTermStartsNothing: with -r TERM:0 --grace 1s a SIGTERM is
+// dropped: the kill clock does not start (the main process lives past the
+// grace) and /v1/health stays 200.
+func TestRewrittenTermStartsNothing(t *testing.T) {
+	dir := hDir(t)
+	r, sock := hServe(t, opts{}, dir, []string{"-r", "TERM:0", "--grace", "1s"})
+	c := hClient(t, sock)
+	r.signal(unix.SIGTERM)
+	time.Sleep(1500 * time.Millisecond)
+	h, err := c.Health(hCtx(t))
+	if err != nil || !h.Healthy || !r.running() {
+		t.Fatalf("1.5s after a dropped SIGTERM: health %+v, %v; running %v; want healthy and running\n%s", h, err, r.running(), r.stderrNow())
+	}
+	st, err := c.Status(hCtx(t))
+	if err != nil || st.Stopping || len(st.Services) != 1 || st.Services[0].State != "running" {
+		t.Errorf("status %+v, %v: want main running, not stopping", st, err)
+	}
+	r.signal(unix.SIGINT) // not rewritten: stops as usual
+	if code := r.wait(); code != 130 {
+		t.Errorf("exit code %d after SIGINT, want 130", code)
+	}
+}
+
+// TestInitJobsStopWithMain: in init mode jobs get SIGTERM when the main
+// process does, while it drains, not only after it has exited.
+func TestInitJobsStopWithMain(t *testing.T) {
+	dir := hDir(t)
+	drain := `trap 'sleep 2; exit 0' TERM; while :; do sleep 0.05; done`
+	r, sock := hServe(t, opts{}, dir, nil, "sh", "-c", drain)
+	c := hClient(t, sock)
+	got := filepath.Join(dir, "job.term")
+	j, err := c.Spawn(hCtx(t), api.JobRequest{Argv: []string{"sh", "-c",
+		`trap 'date +%s.%N > ` + got + `; exit 0' TERM; while :; do sleep 0.05; done`}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the job's trap is set
+	t0 := time.Now()
+	r.signal(unix.SIGTERM)
+	svPoll(t, r, 5*time.Second, "the job got SIGTERM", func() bool { return svExists(got) })
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("the job got SIGTERM %v after tend (the main drains 2s): want it at once", d)
+	}
+	if !r.running() {
+		t.Error("tend had exited before the job was told: jobs stopped after the main process")
+	}
+	if code := r.wait(); code != 0 {
+		t.Errorf("exit code %d, want the main process's 0", code)
+	}
+	_ = j
+}
+
+// TestTeardownBounded: after the budget, tend is gone within the design's
+// bound (DESIGN.md §1.6: 1 s, plus the 3 s final wait only for processes
+// that ignore SIGKILL) although an event stream is open, a log_prefix
+// pipe is held by a leftover that ignores SIGTERM, and a client has sent
+// half a request.
+func TestTeardownBounded(t *testing.T) {
+	dir := hDir(t)
+	body := "[control]\nsocket = \"" + filepath.Join(dir, "s") + "\"\n[shutdown]\ngrace = \"1s\"\n" +
+		svShell("stubborn", dir, `trap "" TERM; (trap "" TERM; sleep 1000) & while :; do echo tick; sleep 0.05; done`, `log_prefix = true`)
+	r, sock := hConfig(t, opts{}, dir, body)
+	c := hClient(t, sock)
+	ev, err := c.Events(hCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ev.Close() })
+	go func() {
+		for {
+			if _, err := ev.Next(); err != nil {
+				return
+			}
+		}
+	}()
+	half := hDial(t, sock)
+	half.Write([]byte("POST /v1/jobs HTTP/1.1\r\nHost: tend\r\nContent-Length: 100\r\n\r\n{"))
+	var idle []net.Conn
+	for range 20 {
+		idle = append(idle, hDial(t, sock))
+	}
+	time.Sleep(300 * time.Millisecond)
+	code, took := svTermAndExit(t, r)
+	// 1 s budget (SIGKILL at its end), then at most 1 s of teardown; the
+	// SIGKILLed processes go at once, so the 3 s wait is not used.
+	if took > 2200*time.Millisecond {
+		t.Errorf("tend took %v to exit with grace 1s: want the budget + at most 1s\n%s", took, r.stderrAll())
+	}
+	if code != 137 && code != 143 {
+		t.Errorf("exit code %d", code)
+	}
+	_ = idle
+}
