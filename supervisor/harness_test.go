@@ -36,11 +36,11 @@ type harness struct {
 	done chan int
 
 	mu      sync.Mutex
-	pids    []int         // guarded by mu: the pids the next forks get, in order
-	next    int           // guarded by mu: when pids is empty
-	live    map[int]bool  // guarded by mu: forked, not yet reaped
-	zombies []fakeExit    // guarded by mu: exited, waiting for wait4
-	sent    []string      // guarded by mu: "PID:SIG", "-PGID:SIG", "all:SIG"
+	pids    []int        // guarded by mu: the pids the next forks get, in order
+	next    int          // guarded by mu: when pids is empty
+	live    map[int]bool // guarded by mu: forked, not yet reaped
+	zombies []fakeExit   // guarded by mu: exited, waiting for wait4
+	sent    []string     // guarded by mu: "PID:SIG", "-PGID:SIG", "all:SIG"
 	argv    map[int][]string
 	forkErr error // guarded by mu: the next fork fails with it
 }
@@ -50,7 +50,7 @@ type fakeExit struct {
 	ws  unix.WaitStatus
 }
 
-func exitedWith(code int) unix.WaitStatus        { return unix.WaitStatus(code << 8) }
+func exitedWith(code int) unix.WaitStatus      { return unix.WaitStatus(code << 8) }
 func killedBy(sig unix.Signal) unix.WaitStatus { return unix.WaitStatus(sig) }
 
 // newHarness builds the loop for cfg (File defaults to every default,
