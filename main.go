@@ -43,7 +43,9 @@ func main() {
 	// First statement: catch every catchable signal before anything else
 	// can take tend down (DESIGN.md §1.5).
 	sigs := signals.Notify()
-	signals.ClearInheritedMask() // returns unless it must exec tend afresh
+	if err := signals.ClearInheritedMask(); err != nil { // returns unless it must exec tend afresh
+		fmt.Fprintf(os.Stderr, "tend: children inherit the signal mask tend was started with: %v\n", err)
+	}
 	if err := spawn.AdoptInheritedFDs(); err != nil {
 		// Without /proc the inherited fds cannot be listed: children get
 		// them all, as from tini. Say so; it is no reason not to run.
