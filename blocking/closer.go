@@ -24,7 +24,8 @@ type Closer struct {
 	stuck   atomic.Int32  // workers inside close(2) right now
 }
 
-// NewCloser starts n closing threads.
+// NewCloser starts n closing threads. A nil *Closer closes nothing: it is
+// there only where fds may be passed to tend.
 func NewCloser(n int) *Closer {
 	c := &Closer{wake: make(chan struct{}, 1)}
 	started := make(chan struct{})
@@ -38,6 +39,12 @@ func NewCloser(n int) *Closer {
 // Close queues fds for closing and returns at once. Negative fds are
 // skipped.
 func (c *Closer) Close(fds ...int) {
+	if c == nil {
+		for _, fd := range fds { // nothing was passed to tend: these are its own, and never sockets
+			unix.Close(fd)
+		}
+		return
+	}
 	n := 0
 	c.mu.Lock()
 	for _, fd := range fds {
@@ -58,6 +65,9 @@ func (c *Closer) Close(fds ...int) {
 // Stop ends the workers once the queue is empty; Close must not be called
 // after. tend's Closer lives as long as tend; tests stop theirs.
 func (c *Closer) Stop() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopped = true
@@ -66,7 +76,12 @@ func (c *Closer) Stop() {
 
 // Pending is the number of fds queued or being closed: they still count
 // against tend's fd limit.
-func (c *Closer) Pending() int { return int(c.pending.Load()) }
+func (c *Closer) Pending() int {
+	if c == nil {
+		return 0
+	}
+	return int(c.pending.Load())
+}
 
 // Busy is the number of workers inside close(2) right now.
 func (c *Closer) Busy() int { return int(c.stuck.Load()) }

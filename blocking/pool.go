@@ -24,8 +24,10 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +44,9 @@ type Pool struct {
 	name  string
 	work  chan *task // unbuffered: a send succeeds only when a worker is free
 	alive atomic.Int32
+	here  chan struct{} // permits of Here: how many callers may block in it at once
+	n     int
+	start sync.Once
 }
 
 type task struct {
@@ -50,21 +55,67 @@ type task struct {
 	done chan error // buffered: the worker never waits for the caller
 }
 
-// New starts n workers, each on its own OS thread.
+// New returns a pool of n workers; Start makes their threads.
 func New(name string, n int) *Pool {
-	p := &Pool{name: name, work: make(chan *task)}
-	started := make(chan struct{})
-	for range n {
-		p.alive.Add(1)
-		go p.worker(started)
-		<-started // the thread exists before New returns
+	return &Pool{name: name, work: make(chan *task), here: make(chan struct{}, n), n: n}
+}
+
+// Start makes the workers' threads, and as many spare ones for Here, now:
+// call it before anyone who is not tend can use the pool (tend: before the
+// control socket serves). Do starts them itself if it must. Calling it
+// again does nothing.
+func (p *Pool) Start() {
+	p.start.Do(func() {
+		started := make(chan struct{})
+		for range p.n {
+			p.alive.Add(1)
+			go p.worker(started)
+			<-started // the thread exists before Start returns
+		}
+		spareThreads(p.n)
+	})
+}
+
+// Here runs fn on the calling goroutine, as tend, once one of the pool's
+// permits is free (or fails when ctx ends first). It spares the hand-off to
+// a worker thread where no identity changes; at most as many callers as the
+// pool has workers can be blocked in it, each holding one OS thread, and
+// New has made that many spare threads already.
+func (p *Pool) Here(ctx context.Context, fn func()) error {
+	select {
+	case p.here <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", p.name, ErrBusy)
 	}
-	return p
+	defer func() { <-p.here }()
+	return run(fn)
+}
+
+// spareThreads makes the Go runtime start n more OS threads now, at start,
+// where creating one cannot fail: n goroutines block in a system call at
+// once, so the scheduler hands their processors to new threads, which stay
+// idle afterwards (the runtime never ends an idle thread). A caller that
+// later blocks in Here takes one of them instead of making one, perhaps at
+// the pids limit, where the runtime would abort.
+func spareThreads(n int) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := unix.Timespec{Nsec: 20e6} // long enough for sysmon to retake the P
+			syscall.Syscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		}()
+	}
+	wg.Wait()
 }
 
 // Close ends the workers once they are idle; Do must not be called after.
 // tend's pools live as long as tend; tests close theirs.
-func (p *Pool) Close() { close(p.work) }
+func (p *Pool) Close() {
+	p.start.Do(func() {}) // a pool never started has nothing to end
+	close(p.work)
+}
 
 // Size is the number of workers still usable.
 func (p *Pool) Size() int { return int(p.alive.Load()) }
@@ -74,6 +125,7 @@ func (p *Pool) Size() int { return int(p.alive.Load()) }
 // running or about to run: it must publish its results only through what it
 // owns (a buffered channel, say), never through the caller's variables.
 func (p *Pool) Do(ctx context.Context, cred *syscall.Credential, fn func()) error {
+	p.Start()
 	if p.alive.Load() == 0 {
 		return fmt.Errorf("%s: no worker left", p.name)
 	}

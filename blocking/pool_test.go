@@ -202,6 +202,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // the runtime's own: the pool's threads were made at start.
 func TestThreadsMadeAtStart(t *testing.T) {
 	p := New("test", 4)
+	p.Start()
 	after := threads(t)
 	release := make(chan struct{})
 	for range 4 {
@@ -227,4 +228,26 @@ func threads(t *testing.T) int {
 	}
 	t.Fatal("no Threads line")
 	return 0
+}
+
+// TestHereBounded: Here runs on the caller, at most as many at once as the
+// pool has workers; the next waits, and gives up at its deadline.
+func TestHereBounded(t *testing.T) {
+	p := New("test", 2)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	for range 2 {
+		go p.Here(context.Background(), func() { entered <- struct{}{}; <-release })
+	}
+	<-entered
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Here(ctx, func() { t.Error("ran past the bound") }); !errors.Is(err, ErrBusy) {
+		t.Errorf("third Here = %v, want ErrBusy", err)
+	}
+	close(release)
+	if err := p.Here(context.Background(), func() {}); err != nil {
+		t.Errorf("after release: %v", err)
+	}
 }

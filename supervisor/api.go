@@ -202,6 +202,22 @@ func (b backend) Counters() (started uint64, running, queued int) {
 // not 0) becomes one of its bound connections meanwhile: the job is then
 // stopped only when every one of them has closed.
 func (b backend) Wait(ctx context.Context, c control.Caller, id string, conn uint64) (api.Job, error) {
+	if v, ok := b.l.waits.Load(id); ok {
+		// A running unbound job: wait on its Outcome without asking the
+		// loop; only a wait that times out needs the loop, for the record.
+		if w := v.(*waitEntry); c.Root() || w.uid == c.UID {
+			select {
+			case <-w.out.Done():
+				return w.out.Record(), nil
+			case <-ctx.Done():
+				rec, err := b.Get(c, id)
+				if err != nil {
+					return api.Job{}, err
+				}
+				return rec, ctx.Err()
+			}
+		}
+	}
 	var out *jobs.Outcome
 	var rec api.Job
 	var added bool

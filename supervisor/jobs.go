@@ -69,6 +69,9 @@ func (l *loop) startJob(j *jobs.Job) error {
 		return err
 	}
 	l.jobs.Started(j)
+	if !j.Bound {
+		l.waits.Store(j.Rec.ID, &waitEntry{out: j.Outcome(), uid: j.Rec.UID})
+	}
 	if j.Timeout > 0 {
 		l.armJob(j, j.Timeout, func() { l.stopJob(j, api.ReasonTimeout) })
 	}
@@ -105,7 +108,8 @@ func startError(err error) error {
 // the queue: on the loop, never on the reaper's goroutine.
 func (l *loop) jobExit(j *jobs.Job, e reaper.Exit) {
 	l.disarmJob(j)
-	l.jobs.Exited(j, e.Status)
+	l.jobs.Exited(j, e.Status) // completes the Outcome first: a waiter holding it is woken
+	l.waits.Delete(j.Rec.ID)
 	l.publishJob(api.EventJobExited, j)
 	l.startQueued()
 }

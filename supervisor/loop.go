@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,11 @@ type loop struct {
 	main   *service     // the service "main", or nil
 	jobs   *jobs.Table
 	socket string // the control socket, once served: every child's TEND_SOCKET
+
+	// waits publishes the Outcome of each running unbound job by id, so
+	// that a wait request needs no round trip through the loop: written
+	// only by the loop (at start and exit), read by the API's goroutines.
+	waits sync.Map // id -> *waitEntry
 
 	tm    *timers
 	reqs  chan func()   // API requests
@@ -91,6 +97,12 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	l.stdout = logline.NewSink(cfg.Stdout, logQueueLines)
 	l.stderr = logline.NewSink(cfg.Stderr, logQueueLines)
 	return l, nil
+}
+
+// waitEntry is a running job's Outcome and whose job it is.
+type waitEntry struct {
+	out *jobs.Outcome
+	uid int
 }
 
 // ConfigError is a config that cannot be run although it parsed: a user
@@ -203,14 +215,25 @@ func (l *loop) prepareAsync(s spawn.Spec, then func(*spawn.Prepared, error)) {
 // prepareOnPool runs spawn.Prepare on a pool worker, as s.Cred for the
 // filesystem. A lookup that outlives ctx releases its own result: whoever
 // claims first, the worker (to deliver) or the abandoning caller, decides.
-func (l *loop) prepareOnPool(ctx context.Context, s spawn.Spec) (*spawn.Prepared, error) {
+func (l *loop) prepareOnPool(ctx context.Context, s spawn.Spec) (_ *spawn.Prepared, err error) {
 	type result struct {
 		p   *spawn.Prepared
 		err error
 	}
+	if s.Cred == nil || (s.Cred.Uid == 0 && os.Geteuid() == 0) {
+		// As root, or as tend: no identity to switch (root's rights do not
+		// depend on its groups), so the lookup runs here, within the pool's
+		// bound of blocked callers, without a hand-off to a worker thread.
+		var p *spawn.Prepared
+		perr := l.pool.Here(ctx, func() { p, err = spawn.Prepare(s) })
+		if perr != nil {
+			return nil, fmt.Errorf("looking up %s: %w", s.Argv[0], perr)
+		}
+		return p, err
+	}
 	res := make(chan result, 1)
 	var claimed atomic.Bool
-	err := l.pool.Do(ctx, s.Cred, func() {
+	err = l.pool.Do(ctx, s.Cred, func() {
 		p, err := spawn.Prepare(s)
 		if claimed.CompareAndSwap(false, true) {
 			res <- result{p, err}

@@ -92,7 +92,13 @@ func Run(cfg Config) (int, error) {
 	hub := events.NewHub()
 	r := reaper.New(reaper.Options{Orphan: OrphanHandler(log, cfg.WarnReap, hub.Publish), PidFDs: cfg.PidFDs})
 	pool := blocking.New("path lookups", lookupWorkers)
-	closer := blocking.NewCloser(closeWorkers)
+	var closer *blocking.Closer // fds reach tend only through the control socket
+	if cfg.File.Control.Socket != "" {
+		// Threads for whatever a caller can make block, made before the
+		// socket serves (DESIGN.md §1.10).
+		pool.Start()
+		closer = blocking.NewCloser(closeWorkers)
+	}
 	l, err := newLoop(cfg, r, pool, closer, hub.Publish, pid1)
 	if err != nil {
 		return -1, err

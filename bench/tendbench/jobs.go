@@ -90,67 +90,74 @@ func python(c *config, n, conc int) (jobRun, error) {
 	return jobRun{lat: v.Lat, total: time.Duration(v.Total * float64(time.Second))}, nil
 }
 
-// jobsThroughput runs /bin/true as a job of tend (--socket, init mode,
-// not PID 1) through a persistent Go client (Spawn, then Wait: two requests
-// on pooled connections) and through `tend spawn`, against fork/exec from Go
-// (exec.Cmd.Run) and Python's subprocess.Popen in the same round.
+// jobsThroughput runs /bin/true as a job of each tend build (--socket,
+// init mode, not PID 1) through a persistent Go client (Spawn, then Wait:
+// two requests on pooled connections) and through `tend spawn`, against
+// fork/exec from Go (exec.Cmd.Run) and Python's subprocess.Popen in the
+// same round. The build named tend is "tend API"; another, say tend-old,
+// is "tend-old API", so two builds compare side by side.
 func jobsThroughput(c *config, res *Results) error {
-	t := c.tend()
-	sock := filepath.Join(c.tmp, "jobs.sock")
-	_ = os.Remove(sock)
-	srv := exec.Command(t.Path, "--socket", sock, "--", "sleep", "100000")
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer stopInit(srv)
-	client := api.NewClient(sock)
-	defer client.CloseIdle()
-	ctx := context.Background()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := client.Health(ctx); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("tend --socket: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	apiJob := func() error {
-		j, err := client.Spawn(ctx, api.JobRequest{Argv: []string{"/bin/true"}}, nil)
-		if err != nil {
-			return err
-		}
-		j, err = client.Wait(ctx, j.ID, 0)
-		if err == nil && (j.ExitCode == nil || *j.ExitCode != 0) {
-			err = fmt.Errorf("job %s: %+v", j.ID, j)
-		}
-		return err
-	}
-	direct := func() error { return exec.Command("/bin/true").Run() }
-	env := append(os.Environ(), "TEND_SOCKET="+sock)
-	spawnCLI := func() error {
-		cmd := exec.Command(t.Path, "spawn", "--", "/bin/true")
-		cmd.Env = env
-		return cmd.Run()
-	}
-	n := c.n(2000, 300)
 	type way struct {
 		name string
 		conc int
 		run  func() (jobRun, error)
 	}
+	n := c.n(2000, 300)
+	direct := func() error { return exec.Command("/bin/true").Run() }
 	ways := []way{
-		{"tend API", 1, func() (jobRun, error) { return parallel(n, 1, apiJob) }},
-		{"tend API", 4, func() (jobRun, error) { return parallel(n, 4, apiJob) }},
-		{"tend spawn", 1, func() (jobRun, error) { return parallel(c.n(200, 40), 1, spawnCLI) }},
 		{"Go exec", 1, func() (jobRun, error) { return parallel(n, 1, direct) }},
 		{"Go exec", 4, func() (jobRun, error) { return parallel(n, 4, direct) }},
 		{"Python Popen", 1, func() (jobRun, error) { return python(c, n, 1) }},
 		{"Python Popen", 4, func() (jobRun, error) { return python(c, n, 4) }},
 	}
-	rand := shuffledWays(len(ways))
-	for _, i := range rand {
+	for _, t := range c.inits {
+		if !isTend(t.Name) {
+			continue
+		}
+		sock := filepath.Join(c.tmp, t.Name+"-jobs.sock")
+		_ = os.Remove(sock)
+		srv := exec.Command(t.Path, "--socket", sock, "--", "sleep", "100000")
+		srv.Stderr = os.Stderr
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		defer stopInit(srv)
+		client := api.NewClient(sock)
+		defer client.CloseIdle()
+		ctx := context.Background()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := client.Health(ctx); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				return fmt.Errorf("%s --socket: %v", t.Name, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		apiJob := func() error {
+			j, err := client.Spawn(ctx, api.JobRequest{Argv: []string{"/bin/true"}}, nil)
+			if err != nil {
+				return err
+			}
+			j, err = client.Wait(ctx, j.ID, 0)
+			if err == nil && (j.ExitCode == nil || *j.ExitCode != 0) {
+				err = fmt.Errorf("job %s: %+v", j.ID, j)
+			}
+			return err
+		}
+		env := append(os.Environ(), "TEND_SOCKET="+sock)
+		path := t.Path
+		spawnCLI := func() error {
+			cmd := exec.Command(path, "spawn", "--", "/bin/true")
+			cmd.Env = env
+			return cmd.Run()
+		}
+		ways = append(ways,
+			way{t.Name + " API", 1, func() (jobRun, error) { return parallel(n, 1, apiJob) }},
+			way{t.Name + " API", 4, func() (jobRun, error) { return parallel(n, 4, apiJob) }},
+			way{t.Name + " spawn", 1, func() (jobRun, error) { return parallel(c.n(200, 40), 1, spawnCLI) }})
+	}
+	for _, i := range shuffledWays(len(ways)) {
 		w := ways[i]
 		r, err := w.run()
 		if err != nil {
