@@ -39,7 +39,7 @@ import traceback as _traceback
 import urllib.parse as _urlparse
 
 __all__ = [
-    "Popen", "run", "on_exit", "remove_on_exit", "jobs", "job", "available", "asyncio",
+    "Popen", "run", "on_exit", "remove_on_exit", "jobs", "job", "exit_of", "available", "asyncio",
     "Job", "Client", "BoundJob", "TendError", "ExecError", "QueueFull",
     "PIPE", "DEVNULL", "STDOUT", "TimeoutExpired", "CalledProcessError", "CompletedProcess",
 ]
@@ -614,6 +614,22 @@ def jobs(label=None, pid=None):
 def job(job_id):
     """The Job with this id (TendError 404 when unknown or not yours)."""
     return Job(_client().job(job_id))
+
+
+def exit_of(pid, timeout=5.0):
+    """The Job of this caller's newest job that had pid, once it has
+    exited; None when tend has no such job, or it still runs after timeout
+    seconds. For a dispatcher that finds a worker's pid gone before the
+    exit reached its on_exit callback: tend reaps, then records, then
+    tells, so a process that is gone is recorded within moments."""
+    client = _client()
+    found = client.jobs(pid=pid)
+    if not found:
+        return None
+    rec = found[0]
+    if rec.get("state") != "exited":
+        rec = client.wait_once(rec["id"], timeout)
+    return Job(rec) if rec.get("state") == "exited" else None
 
 
 # --- exit callbacks ----------------------------------------------------------

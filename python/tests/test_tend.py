@@ -371,6 +371,17 @@ class DroppedHandleTest(TendTestCase):
             self.assertEqual(os.waitstatus_to_exitcode(ws), code)
             self.assertEqual(os.WIFSIGNALED(ws), code < 0)
 
+    def test_exit_of_a_pid(self):
+        p = tend.Popen(["sh", "-c", "exit 3"])
+        pid = p.pid
+        del p
+        self.assertTrue(wait_until(lambda: proc_stat(pid) is None or proc_stat(pid)[0] == "Z"))
+        j = tend.exit_of(pid)
+        self.assertEqual((j.pid, j.returncode, os.waitstatus_to_exitcode(j.wait_status)), (pid, 3, 3))
+        running = self.popen(["sleep", "30"])
+        self.assertIsNone(tend.exit_of(running.pid, timeout=0.1))
+        self.assertIsNone(tend.exit_of(os.getpid()))  # not a job
+
     def test_the_zombie_check_sees_subprocess_zombies(self):
         # The control for the checks above: a subprocess.Popen dropped while
         # its child runs is a zombie once the child ends, until some later
