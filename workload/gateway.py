@@ -3,11 +3,22 @@
 every tick, and its own children whose exit codes it asserts.
 
 Reap modes (--mode):
-  none      Popen(start_new_session=True), handle kept, never waited (the bug)
-  wildcard  + a waitpid(-1, WNOHANG) loop (the usual fix: steals statuses)
-  owned     each worker reaped by its own pid (Popen.poll)
-  shim      HERMES_BIN is the tend spawn shim; the proxies reaped by pid
-  api       workers started through tend's control API (tend_client.py)
+  none         Popen(start_new_session=True), handle kept, never waited (the bug)
+  wildcard     + a waitpid(-1, WNOHANG) loop (the usual fix: steals statuses)
+  owned        each worker reaped by its own pid (Popen.poll)
+  shim         HERMES_BIN is the tend spawn shim; the proxies reaped by pid
+  api          workers started through tend's control API (tend.Client)
+  hermes       as hermes-agent's kanban dispatcher: the Popen handle dropped
+               (CPython's subprocess._cleanup reaps it at a later Popen and
+               throws the status away), upstream's waitpid(-1) reap at the
+               top of each tick into an exit registry, a dead pid classified
+               from that registry or booked as a crash ("pid N not alive")
+  popen        hermes with the one-line change: tend.Popen for the worker,
+               the registry fed by tend.on_exit, the reap loop deleted (kept
+               when tend is not there: tend.Popen is then subprocess.Popen)
+  hermes-shim  hermes with HERMES_BIN at the tend spawn shim
+Every mode also runs the gateway's other subprocess traffic (tool calls,
+git, ...): `true` every --housekeeping s.
 Signals: SIGTERM drains --drain s, then exit 1; SIGUSR1 exits 75;
 --fatal-config exits 78 at once. The report (JSON) is rewritten every tick
 to $WL_RESULTS/gateway.json.
@@ -25,6 +36,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+HERMES_MODES = ("hermes", "popen", "hermes-shim")
 OUTCOMES = [("done", 65), ("unfinished", 8), ("ratelimit", 5), ("config", 2), ("crash", 5),
             ("sigkill", 5), ("hang", 5), ("ignore_term", 5)]
 
@@ -46,18 +58,29 @@ class Gateway:
         self.done_in_db = set()  # tokens the workers marked ended
         self.asserts = {"pipe_ok": 0, "pipe_fail": 0, "exit7_ok": 0, "exit7_fail": 0}
         self.failures = []
-        self.counters = {"started": 0, "queue_full": 0, "spawn_errors": 0, "foreign_reaped": 0}
+        self.counters = {"started": 0, "queue_full": 0, "spawn_errors": 0, "foreign_reaped": 0,
+                         "crashes_booked": 0, "late_exits": 0, "tick_restarts": 0}
+        self.exit_records = {}  # hermes' _recent_worker_exits: pid -> (raw wait status, time)
+        self.running_tasks = {}  # hermes modes: token -> (pid, started), until classified
         self.stopping = False
         self.exit_code = None
         self.exited_at = None
         self.seq = 0
         self.db_offset = 0
         self.tend = None
-        if args.mode == "api":
-            sys.path.insert(0, args.client_dir)
-            import tend_client
-            self.tend = tend_client.Client(timeout=10)
-            self.tend_errors = (tend_client.TendError,)
+        self.reap_loop = args.mode in ("hermes", "hermes-shim")
+        if args.mode in ("api", "popen"):
+            sys.path.insert(0, args.tend_dir)
+            import tend
+            self.tendmod = tend
+            self.tend = tend.Client(timeout=10)
+            self.tend_errors = (tend.TendError,)
+        if args.mode == "popen":
+            self.tend_available = self.tendmod.available()
+            # Without tend, tend.Popen is subprocess.Popen: keep the reap loop.
+            self.reap_loop = not self.tend_available
+            if self.tend_available:
+                self.tendmod.on_exit(lambda job: self.record_exit(job.pid, job.wait_status))
 
     # --- dispatching -------------------------------------------------
     def pick_outcome(self):
@@ -88,6 +111,8 @@ class Gateway:
 
     def tick(self):
         self.read_db()
+        if self.a.mode in HERMES_MODES:
+            self.hermes_tick()
         if self.stopping:
             return
         n = self.rng.randint(3, 6) if self.rng.random() < self.a.burst else self.poisson(self.a.rate)
@@ -105,17 +130,19 @@ class Gateway:
         argv = [self.a.worker, token, outcome, "%.3f" % life, str(self.rng.randrange(1 << 30))]
         env = dict(os.environ, HERMES_KANBAN_TASK=token)
         log = open(os.path.join(ws, "task.log"), "ab")
+        p = None
         try:
             if self.a.mode == "api":
                 job, pid = self.spawn_api(argv, ws, env, log, token)
                 if job is None:
                     return
             else:
-                if self.a.mode == "shim":
+                if self.a.mode in ("shim", "hermes-shim"):
                     env["HERMES_REAL"] = argv[0]
                     argv = [self.a.hermes_bin] + argv[1:]
-                p = subprocess.Popen(argv, cwd=ws, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     env=env, start_new_session=True)
+                popen = self.tendmod.Popen if self.a.mode == "popen" else subprocess.Popen
+                p = popen(argv, cwd=ws, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                          env=env, start_new_session=True)
                 job, pid = None, p.pid
         except OSError as e:
             self.counters["spawn_errors"] += 1
@@ -126,9 +153,12 @@ class Gateway:
         with self.lock:
             self.workers[token] = {"pid": pid, "outcome": outcome, "job": job, "t": time.time()}
             self.by_pid[pid] = token
-            if self.a.mode != "api":
+            if self.a.mode in HERMES_MODES:
+                self.running_tasks[token] = (pid, time.time())  # the pid is all hermes keeps
+            elif self.a.mode != "api":
                 self.handles[token] = p
             self.counters["started"] += 1
+        del p  # hermes modes: the handle is dropped here
 
     def spawn_api(self, argv, ws, env, log, token):
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -207,6 +237,68 @@ class Gateway:
                         self.handles.pop(token, None)
             time.sleep(0.1)
 
+    # --- hermes' bookkeeping (hermes_cli/kanban_db.py, as upstream) ------
+    def record_exit(self, pid, raw_status):
+        with self.lock:
+            self.exit_records[pid] = (raw_status, time.time())
+
+    def reap_worker_zombies(self):
+        """Upstream's reap: every child this process has, whoever owns it."""
+        while True:
+            try:
+                pid, ws = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.record_exit(pid, ws)
+
+    def detect_crashed_workers(self):
+        """A running task whose pid is dead: classified from the exit
+        registry, or booked as a crash when the registry has nothing."""
+        now = time.time()
+        with self.lock:
+            tasks = list(self.running_tasks.items())
+        for token, (pid, started) in tasks:
+            if now - started < self.a.crash_grace or pid_alive(pid):
+                continue
+            with self.lock:
+                entry = self.exit_records.get(pid)
+            if entry is None and self.a.mode == "popen" and self.tend_available:
+                # The pid is gone a moment before its exit reached on_exit.
+                job = self.tendmod.exit_of(pid)
+                if job is not None:
+                    entry = (job.wait_status, now)
+                    self.counters["late_exits"] += 1
+            if entry is None:
+                st = "crash"  # "pid N not alive": hermes books a crash
+                self.counters["crashes_booked"] += 1
+            elif os.WIFSIGNALED(entry[0]):
+                st = "sig%d" % os.WTERMSIG(entry[0])
+            else:
+                st = os.WEXITSTATUS(entry[0])
+            with self.lock:
+                self.observed[token] = st
+                del self.running_tasks[token]
+
+    def hermes_tick(self):
+        """The dispatcher tick's bookkeeping: a tick that fails is logged and
+        the next one runs (the gateway restarts its dispatcher tick)."""
+        try:
+            if self.reap_loop:
+                self.reap_worker_zombies()
+            self.detect_crashed_workers()
+        except Exception as e:
+            self.counters["tick_restarts"] += 1
+            self.failures.append("dispatcher tick: %r" % e)
+
+    def housekeeping(self):
+        """The gateway's other subprocess traffic: every Popen() runs
+        subprocess._cleanup, which reaps dropped handles."""
+        while self.exit_code is None and self.a.housekeeping > 0:
+            subprocess.run(["true"])
+            time.sleep(self.a.housekeeping)
+
     # --- the gateway's own children -----------------------------------
     def expect(self, name, p, want, deadline):
         end = time.time() + deadline
@@ -268,6 +360,7 @@ class Gateway:
             threading.Thread(target=self.wildcard_loop, daemon=True).start()
         own = threading.Thread(target=self.own_children, daemon=True)
         own.start()
+        threading.Thread(target=self.housekeeping, daemon=True).start()
         while True:
             self.tick()
             if self.a.mode in ("owned", "shim"):
@@ -291,9 +384,30 @@ class Gateway:
         os._exit(code)
 
 
+def pid_alive(pid):
+    """hermes' _pid_alive: the pid exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split(":", 1)[1]
+    except OSError:
+        return False
+    return True
+
+
+MODES = ["none", "wildcard", "owned", "shim", "api", "hermes", "popen", "hermes-shim"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["none", "wildcard", "owned", "shim", "api"], default="none")
+    ap.add_argument("--mode", choices=MODES, default="none")
     ap.add_argument("--rate", type=float, default=0.8, help="mean workers started per tick (Poisson)")
     ap.add_argument("--burst", type=float, default=0.05, help="chance per tick of a burst of 3-6")
     ap.add_argument("--tick-min", type=float, default=0.5)
@@ -306,7 +420,11 @@ def main():
     ap.add_argument("--exit7-every", type=float, default=5.0, help="seconds between sh -c 'exit 7' checks")
     ap.add_argument("--worker", default=os.path.join(HERE, "worker.py"))
     ap.add_argument("--hermes-bin", default=os.environ.get("HERMES_BIN", ""), help="the shim (mode shim)")
-    ap.add_argument("--client-dir", default=os.path.join(HERE, "..", "examples", "python"))
+    ap.add_argument("--tend-dir", default=os.path.join(HERE, "..", "python"), help="where the tend package is")
+    ap.add_argument("--housekeeping", type=float, default=0.3,
+                    help="seconds between the gateway's other subprocesses (`true`); 0: none")
+    ap.add_argument("--crash-grace", type=float, default=0.5,
+                    help="hermes modes: a task younger than this is not checked for a dead pid")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fatal-config", action="store_true", help="exit 78 at once")
     a = ap.parse_args()

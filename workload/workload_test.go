@@ -2,9 +2,11 @@
 
 // Package workload holds the fake agent workload of docs/WORKLOAD.md (a
 // Python gateway and workers, and the harness workload/run) and its CI
-// set: the control (no init, nothing reaped: zombies pile up), and tend with
-// workers started through the API or through the HERMES_BIN shim, where
-// nothing may pile up, leak, be lost or be misreported.
+// set: the controls (no init, nothing reaped: zombies pile up; hermes-agent's
+// own dispatcher under tend: exits booked as crashes), and tend with workers
+// started through the API, through the HERMES_BIN shim or with tend.Popen
+// (hermes with the one-line change), where nothing may pile up, leak, be
+// lost or be misreported.
 package workload
 
 import (
@@ -31,6 +33,8 @@ type result struct {
 	Asserts         int      `json:"asserts"`
 	Lost            int      `json:"lost"`
 	Misreported     int      `json:"misreported"`
+	ClassifiedRight int      `json:"classified_right"`
+	ClassifiedOf    int      `json:"classified_of"`
 	StopTime        float64  `json:"stop_time"`
 	StopKilled      bool     `json:"stop_killed"`
 	SpawnErrors     int      `json:"spawn_errors"`
@@ -66,6 +70,21 @@ func TestWorkload(t *testing.T) {
 		}},
 		{"tend", "api", zeroOfEverything},
 		{"tend", "shim", zeroOfEverything},
+		{"tend", "hermes", func(t *testing.T, r result) {
+			// The control: dropped Popen handles are reaped by CPython's
+			// subprocess._cleanup, their statuses lost, the exits booked
+			// as crashes, whatever init runs.
+			if r.ClassifiedOf == 0 || r.ClassifiedRight >= r.ClassifiedOf {
+				t.Errorf("hermes classified %d of %d exits right: the control shows nothing: %+v",
+					r.ClassifiedRight, r.ClassifiedOf, r)
+			}
+		}},
+		{"tend", "popen", func(t *testing.T, r result) {
+			zeroOfEverything(t, r)
+			if r.ClassifiedOf == 0 || r.ClassifiedRight != r.ClassifiedOf {
+				t.Errorf("tend.Popen: %d of %d exits classified right, want all", r.ClassifiedRight, r.ClassifiedOf)
+			}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.init+"/"+tc.mode, func(t *testing.T) {
