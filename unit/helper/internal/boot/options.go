@@ -1,0 +1,149 @@
+//go:build linux
+
+package boot
+
+import (
+	"errors"
+	"syscall"
+)
+
+// The option words of argv, each KEY=VALUE, before "--".
+const (
+	OptStopSignal  = "stop-signal"     // subreaper: signal number for leftovers
+	OptStopTimeout = "stop-timeout-ms" // subreaper: then SIGKILL
+	OptKillMode    = "kill-mode"       // subreaper: KillUnit or KillMainOnly
+	OptNProc       = "nproc"           // both: RLIMIT_NPROC soft = hard
+	OptCgroup      = "cgroup"          // exec: fd of the unit's cgroup directory
+	OptUID         = "uid"             // exec: setuid
+	OptGID         = "gid"             // exec: setgid
+	OptGroups      = "groups"          // exec: comma-separated; empty: setgroups(0)
+)
+
+// Kill modes: what happens to the unit when its main process exits.
+const (
+	KillUnit     = "unit"      // stop and kill what is left, then exit
+	KillMainOnly = "main-only" // exit at once; leftovers reparent to tend
+)
+
+// ctlFD is the control socket (subreaper) or the report socket (exec).
+const ctlFD = 3
+
+// options are the parsed argv of either mode; -1 means not given.
+type options struct {
+	stopSig     syscall.Signal
+	stopTimeout int64 // milliseconds
+	mainOnly    bool
+	nproc       int64
+	cgroupFD    int
+	uid, gid    int
+	groups      []int
+	setGroups   bool
+	path        string
+	argv        []string
+}
+
+func parseOptions(args []string) (*options, error) {
+	o := &options{stopSig: syscall.SIGTERM, stopTimeout: 10000, nproc: -1, cgroupFD: -1, uid: -1, gid: -1}
+	for i, a := range args {
+		if a == "--" {
+			rest := args[i+1:]
+			if len(rest) < 2 || rest[0] == "" {
+				return nil, errors.New("want -- PATH ARGV0 [ARGS...]")
+			}
+			o.path, o.argv = rest[0], rest[1:]
+			return o, nil
+		}
+		if err := o.set(a); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errors.New("missing --")
+}
+
+// set applies one KEY=VALUE word.
+func (o *options) set(word string) error {
+	key, val, ok := cut(word, '=')
+	if !ok {
+		return errors.New("bad option " + word)
+	}
+	var n int64
+	var err error
+	if key != OptKillMode && key != OptGroups {
+		if n, err = atoi(val); err != nil {
+			return errors.New("bad option " + word)
+		}
+	}
+	switch key {
+	case OptStopSignal:
+		if n < 1 || n > 64 {
+			return errors.New("bad option " + word)
+		}
+		o.stopSig = syscall.Signal(n)
+	case OptStopTimeout:
+		o.stopTimeout = n
+	case OptKillMode:
+		if val != KillUnit && val != KillMainOnly {
+			return errors.New("bad option " + word)
+		}
+		o.mainOnly = val == KillMainOnly
+	case OptNProc:
+		o.nproc = n
+	case OptCgroup:
+		o.cgroupFD = int(n)
+	case OptUID:
+		o.uid = int(n)
+	case OptGID:
+		o.gid = int(n)
+	case OptGroups:
+		return o.setGroupList(val)
+	default:
+		return errors.New("unknown option " + word)
+	}
+	return nil
+}
+
+func (o *options) setGroupList(val string) error {
+	o.setGroups = true
+	for val != "" {
+		var g string
+		g, val, _ = cut(val, ',')
+		n, err := atoi(g)
+		if err != nil {
+			return errors.New("bad group " + g)
+		}
+		o.groups = append(o.groups, int(n))
+	}
+	return nil
+}
+
+// cmdline reads this process's argv from /proc/self/cmdline: os.Args is
+// filled in by package os's init, which must not run here.
+func cmdline() ([]string, error) {
+	fd, err := syscall.Open("/proc/self/cmdline", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	var b []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := syscall.Read(fd, buf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+		b = append(b, buf[:n]...)
+	}
+	var args []string
+	for len(b) > 0 {
+		var a []byte
+		a, b, _ = cutBytes(b, 0)
+		args = append(args, string(a))
+	}
+	return args, nil
+}

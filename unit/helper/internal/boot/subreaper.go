@@ -1,0 +1,161 @@
+//go:build linux
+
+package boot
+
+import (
+	"runtime"
+	"syscall"
+)
+
+// unit is the subreaper's state. It is owned by the event loop, the
+// goroutine running runSubreaper (the init goroutine, locked to the main
+// thread for the whole of init): it alone reaps, signals and reads fd 3.
+type unit struct {
+	o     *options
+	pidfd bool // pidfd_open works (probed once)
+
+	main     int  // the main process; 0 once reaped
+	left     int  // members found when the main exited
+	ending   bool // stop, kill, EOF or the main's end: exit once empty
+	killing  bool // SIGKILL rounds: after the deadline, kill or EOF
+	deadline int64
+	ctlGone  bool // tend closed fd 3 or is gone
+	done     bool // the unit is empty and ending: exit
+}
+
+// runSubreaper starts the command under the helper as its subreaper and
+// runs the event loop until the unit is over.
+func runSubreaper(o *options) int {
+	// fd 3 is tend's socket: the command must not inherit it.
+	syscall.CloseOnExec(ctlFD)
+	runtime.GOMAXPROCS(1) // one loop does all the work; fewer idle threads
+	sigs, err := catchSignals()
+	if err == nil {
+		err = setSubreaper()
+	}
+	if err == nil {
+		err = setNProc(o.nproc)
+	}
+	if err != nil {
+		errno, _ := err.(syscall.Errno)
+		report(ctlFD, failed(errno, "setup"))
+		return ExitNotExecutable
+	}
+	u := &unit{o: o, pidfd: pidfdWorks()}
+	attr := &syscall.ProcAttr{
+		Env:   syscall.Environ(),
+		Files: []uintptr{0, 1, 2},
+		// Its own process group, as tini gives its child: a `kill 0` in the
+		// unit then never reaches the helper (which would pass it on: a
+		// second delivery), and the main's group can be signalled.
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	}
+	pid, err := syscall.ForkExec(o.path, o.argv, attr)
+	if err != nil {
+		// ForkExec reaped the child itself; nothing else has started.
+		errno, _ := err.(syscall.Errno)
+		report(ctlFD, failed(errno, o.path))
+		return execCode(errno)
+	}
+	u.main = pid
+	if !report(ctlFD, MsgStarted+" "+itoa(int64(pid))) {
+		u.onEOF()
+	}
+	return u.loop(sigs)
+}
+
+func setSubreaper() error {
+	const prSetChildSubreaper = 36 // linux/prctl.h; not in package syscall
+	_, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// setNProc sets RLIMIT_NPROC, soft = hard, before the command starts. The
+// kernel counts the processes of the real uid (setrlimit(2)) and does not
+// enforce it for root.
+func setNProc(n int64) error {
+	if n < 0 {
+		return nil
+	}
+	const rlimitNProc = 6 // RLIMIT_NPROC on every Linux architecture but alpha, mips, sparc
+	lim := syscall.Rlimit{Cur: uint64(n), Max: uint64(n)}
+	return syscall.Setrlimit(rlimitNProc, &lim)
+}
+
+// loop waits in epoll_wait for signals, commands and the deadline. With
+// nothing to do it sleeps with no timeout: no timers, no polling.
+func (u *unit) loop(sigs int) int {
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		u.killNow()
+		return ExitNotExecutable
+	}
+	add := func(fd int) {
+		syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
+	}
+	add(sigs)
+	if !u.ctlGone {
+		add(ctlFD)
+	}
+	var events [4]syscall.EpollEvent
+	for !u.done {
+		n, err := syscall.EpollWait(ep, events[:], u.timeout())
+		if err != nil && err != syscall.EINTR {
+			u.killNow()
+			return ExitNotExecutable
+		}
+		for _, ev := range events[:max(n, 0)] {
+			switch int(ev.Fd) {
+			case sigs:
+				u.onSignals(sigs)
+			case ctlFD:
+				u.onControl(ep)
+			}
+		}
+		if u.deadline != 0 && monotonicMS() >= u.deadline {
+			u.deadline = 0
+			u.killing = true
+		}
+		u.settle()
+	}
+	if !u.ctlGone {
+		report(ctlFD, MsgLeft+" "+itoa(int64(u.left)))
+	}
+	return 0
+}
+
+// settle reaps, kills another round when killing, and notices the end.
+func (u *unit) settle() {
+	empty := u.reapAll()
+	if u.killing && !empty {
+		u.walk(func(p pinned) { u.send(p, syscall.SIGKILL) })
+		empty = u.reapAll()
+	}
+	if u.ending && empty {
+		u.done = true
+	}
+}
+
+// timeout is epoll_wait's: -1 (none) unless a stop deadline is set.
+func (u *unit) timeout() int {
+	if u.deadline == 0 {
+		return -1
+	}
+	return int(max(u.deadline-monotonicMS(), 0))
+}
+
+// killNow is the last resort when the loop cannot go on: SIGKILL rounds
+// until the unit is empty, blocking in wait4 between them.
+func (u *unit) killNow() {
+	u.ending, u.killing = true, true
+	for !u.reapAll() {
+		u.walk(func(p pinned) { u.send(p, syscall.SIGKILL) })
+		var ws syscall.WaitStatus
+		if pid, err := syscall.Wait4(-1, &ws, 0, nil); err == nil && pid == u.main {
+			u.mainExited(ws)
+		}
+	}
+}
