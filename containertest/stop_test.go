@@ -80,14 +80,19 @@ func testStop(t *testing.T, d *daemon, tc stopCase) {
 	}
 }
 
-// TestKillSignalsReachService: docker kill -s ABRT|HUP|USR1 reaches the
+// TestKillSignalsReachService: docker kill -s ABRT|HUP|USR1|QUIT reaches the
 // service (it logs each) and never kills tend; the container keeps running.
+// In init mode the command is the main service and gets every forwardable
+// signal; in supervisor mode without a main service a signal reaches only
+// the services that list it (DESIGN.md §3, signals), and one that nobody
+// lists (USR2 here) is dropped without harm.
 func TestKillSignalsReachService(t *testing.T) {
 	d := docker(t)
 	img := d.image(t)
 	script := `for s in ABRT HUP USR1 QUIT; do trap "echo got $s" $s; done; echo ready; while :; do sleep 0.1; done`
 	cfgDir := t.TempDir()
-	cfg := "[control]\nsocket = \"\"\n[[service]]\nname = \"svc\"\ncommand = [\"sh\", \"-c\", '" + script + "']\ncritical = true\n"
+	cfg := "[control]\nsocket = \"\"\n[[service]]\nname = \"svc\"\ncommand = [\"sh\", \"-c\", '" + script + "']\ncritical = true\n" +
+		"signals = { SIGABRT = \"SIGABRT\", SIGHUP = \"SIGHUP\", SIGUSR1 = \"SIGUSR1\", SIGQUIT = \"SIGQUIT\" }\n"
 	if err := os.WriteFile(filepath.Join(cfgDir, "tend.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +106,15 @@ func TestKillSignalsReachService(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			name := d.start(t, mode.args...)
 			waitFor(t, "ready in the logs", 30*time.Second, func() bool { return strings.Contains(d.logs(t, name), "ready") })
+			if mode.name == "supervisor" {
+				// Listed by nobody: dropped, and nothing dies of it.
+				d.must(t, "kill", "-s", "USR2", name)
+				time.Sleep(300 * time.Millisecond)
+				if got := d.inspect(t, name, "{{.State.Running}}"); got != "true" {
+					t.Fatalf("after docker kill -s USR2 the container is not running (exit %s)\nlogs: %s",
+						d.inspect(t, name, "{{.State.ExitCode}}"), d.logs(t, name))
+				}
+			}
 			for _, sig := range []string{"ABRT", "HUP", "USR1", "QUIT"} {
 				d.must(t, "kill", "-s", sig, name)
 				waitFor(t, "got "+sig+" in the logs", 10*time.Second, func() bool {

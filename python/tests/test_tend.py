@@ -49,6 +49,12 @@ def proc_stat(pid):
     return fields[0], int(fields[1]), int(fields[3])
 
 
+def gone_or_zombie(pid):
+    """One read of /proc: the pid may be reaped between two."""
+    st = proc_stat(pid)
+    return st is None or st[0] == "Z"
+
+
 def children(pid):
     """pid -> state of every process whose parent is pid."""
     out = {}
@@ -375,7 +381,7 @@ class DroppedHandleTest(TendTestCase):
         p = tend.Popen(["sh", "-c", "exit 3"])
         pid = p.pid
         del p
-        self.assertTrue(wait_until(lambda: proc_stat(pid) is None or proc_stat(pid)[0] == "Z"))
+        self.assertTrue(wait_until(lambda: gone_or_zombie(pid)))
         j = tend.exit_of(pid)
         self.assertEqual((j.pid, j.returncode, os.waitstatus_to_exitcode(j.wait_status)), (pid, 3, 3))
         running = self.popen(["sleep", "30"])
