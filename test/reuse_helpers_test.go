@@ -3,13 +3,17 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tendinit/tend/api"
 )
 
 // The kit of the pid-reuse tests (reuse_test.go). A target (a job, a
@@ -141,3 +145,28 @@ func checkReuseRate(t *testing.T, what string, reused, n int) {
 
 // sinceStart waits until d has passed since t0.
 func sleepUntil(t0 time.Time, d time.Duration) { time.Sleep(time.Until(t0.Add(d))) }
+
+// reuseOpts start tend with one P: with reuseLoad keeping its scheduler
+// busy, the loop takes a reaped exit a while after the reap, which widens
+// the window in which a tend that signals by number would hit B (a
+// correct tend must not care).
+var reuseOpts = opts{env: []string{"GOMAXPROCS=1"}}
+
+// reuseLoad keeps n clients asking tend's status until the test ends.
+func reuseLoad(t *testing.T, sock string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := api.NewClient(sock)
+			defer c.CloseIdle()
+			for ctx.Err() == nil {
+				_, _ = c.Status(ctx)
+			}
+		}()
+	}
+}

@@ -33,7 +33,8 @@ const reuseN = 40
 // sent as A was already exiting) or the timeout's SIGTERM (reason
 // timeout), never B's.
 func TestReuseJobTimeout(t *testing.T) {
-	jt := startJobsTend(t, opts{}, "[jobs]\nstop_grace = \"100ms\"\n")
+	jt := startJobsTend(t, reuseOpts, "[jobs]\nstop_grace = \"100ms\"\n")
+	reuseLoad(t, jt.sock, 4)
 	k := newReuseKit(t)
 	reused, timedOut, lateTerm := 0, 0, 0
 	for i := range reuseN {
@@ -77,7 +78,8 @@ func TestReuseJobTimeout(t *testing.T) {
 // next ones race that exit. Every answer is 200 while A runs, then 409
 // (never a 200 again); B never gets the signal; A's record is its own.
 func TestReuseJobSignal(t *testing.T) {
-	jt := startJobsTend(t, opts{}, "")
+	jt := startJobsTend(t, reuseOpts, "")
+	reuseLoad(t, jt.sock, 4)
 	k := newReuseKit(t)
 	ctx := jobsCtx(t)
 	reused, refusedTotal := 0, 0
@@ -151,7 +153,8 @@ command = ["/bin/sh", "-c", %s]
 restart = "never"
 stop_timeout = "100ms"
 `, svQuote("read T < "+tagFile+" || T=boot; "+k.launch("$T", "0.3")+"exec /bin/sleep 0.1"))
-	jt := startJobsTend(t, opts{}, cfg)
+	jt := startJobsTend(t, reuseOpts, cfg)
+	reuseLoad(t, jt.sock, 4)
 	ctx := jobsCtx(t)
 	svc := func() api.Service {
 		st, err := jt.client.Status(ctx)
@@ -253,8 +256,9 @@ restart = "never"
 name = "idle"
 command = ["/bin/sleep", "100000"]
 `, svQuote(filepath.Join(dir, "s")), probe)
-	r, sock := hConfig(t, opts{}, dir, cfg, "-vv")
+	r, sock := hConfig(t, reuseOpts, dir, cfg, "-vv")
 	jt := &jobsTend{tendRun: r, dir: dir, sock: sock, client: hClient(t, sock)}
+	reuseLoad(t, sock, 4)
 	ctx := jobsCtx(t)
 	web := func() api.Service {
 		st, err := jt.client.Status(ctx)
