@@ -167,22 +167,21 @@ backoff = "100ms"
 		t.Fatalf("spawn the orphan maker: %v", err)
 	}
 	hWaitJob(t, c, j.ID)
-	time.Sleep(50 * time.Millisecond) // the last orphans' sleep
+	// Each orphan sleeps 50ms: all 20 must be reaped within 1s after that,
+	// and no zombie be left under tend.
 	t0 = time.Now()
+	var st api.Status
 	for {
+		st = status()
 		z := zombiesUnder(r.pid())
-		if len(z) == 0 {
+		if st.Counters.OrphansReaped >= 20 && len(z) == 0 {
 			break
 		}
-		if time.Since(t0) > time.Second {
-			t.Errorf("zombies under tend 1s after the orphans ended: %v", z)
+		if time.Since(t0) > 1050*time.Millisecond {
+			t.Errorf("1s after the orphans' 50ms: %d orphans reaped (want at least 20), zombies under tend %v", st.Counters.OrphansReaped, z)
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	st := status()
-	if st.Counters.OrphansReaped < 20 {
-		t.Errorf("orphans reaped = %d, want at least the job's 20", st.Counters.OrphansReaped)
 	}
 	if n := tendThreads(t, r); n >= stuckMaxThreads {
 		t.Errorf("tend has %d threads at the end, want fewer than %d", n, stuckMaxThreads)
