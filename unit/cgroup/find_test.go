@@ -82,9 +82,10 @@ func TestFindHere(t *testing.T) {
 }
 
 // helperFind runs Find in a mount namespace of its own after arranging
-// what args[0] says; args[1] is a cgroup directory to join first.
+// what args[0] says; args[1] is a cgroup directory to join first, args[2]
+// a directory for its mount points.
 func helperFind(args []string) int {
-	mode, join := args[0], args[1]
+	mode, join, tmp := args[0], args[1], args[2]
 	if mode != "unmounted" {
 		if err := writeFile(filepath.Join(join, "cgroup.procs"), fmt.Sprint(os.Getpid())); err != nil {
 			fmt.Println("join:", err)
@@ -98,7 +99,7 @@ func helperFind(args []string) int {
 	case "bind":
 		// A mount whose root is not "/": tend's own cgroup bound alone.
 		var dir string
-		if dir, err = os.MkdirTemp("", "bind-"); err == nil {
+		if dir, err = os.MkdirTemp(tmp, "bind-"); err == nil {
 			if err = unix.Mount(join, dir, "", unix.MS_BIND, ""); err == nil {
 				err = unmountCgroup2(dir)
 			}
@@ -106,7 +107,7 @@ func helperFind(args []string) int {
 	case "readonly":
 		var dir string
 		if err = unmountCgroup2(""); err == nil {
-			if dir, err = os.MkdirTemp("", "ro-"); err == nil {
+			if dir, err = os.MkdirTemp(tmp, "ro-"); err == nil {
 				err = unix.Mount("none", dir, "cgroup2", unix.MS_RDONLY, "")
 			}
 		}
@@ -171,7 +172,8 @@ func TestFindHelper(t *testing.T) {
 		{"bind", " self=" + rel + "/tend unit=/"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
-			cmd := helperCmd("find", c.mode, base.Path())
+			tmp := t.TempDir()
+			cmd := helperCmd("find", c.mode, base.Path(), tmp)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
 			out, err := cmd.Output()
 			if err != nil {
@@ -181,7 +183,7 @@ func TestFindHelper(t *testing.T) {
 			if !strings.Contains(got, c.want) {
 				t.Errorf("Find() %s: %q, want %q in it", c.mode, got, c.want)
 			}
-			if c.mode == "bind" && !strings.HasPrefix(got, "dir="+os.TempDir()+"/bind-") {
+			if c.mode == "bind" && !strings.HasPrefix(got, "dir="+tmp+"/bind-") {
 				t.Errorf("Find() through a bind mount: %q, want dir= the bind mount", got)
 			}
 			if c.mode == "delegated" && !strings.HasPrefix(got, "dir="+base.Path()+" ") {

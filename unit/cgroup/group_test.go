@@ -78,7 +78,7 @@ func TestStartInto(t *testing.T) {
 	if err := g.Kill(); err != nil {
 		t.Fatalf("Kill(): %v", err)
 	}
-	_ = cmd.Wait()
+	_ = waitCmd(t, cmd)
 	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Errorf("after Kill the child ended with %v, want SIGKILL", cmd.ProcessState)
 	}
@@ -112,7 +112,7 @@ func startEscaper(t *testing.T, g *Group) int {
 	cmd := startIn(t, g, w, "/bin/sh", "-c", `setsid /bin/sh -c 'trap "" TERM; echo $$; exec sleep 1000' &`)
 	w.Close()
 	line := readLine(t, r)
-	if err := cmd.Wait(); err != nil {
+	if err := waitCmd(t, cmd); err != nil {
 		t.Fatalf("escaper's parent: %v", err)
 	}
 	pid, err := strconv.Atoi(line)
@@ -182,7 +182,7 @@ func TestKillFrozen(t *testing.T) {
 	if err := g.killFrozen(); err != nil {
 		t.Fatalf("killFrozen(): %v", err)
 	}
-	_ = forker.Wait()
+	_ = waitCmd(t, forker)
 	if n, err := g.Count(); err != nil || n != 0 {
 		t.Errorf("Count() after killFrozen = %d, %v; want 0", n, err)
 	}
@@ -206,7 +206,7 @@ func TestSignalOutside(t *testing.T) {
 	if err := g.Signal(unix.SIGTERM); err != nil {
 		t.Fatalf("Signal(SIGTERM): %v", err)
 	}
-	_ = in.Wait()
+	_ = waitCmd(t, in)
 	if ws := in.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
 		t.Errorf("unit process ended with %v, want SIGTERM", in.ProcessState)
 	}

@@ -73,6 +73,7 @@ func outer() int {
 		code = 1
 	}
 	sweep := helperCmd("sweep", "tend-test-"+strconv.Itoa(cmd.Process.Pid))
+	sweep.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS} // it mounts
 	sweep.Stdout, sweep.Stderr = os.Stdout, os.Stderr
 	if err := sweep.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "unit/cgroup: sweep: %v\n", err)
@@ -104,9 +105,21 @@ func inNS(m *testing.M) int {
 	return code
 }
 
-// mountCgroup2 makes / private and mounts cgroup2 at a new temp dir. The
-// caller must be alone in its mount namespace.
+// mountCgroup2 makes / private and mounts cgroup2 at a new temp dir. It
+// refuses to run in the mount namespace it was started in (the outer test
+// process's): the caller must have been started with CLONE_NEWNS.
 func mountCgroup2() (string, error) {
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return "", err
+	}
+	parent, err := os.Readlink("/proc/" + strconv.Itoa(os.Getppid()) + "/ns/mnt")
+	if err != nil {
+		return "", err
+	}
+	if self == parent {
+		return "", fmt.Errorf("refusing to mount: in the parent's mount namespace %s (start with CLONE_NEWNS)", self)
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return "", fmt.Errorf("make / private: %w", err)
 	}
@@ -142,8 +155,9 @@ func removeTree(dir string) error {
 }
 
 // helperSweep removes the top cgroup args[0] left by the tests and the v1
-// memory cgroups named after it, in a mount namespace of its own; it fails
-// when it found any.
+// memory cgroups named after it, in a mount namespace of its own, and fails
+// when it found any. It also removes what earlier runs left when they were
+// killed before they could sweep (tend-test-<pid> whose pid is gone).
 func helperSweep(args []string) int {
 	top := args[0]
 	var left []string
@@ -152,16 +166,22 @@ func helperSweep(args []string) int {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
 		return 1
 	}
-	if dir := filepath.Join(mnt, top); exists(dir) {
-		left = append(left, dir)
-		if err := removeTree(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "sweep:", err)
+	defer os.Remove(mnt)
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	v2, _ := filepath.Glob(filepath.Join(mnt, "tend-test-*"))
+	v1, _ := filepath.Glob(filepath.Join(v1Memory, "tend-test-*"))
+	for _, dir := range append(v2, v1...) {
+		name := filepath.Base(dir)
+		if name != top && !strings.HasPrefix(name, top+"-") {
+			pid, _, _ := strings.Cut(strings.TrimPrefix(name, "tend-test-"), "-")
+			if exists("/proc/" + pid) {
+				continue // a run going on now
+			}
+			fmt.Fprintf(os.Stderr, "sweep: removing %s, left by an earlier run\n", dir)
+		} else {
+			left = append(left, dir)
 		}
-	}
-	v1, _ := filepath.Glob(filepath.Join(v1Memory, top+"*"))
-	for _, dir := range v1 {
-		left = append(left, dir)
-		if err := unix.Rmdir(dir); err != nil {
+		if err := removeTree(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "sweep:", err)
 		}
 	}
@@ -291,4 +311,21 @@ func alive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(data), ')')
 	return i > 0 && i+2 < len(data) && data[i+2] != 'Z'
+}
+
+// waitCmd waits up to 5s for cmd (a test never hangs on a child that
+// should have died); past that it kills and reaps it and fails the test.
+func waitCmd(t *testing.T, cmd *exec.Cmd) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%q still running after 5s", cmd.Args)
+		return nil
+	}
 }

@@ -71,7 +71,7 @@ func TestV1OOMKills(t *testing.T) {
 		t.Fatalf("move the helper into %s: %v", dir, err)
 	}
 	w.Write([]byte{1})
-	_ = cmd.Wait()
+	_ = waitCmd(t, cmd)
 	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Errorf("allocating 200 MiB under a 32 MiB limit ended with %v, want SIGKILL", cmd.ProcessState)
 	}

@@ -32,7 +32,7 @@ func TestWatcher(t *testing.T) {
 	if err := b.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	_ = waitCmd(t, cmd)
 	if ev := waitEvent(t, w); ev != (Event{Cookie: b.Path(), Populated: false}) {
 		t.Errorf("event %+v, want b empty", ev)
 	}
