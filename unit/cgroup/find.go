@@ -80,7 +80,7 @@ func Open(mountpoint, path string) (*Hierarchy, error) {
 	if !found {
 		return nil, fmt.Errorf("cgroup: %s is not a cgroup2 mount point", mountpoint)
 	}
-	rel := "/" + strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	rel := filepath.Clean("/" + path)
 	return setup(mountpoint, joinRel(root, rel), filepath.Join(mountpoint, rel))
 }
 
@@ -227,7 +227,9 @@ func checkDelegated(dir string) error {
 		return fmt.Errorf("cgroup: %s is the root of the cgroup2 hierarchy, not a delegated subtree (tend runs in no cgroup of its own)", dir)
 	}
 	for _, p := range []string{dir, filepath.Join(dir, "cgroup.procs"), filepath.Join(dir, "cgroup.subtree_control")} {
-		err := unix.Access(p, unix.W_OK)
+		// AT_EACCESS: the effective ids decide, as for the writes to come
+		// (access(2) alone checks the real ones).
+		err := unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS)
 		switch {
 		case err == nil:
 		case errors.Is(err, unix.EROFS):
