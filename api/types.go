@@ -37,6 +37,7 @@ type JobRequest struct {
 	Bind    bool              `json:"bind,omitempty"`
 	User    string            `json:"user,omitempty"`  // root callers only
 	Stdio   []int             `json:"stdio,omitempty"` // target fd (0-2) of each passed fd
+	Track   string            `json:"track,omitempty"` // auto | cgroup | subreaper | group; "" = [defaults] track
 }
 
 // Job is the job record.
@@ -55,6 +56,12 @@ type Job struct {
 	QueuedAt   time.Time         `json:"queued_at"`
 	StartedAt  *time.Time        `json:"started_at"`
 	EndedAt    *time.Time        `json:"ended_at"`
+	// Track is how the job's processes are tracked (cgroup, subreaper or
+	// group); Processes how many it has now (a snapshot; while running);
+	// LeftoversKilled how many outlived its main process and were killed.
+	Track           string `json:"track,omitempty"`
+	Processes       *int   `json:"processes,omitempty"`
+	LeftoversKilled int    `json:"leftovers_killed,omitempty"`
 }
 
 // SignalRequest is the body of POST /v1/jobs/{id}/signal and of
@@ -75,6 +82,12 @@ type Service struct {
 	Critical bool      `json:"critical"`
 	Ready    bool      `json:"ready"`
 	Since    time.Time `json:"since"` // of the current state
+	// Track is how the run's processes are tracked; Processes how many
+	// the current run has (a snapshot); LeftoversKilled how many outlived
+	// the last run's main process and were killed.
+	Track           string `json:"track,omitempty"`
+	Processes       *int   `json:"processes,omitempty"`
+	LeftoversKilled int    `json:"leftovers_killed,omitempty"`
 }
 
 // Counters are tend's running totals.

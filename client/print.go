@@ -18,10 +18,10 @@ import (
 // printStatus writes the services, the jobs and the counters as tables.
 func printStatus(w io.Writer, s api.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SERVICE\tSTATE\tPID\tRUNS\tLAST\tREADY\tCRITICAL\tSINCE\n")
+	fmt.Fprintf(tw, "SERVICE\tSTATE\tPID\tRUNS\tLAST\tREADY\tCRITICAL\tSINCE\tTRACK\tPROCS\tLEFTOVERS\n")
 	for _, v := range s.Services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.Name, v.State, optInt(v.PID), v.Runs,
-			optInt(v.LastCode), yesNo(v.Ready), yesNo(v.Critical), age(v.Since))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", v.Name, v.State, optInt(v.PID), v.Runs,
+			optInt(v.LastCode), yesNo(v.Ready), yesNo(v.Critical), age(v.Since), orDash(v.Track), optInt(v.Processes), v.LeftoversKilled)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -113,4 +113,12 @@ func labelText(m map[string]string) string {
 func printf(w io.Writer, format string, args ...any) error {
 	_, err := fmt.Fprintf(w, format, args...)
 	return err
+}
+
+// orDash is s, or "-" when empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -50,6 +50,7 @@ type Config struct {
 	Control  Control
 	Shutdown Shutdown
 	Jobs     Jobs
+	Defaults Defaults
 	Services []Service // in file order; StartLevels gives the start order
 }
 
@@ -75,6 +76,43 @@ type Jobs struct {
 	Keep       time.Duration // how long exit records stay queryable, > 0
 	MaxRecords int           // exit records kept at most, the oldest forgotten first; >= 1
 }
+
+// Defaults is the [defaults] table: what services and jobs get unless they
+// say otherwise.
+type Defaults struct {
+	Track Track
+}
+
+// Track is how the processes of a unit (a service run, a job) are tracked,
+// so that nothing it starts outlives it.
+type Track string
+
+// The tracking modes.
+const (
+	TrackAuto      Track = "auto"      // the best available: cgroup, else subreaper
+	TrackCgroup    Track = "cgroup"    // a cgroup v2 per unit (where writable)
+	TrackSubreaper Track = "subreaper" // a unit helper, the unit's own subreaper
+	TrackGroup     Track = "group"     // the process group only (escapers are not caught)
+)
+
+// ParseTrack reads a track value; "" is "".
+func ParseTrack(s string) (Track, error) {
+	switch t := Track(s); t {
+	case "", TrackAuto, TrackCgroup, TrackSubreaper, TrackGroup:
+		return t, nil
+	}
+	return "", fmt.Errorf("%q is not one of auto, cgroup, subreaper, group", s)
+}
+
+// KillMode says what happens to the rest of a unit when its main process
+// ends.
+type KillMode string
+
+// The kill modes, in the spirit of systemd's KillMode.
+const (
+	KillUnit     KillMode = "unit"      // the rest gets the stop signal, then SIGKILL
+	KillMainOnly KillMode = "main-only" // the rest is left to live (reaped by tend when it exits)
+)
 
 // Policy is a service's restart policy.
 type Policy string
@@ -112,7 +150,9 @@ type Service struct {
 	// forwarded as they are). nil = all default.
 	Signals   map[unix.Signal]unix.Signal
 	LogPrefix bool
-	Line      int // line of the service's table in the file; 0 = unknown
+	Track     Track    // "" = [defaults] track
+	KillMode  KillMode // [unit]
+	Line      int      // line of the service's table in the file; 0 = unknown
 }
 
 // Ready says when a service counts as ready.
@@ -173,6 +213,7 @@ func ParseWith(data []byte, source string, o Options) (*Config, error) {
 		Control:  d.control(root.table("control")),
 		Shutdown: d.shutdown(root.table("shutdown")),
 		Jobs:     d.jobs(root.table("jobs")),
+		Defaults: d.defaults(root.table("defaults")),
 	}
 	services := root.tables("service")
 	root.unknown() // every top-level key has been asked for by now
@@ -219,5 +260,6 @@ func defaultService() Service {
 		StopSignal:    DefaultStopSignal,
 		StopTimeout:   Unset,
 		ReadyTimeout:  DefaultReadyTimeout,
+		KillMode:      KillUnit,
 	}
 }

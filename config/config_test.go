@@ -66,10 +66,11 @@ func TestParseFull(t *testing.T) {
 		Control:  Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents"},
 		Shutdown: Shutdown{Grace: 25 * time.Second},
 		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords},
+		Defaults: Defaults{Track: TrackAuto},
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
-				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, Line: 17},
+				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Line: 17},
 			{
 				Name:          "gateway",
 				Command:       []string{"hermes", "gateway", "run", "--replace"},
@@ -93,6 +94,7 @@ func TestParseFull(t *testing.T) {
 					unix.SIGHUP: unix.SIGUSR1, unix.SIGUSR2: 0, unix.SIGWINCH: unix.SIGUSR1, 35: unix.SIGTERM,
 				},
 				LogPrefix: true,
+				KillMode:  KillUnit,
 				Line:      21,
 			},
 		},
@@ -111,21 +113,24 @@ func TestParseDefaults(t *testing.T) {
 			Control:  Control{Socket: DefaultSocket, Mode: 0o600},
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
 			Control:  Control{Socket: "", SocketSet: true, Mode: 0o600},
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
 			Control:  Control{Socket: "/run/tend.sock", Mode: 0o600},
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Defaults: Defaults{Track: TrackAuto},
 			Services: []Service{{
 				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10,
 				RestartWindow: 10 * time.Minute, StopSignal: unix.SIGTERM, StopTimeout: Unset,
-				Ready: Ready{}, ReadyTimeout: 60 * time.Second, Line: 1,
+				Ready: Ready{}, ReadyTimeout: 60 * time.Second, KillMode: KillUnit, Line: 1,
 			}},
 		}},
 	}

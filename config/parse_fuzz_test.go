@@ -195,6 +195,7 @@ func encode(t *testing.T, cfg *Config) []byte {
 	doc := map[string]any{
 		"control":  map[string]any{"socket": c.Socket, "mode": "0" + strconv.FormatUint(uint64(c.Mode), 8), "group": c.Group},
 		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String()},
+		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},
 		"jobs": map[string]any{
 			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,
 			"timeout": cfg.Jobs.Timeout.String(), "stop_grace": cfg.Jobs.StopGrace.String(), "keep": cfg.Jobs.Keep.String(),
@@ -209,7 +210,10 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"backoff": s.Backoff.String(), "backoff_max": s.BackoffMax.String(),
 			"max_restarts": s.MaxRestarts, "restart_window": s.RestartWindow.String(),
 			"critical": s.Critical, "stop_signal": int64(s.StopSignal),
-			"ready_timeout": s.ReadyTimeout.String(), "log_prefix": s.LogPrefix,
+			"ready_timeout": s.ReadyTimeout.String(), "log_prefix": s.LogPrefix, "kill_mode": string(s.KillMode),
+		}
+		if s.Track != "" {
+			m["track"] = string(s.Track)
 		}
 		if s.StopTimeout != Unset {
 			m["stop_timeout"] = s.StopTimeout.String()

@@ -79,3 +79,18 @@ func (d *decoder) jobs(t *table) Jobs {
 	t.unknown()
 	return j
 }
+
+// defaults reads [defaults].
+func (d *decoder) defaults(t *table) Defaults {
+	def := Defaults{Track: TrackAuto}
+	if v, ok := t.str("track"); ok {
+		tr, err := ParseTrack(v)
+		if err != nil || tr == "" {
+			t.errorf("track", "%q is not one of auto, cgroup, subreaper, group", v)
+		} else {
+			def.Track = tr
+		}
+	}
+	t.unknown()
+	return def
+}

@@ -73,6 +73,20 @@ func (d *decoder) service(t *table) Service {
 	s.ReadyTimeout = t.duration("ready_timeout", DefaultReadyTimeout, true)
 	s.Signals = t.signalMap("signals")
 	s.LogPrefix = t.boolean("log_prefix")
+	if v, ok := t.str("track"); ok {
+		tr, err := ParseTrack(v)
+		if err != nil || tr == "" {
+			t.errorf("track", "%q is not one of auto, cgroup, subreaper, group", v)
+		}
+		s.Track = tr
+	}
+	if v, ok := t.str("kill_mode"); ok {
+		switch s.KillMode = KillMode(v); s.KillMode {
+		case KillUnit, KillMainOnly:
+		default:
+			t.errorf("kill_mode", "%q is not one of unit, main-only", v)
+		}
+	}
 	t.unknown()
 	return s
 }

@@ -45,6 +45,7 @@ type Submit struct {
 	TimeoutSet bool
 	Bind       bool
 	User       string // root callers only (checked by the backend)
+	Track      string // "", or a valid config.Track
 
 	// Files are the fds passed with the request, raw, owned by the
 	// backend from the call on (it closes them: after the start, or on a

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/signals"
 )
 
@@ -47,6 +48,10 @@ func parseJob(req api.JobRequest, files []int, c Caller, conn uint64) (Submit, e
 			return bad("labels: a label with an empty key")
 		}
 	}
+	if _, err := config.ParseTrack(req.Track); err != nil {
+		return bad("track: %v", err)
+	}
+	sub.Track = req.Track
 	if len(files) > maxFDs {
 		return bad("%d fds passed, at most %d (stdin, stdout, stderr)", len(files), maxFDs)
 	}

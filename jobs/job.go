@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
-	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/spawn"
 )
 
@@ -29,12 +28,21 @@ type Job struct {
 	Bound   bool            // dies when its last bound connection closes
 	Conns   map[uint64]struct{}
 
-	Child  *reaper.Child // while running
-	Reason string        // why tend is stopping it; "" while nobody is
-	Timer  uint64        // the loop's pending timer for it (timeout or SIGKILL); 0: none
-	KillAt time.Time     // when a pending SIGKILL is due; zero when none
+	Track     string           // how its processes are tracked (config.Track)
+	Run       any              // the loop's unit, while running
+	StartWait chan StartResult // while a submitter waits to learn whether its command started
+	Reason    string           // why tend is stopping it; "" while nobody is
+	Timer     uint64           // the loop's pending timer for it (timeout or SIGKILL); 0: none
+	KillAt    time.Time        // when a pending SIGKILL is due; zero when none
 
 	outcome *Outcome // created for the first waiter, completed at exit
+}
+
+// StartResult is whether a job's command started: its record then, or why
+// it could not be executed (its record is gone: the request gets the error).
+type StartResult struct {
+	Rec api.Job
+	Err error
 }
 
 // Outcome is how a waiter on another goroutine learns a job's exit: Done

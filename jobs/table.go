@@ -102,13 +102,36 @@ func (t *Table) Forget(j *Job) {
 	delete(t.jobs, j.Rec.ID)
 }
 
-// Started makes j running as child's process.
-func (t *Table) Started(j *Job) {
-	pid := j.Child.Pid()
+// Started makes j running, as pid (0: not known yet, see SetPid).
+func (t *Table) Started(j *Job, pid int) {
 	now := t.now()
-	j.Rec.PID, j.Rec.StartedAt, j.Rec.State = &pid, &now, api.StateRunning
+	j.Rec.StartedAt, j.Rec.State = &now, api.StateRunning
+	t.SetPid(j, pid)
 	t.running++
 	t.started++
+}
+
+// SetPid records the pid of the process running j's command.
+func (t *Table) SetPid(j *Job, pid int) {
+	if pid > 0 {
+		j.Rec.PID = &pid
+	}
+}
+
+// Abort forgets a running j whose command could not be executed after
+// all, while its request still waits: it leaves no record.
+func (t *Table) Abort(j *Job) {
+	t.running--
+	j.Run = nil
+	t.Forget(j)
+}
+
+// FailedRunning records that running j's command could not be executed
+// (a queued job's turn came): as Failed.
+func (t *Table) FailedRunning(j *Job, code int, err error) {
+	t.running--
+	j.Run = nil
+	t.Failed(j, code, err)
 }
 
 // Exited records the wait status of a running j and finishes it, with
@@ -127,7 +150,7 @@ func (t *Table) Exited(j *Job, ws unix.WaitStatus) {
 		reason = j.Reason // tend stopped it: say why
 	}
 	t.running--
-	j.Child = nil
+	j.Run = nil
 	t.Finish(j, reason)
 	t.Prune()
 }

@@ -99,16 +99,35 @@ func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
 		return 0, err
 	}
 	n := 0
+	for _, pid := range kids {
+		n += r.signalFrom(pid, sig)
+	}
+	return n, nil
+}
+
+// SignalTree sends sig to c and every live descendant of c, by the rules
+// of SignalDescendants; nothing once c is reaped. It is the last resort for
+// a unit helper that does not end its unit itself.
+func (c *Child) SignalTree(sig unix.Signal) int {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	if c.reaped {
+		return 0
+	}
+	return c.r.signalFrom(c.pid, sig)
+}
+
+// signalFrom signals the direct child pid (pinned: r.mu is held) and its
+// descendants through checked pidfds. r.mu must be held.
+func (r *Reaper) signalFrom(pid int, sig unix.Signal) int {
 	type pinned struct {
 		pid, fd int // fd -1: a direct child, pinned by the lock
 	}
-	var queue []pinned
-	for _, pid := range kids {
-		if err := r.kill(pid, sig); err == nil {
-			n++
-			queue = append(queue, pinned{pid, -1})
-		}
+	if r.kill(pid, sig) != nil {
+		return 0
 	}
+	n := 1
+	queue := []pinned{{pid, -1}}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
@@ -116,7 +135,7 @@ func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
 		for _, g := range grand {
 			fd, err := unix.PidfdOpen(g, 0)
 			if err != nil {
-				continue // gone, or no pidfds: the next sweep finds it as our child
+				continue // gone, or no pidfds: a later sweep finds it as our child
 			}
 			if parentOf(g) == p.pid && stillThere(p.fd) {
 				if unix.PidfdSendSignal(fd, sig, nil, 0) == nil {
@@ -131,7 +150,7 @@ func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
 			unix.Close(p.fd)
 		}
 	}
-	return n, nil
+	return n
 }
 
 // stillThere reports whether the process behind pidfd fd has not been

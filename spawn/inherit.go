@@ -57,3 +57,6 @@ func withInherited(files []uintptr) []uintptr {
 	}
 	return out
 }
+
+// HasInherited reports whether tend inherited fds above 2 to pass on.
+func HasInherited() bool { return len(inherited) > 0 }

@@ -94,9 +94,30 @@ func (e *ExecError) Code() int {
 // Prepared is a Spec whose program has been found and whose working
 // directory is open: all Start has left to do is fork and exec.
 type Prepared struct {
-	spec  Spec
-	path  string
-	dirFD int // O_PATH fd of spec.Dir, or -1
+	spec     Spec
+	path     string
+	dirFD    int // O_PATH fd of spec.Dir, or -1
+	cgroupFD int // the cgroup v2 directory the child starts in (clone3), or -1
+}
+
+// Cred is the credential p's child gets, nil for tend's own.
+func (p *Prepared) Cred() *syscall.Credential { return p.spec.Cred }
+
+// AsRoot returns a copy of p whose child keeps tend's credentials: for a
+// trampoline that drops them itself once it has done what needs root.
+func (p *Prepared) AsRoot() *Prepared {
+	q := *p
+	q.spec.Cred = nil
+	return &q
+}
+
+// InCgroup returns a copy of p whose child is created inside the cgroup
+// of the directory fd (clone3 CLONE_INTO_CGROUP): it never runs a moment
+// outside it, so no fork of its can escape. The fd stays the caller's.
+func (p *Prepared) InCgroup(fd int) *Prepared {
+	q := *p
+	q.cgroupFD = fd
+	return &q
 }
 
 // Path is the program that Start will execute.
@@ -114,6 +135,30 @@ func (p *Prepared) WithFiles(files []uintptr) *Prepared {
 	return &q
 }
 
+// Via returns a copy of p that starts path with argv and env instead of
+// p's program (a wrapper: the unit helper, which runs p's program itself),
+// with extra appended to its fds after the stdio and, with InheritFDs,
+// after tend's inherited fds, which stay at their numbers for the program
+// to pass on. The directory, credentials, session and stdio stay p's. Both
+// share the directory fd: Release only one. first is the fd number the
+// first of extra gets.
+func (p *Prepared) Via(path string, argv, env []string, extra ...uintptr) (q *Prepared, first int) {
+	c := *p
+	c.path = path
+	c.spec.Argv, c.spec.Env = argv, env
+	files := c.spec.Files
+	if files == nil {
+		files = []uintptr{0, 1, 2}
+	}
+	if c.spec.InheritFDs {
+		files = withInherited(files)
+		c.spec.InheritFDs = false // placed: Start must not place them again
+	}
+	first = len(files)
+	c.spec.Files = append(append([]uintptr(nil), files...), extra...)
+	return &c, first
+}
+
 // Prepare finds the program and opens the working directory, with the
 // rights of the thread it runs on (see blocking.Pool). Failures are
 // *ExecError naming the path and the errno; a caller who may not see a
@@ -123,7 +168,7 @@ func Prepare(s Spec) (*Prepared, error) {
 	if len(s.Argv) == 0 || s.Argv[0] == "" {
 		return nil, &ExecError{Path: "", Err: errors.New("empty command")}
 	}
-	p := &Prepared{spec: s, dirFD: -1}
+	p := &Prepared{spec: s, dirFD: -1, cgroupFD: -1}
 	if s.Dir != "" {
 		// The child's chdir failing would come back as a bare errno that
 		// reads like the program's own; name the directory instead.
@@ -191,6 +236,9 @@ func (p *Prepared) Start(pidfd *int) (int, error) {
 			Ctty:       0, // with Foreground: tend's fd 0, checked by ForegroundTTY
 			PidFD:      pidfd,
 		},
+	}
+	if p.cgroupFD >= 0 {
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, p.cgroupFD
 	}
 	pid, err := syscall.ForkExec(p.path, s.Argv, attr)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tendinit/tend/api"
 	"github.com/tendinit/tend/blocking"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/control"
 	"github.com/tendinit/tend/jobs"
 	"github.com/tendinit/tend/reaper"
@@ -63,19 +64,34 @@ func (b backend) Submit(ctx context.Context, sub control.Submit) (api.Job, error
 	}
 	var rec api.Job
 	var serr error
+	var started <-chan jobs.StartResult
 	ran := false
-	if err := b.do(func() { ran = true; rec, serr = b.l.submitJob(j, sub) }); err != nil {
+	if err := b.do(func() { ran = true; rec, started, serr = b.l.submitJob(j, sub) }); err != nil {
 		serr = err
 	}
 	if !ran { // the loop never took it: what it would have owned is ours
 		b.l.closer.Close(j.Files...)
 		j.Prep.Release()
 	}
-	return rec, serr
+	if started == nil {
+		return rec, serr
+	}
+	// Its helper is exec'ing the command: answer once it says how that went
+	// (an exec failure leaves no record, as without a helper).
+	select {
+	case r := <-started:
+		return r.Rec, r.Err
+	case <-ctx.Done():
+		return api.Job{}, api.Errorf(http.StatusServiceUnavailable, "the request ended before the job's command started")
+	}
 }
 
 // prepareJob turns a request into a queued job with its command resolved.
 func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job, error) {
+	track, err := b.l.resolveTrack(config.Track(sub.Track))
+	if err != nil {
+		return nil, api.Errorf(http.StatusUnprocessableEntity, "%v", err)
+	}
 	cred, uid, home, err := b.identity(ctx, sub)
 	if err != nil {
 		return nil, err
@@ -101,6 +117,8 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	}
 	j := jobs.NewJob(sub.Argv, uid, sub.Labels, time.Now())
 	j.Prep, j.Files, j.Stdio, j.Timeout, j.Bound = prep, sub.Files, sub.Stdio, timeout, sub.Bind
+	j.Track = string(track)
+	j.Rec.Track = j.Track
 	return j, nil
 }
 
@@ -176,15 +194,17 @@ func onPool[T any](ctx context.Context, p *blocking.Pool, fn func() (T, error)) 
 }
 
 func (b backend) Get(c control.Caller, id string) (rec api.Job, err error) {
+	var root unitRoot
 	if e := b.do(func() {
 		if j := b.l.jobs.Visible(c, id); j != nil {
-			rec = j.Rec
+			rec, root = j.Rec, jobRoot(j)
 		} else {
 			err = jobs.NotFound(id)
 		}
 	}); e != nil {
 		return api.Job{}, e
 	}
+	rec.Processes = countUnits([]unitRoot{root})[0] // off the loop: it reads /proc
 	return rec, err
 }
 
@@ -287,7 +307,19 @@ func (b backend) ConnClosed(conn uint64) {
 }
 
 func (b backend) Services() (out []api.Service) {
-	b.do(func() { out = b.l.services() })
+	var roots []unitRoot
+	b.do(func() {
+		out = b.l.services()
+		for _, s := range b.l.svcs {
+			roots = append(roots, s.unit.root())
+		}
+	})
+	counts := countUnits(roots) // off the loop: it reads /proc
+	for i := range out {
+		if i < len(counts) {
+			out[i].Processes = counts[i]
+		}
+	}
 	return out
 }
 

@@ -65,6 +65,11 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.File.Defaults.Track == config.TrackAuto {
+		// The fake fork runs nothing, so no unit helper would ever say its
+		// command started: these tests are of the loop, with group units.
+		cfg.File.Defaults.Track = config.TrackGroup
+	}
 	cfg.Signals = h.sigs
 	cfg.Stdout, cfg.Stderr = io.Discard, io.Discard
 	h.r = reaper.New(reaper.Options{Wait4: h.wait4, Kill: h.kill, NoChildren: h.noChildren})
@@ -219,7 +224,7 @@ func (h *harness) submit(sub control.Submit) (*jobs.Job, error) {
 		j.Timeout = h.l.jobsConfig().Timeout
 	}
 	var serr error
-	h.do(func() { _, serr = h.l.submitJob(j, sub) })
+	h.do(func() { _, _, serr = h.l.submitJob(j, sub) })
 	return j, serr
 }
 

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/control"
 	"github.com/tendinit/tend/jobs"
 	"github.com/tendinit/tend/reaper"
@@ -19,28 +20,36 @@ import (
 )
 
 // submitJob admits a prepared job on the loop: it starts now, waits in the
-// queue, or is refused. j.Prep and j.Files are the loop's from here on.
-func (l *loop) submitJob(j *jobs.Job, sub control.Submit) (api.Job, error) {
+// queue, or is refused. j.Prep and j.Files are the loop's from here on. A
+// job whose command a unit helper execs is not known to have started yet:
+// the request then waits on the returned channel for its record (or the
+// exec failure, with no record left).
+func (l *loop) submitJob(j *jobs.Job, sub control.Submit) (api.Job, <-chan jobs.StartResult, error) {
 	if l.sd.active {
 		l.dropFiles(j)
-		return api.Job{}, api.Errorf(http.StatusServiceUnavailable, "tend is shutting down")
+		return api.Job{}, nil, api.Errorf(http.StatusServiceUnavailable, "tend is shutting down")
 	}
 	now, err := l.jobs.Admit(j)
 	if err != nil {
 		l.dropFiles(j)
-		return api.Job{}, err
+		return api.Job{}, nil, err
 	}
 	if sub.Bind && sub.Conn != 0 {
 		l.jobs.Bind(j, sub.Conn)
 	}
 	if !now {
-		return j.Rec, nil
+		return j.Rec, nil, nil
 	}
+	j.StartWait = make(chan jobs.StartResult, 1)
 	if err := l.startJob(j); err != nil {
+		j.StartWait = nil
 		l.jobs.Forget(j) // an exec failure leaves no record: the request gets the error
-		return api.Job{}, startError(err)
+		return api.Job{}, nil, startError(err)
 	}
-	return j.Rec, nil
+	if j.StartWait == nil { // started already
+		return j.Rec, nil, nil
+	}
+	return api.Job{}, j.StartWait, nil
 }
 
 // startJob forks j with its passed files on their stdio fds and /dev/null
@@ -60,15 +69,35 @@ func (l *loop) startJob(j *jobs.Job) error {
 		}
 		fds[j.Stdio[i]] = uintptr(fd)
 	}
+	var u *unit
 	if err == nil {
-		p := j.Prep.WithFiles(fds)
-		j.Child, err = l.r.Start(func(pidfd *int) (int, error) { return l.fork(p, pidfd) }, j)
+		u, err = l.startUnit(j.Prep, unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
+			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit}, j)
 	}
 	l.dropFiles(j)
 	if err != nil {
 		return err
 	}
-	l.jobs.Started(j)
+	j.Run = u
+	l.jobs.Started(j, u.main)
+	if u.started {
+		l.jobRunning(j)
+	}
+	return nil
+}
+
+// jobStarted is the news that a job's helper has exec'd its command.
+func (l *loop) jobStarted(j *jobs.Job, u *unit) {
+	if j.Run != u || j.Rec.State != api.StateRunning {
+		return
+	}
+	l.jobs.SetPid(j, u.main)
+	l.jobRunning(j)
+}
+
+// jobRunning starts what a job whose command runs has: its wait index, its
+// timeout, its job.started, the answer to its request.
+func (l *loop) jobRunning(j *jobs.Job) {
 	if !j.Bound {
 		l.waits.Store(j.Rec.ID, &waitEntry{out: j.Outcome(), uid: j.Rec.UID})
 	}
@@ -76,7 +105,10 @@ func (l *loop) startJob(j *jobs.Job) error {
 		l.armJob(j, j.Timeout, func() { l.stopJob(j, api.ReasonTimeout) })
 	}
 	l.publishJob(api.EventJobStarted, j)
-	return nil
+	if j.StartWait != nil {
+		j.StartWait <- jobs.StartResult{Rec: j.Rec}
+		j.StartWait = nil
+	}
 }
 
 // dropFiles hands j's passed fds to the closer and releases its command.
@@ -104,11 +136,47 @@ func startError(err error) error {
 	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
 }
 
-// jobExit records a job's exit, publishes it and fills the freed slot from
-// the queue: on the loop, never on the reaper's goroutine.
-func (l *loop) jobExit(j *jobs.Job, e reaper.Exit) {
+// jobUnitEnded records a job's end (nothing of it is left), publishes it
+// and fills the freed slot from the queue: on the loop, never on the
+// reaper's goroutine. A command its helper could not exec is a 422 to a
+// request still waiting (no record), else a record with reason exec_failed.
+func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
+	if j.Rec.State == api.StateExited && j.Run == nil {
+		// Its command's exit was recorded when it came (jobExited);
+		// now the leftovers are gone too.
+		j.Rec.LeftoversKilled = u.left
+		return
+	}
+	if j.Run != u {
+		return
+	}
 	l.disarmJob(j)
-	l.jobs.Exited(j, e.Status) // completes the Outcome first: a waiter holding it is woken
+	switch {
+	case !u.started && j.StartWait != nil:
+		l.jobs.Abort(j)
+		j.StartWait <- jobs.StartResult{Err: startError(u.startErr)}
+		j.StartWait = nil
+	case !u.started:
+		code := spawn.ExitNotExecutable
+		var ee *spawn.ExecError
+		if errors.As(u.startErr, &ee) {
+			code = ee.Code()
+		}
+		l.jobs.FailedRunning(j, code, u.startErr)
+		l.publishJob(api.EventJobExited, j)
+	default:
+		j.Rec.LeftoversKilled = u.left
+		l.jobExited(j, u)
+		return
+	}
+	l.startQueued()
+}
+
+// jobExited records the exit of j's command, publishes it and fills the
+// freed slot from the queue.
+func (l *loop) jobExited(j *jobs.Job, u *unit) {
+	l.disarmJob(j)
+	l.jobs.Exited(j, u.mainWS) // completes the Outcome first: a waiter holding it is woken
 	l.waits.Delete(j.Rec.ID)
 	l.publishJob(api.EventJobExited, j)
 	l.startQueued()
@@ -138,23 +206,29 @@ func (l *loop) startQueued() {
 	}
 }
 
-// signalJob signals a running job: its leader, or with tree its process
-// group, through its handle (refused once the leader is reaped: the
-// group's number may be someone else's after that).
+// signalJob signals a running job: its main process, or with tree all of
+// its unit, through its handle (refused once its main process or its
+// helper is reaped: the number may be someone else's after that).
 func (l *loop) signalJob(j *jobs.Job, sig unix.Signal, tree bool) error {
-	if j.Child == nil {
-		return reaper.ErrNotRunning
-	}
+	u, _ := j.Run.(*unit)
 	var err error
 	if tree {
-		err = j.Child.SignalGroup(sig)
+		err = l.signalUnit(u, sig)
 	} else {
-		err = j.Child.Signal(sig)
+		err = l.signalMain(u, sig, false)
 	}
 	if err != nil && !errors.Is(err, reaper.ErrNotRunning) {
-		l.log.Warn("signal job", "job", j.Rec.ID, "pid", j.Child.Pid(), "sig", signals.Name(sig), "err", err)
+		l.log.Warn("signal job", "job", j.Rec.ID, "sig", signals.Name(sig), "err", err)
 	}
 	return err
+}
+
+// killJob SIGKILLs all of a running job's unit.
+func (l *loop) killJob(j *jobs.Job) {
+	u, _ := j.Run.(*unit)
+	if err := l.killUnit(u); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
+		l.log.Warn("kill job", "job", j.Rec.ID, "err", err)
+	}
 }
 
 // stopJob ends a running job for reason: SIGTERM to its group, SIGKILL
@@ -166,11 +240,14 @@ func (l *loop) stopJob(j *jobs.Job, reason string) {
 	if l.sd.active {
 		grace = l.sd.capped(grace)
 	}
-	sig := unix.SIGTERM
+	u, _ := j.Run.(*unit)
+	var err error
 	if grace == 0 {
-		sig = unix.SIGKILL
+		err = l.killUnit(u)
+	} else {
+		err = l.stopUnit(u, unix.SIGTERM, grace)
 	}
-	if err := l.signalJob(j, sig, true); errors.Is(err, reaper.ErrNotRunning) {
+	if errors.Is(err, reaper.ErrNotRunning) {
 		return
 	}
 	if j.Reason == "" {
@@ -188,7 +265,7 @@ func (l *loop) killJobAfter(j *jobs.Job, d time.Duration) {
 	if !j.KillAt.IsZero() && !due.Before(j.KillAt) {
 		return
 	}
-	l.armJob(j, d, func() { l.signalJob(j, unix.SIGKILL, true) })
+	l.armJob(j, d, func() { l.killJob(j) })
 	j.KillAt = due
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/tendinit/tend/logline"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/spawn"
+	"github.com/tendinit/tend/unit/helper"
 )
 
 // prepareTimeout bounds a path lookup (of a service's command, a probe's,
@@ -47,6 +48,10 @@ type loop struct {
 	main   *service     // the service "main", or nil
 	jobs   *jobs.Table
 	socket string // the control socket, once served: every child's TEND_SOCKET
+	// helperOK says a unit helper can be started: tend's own binary is
+	// there to exec (/proc/self/exe).
+	helperOK bool
+	cg       cgroups // cgroup v2 tracking, where tend found a hierarchy
 
 	// waits publishes the Outcome of each running unbound job by id, so
 	// that a wait request needs no round trip through the loop: written
@@ -86,11 +91,15 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 		done:  make(chan struct{}),
 	}
 	l.prepare = l.prepareOnPool
+	_, err = os.Stat(helper.Exe)
+	l.helperOK = err == nil
+	l.findCgroups()
 	l.fork = func(p *spawn.Prepared, pidfd *int) (int, error) { return p.Start(pidfd) }
 	l.signalAll = func(sig unix.Signal) error { return signalAll(r, sig, pid1) }
 	j := cfg.File.Jobs
 	l.jobs = jobs.New(jobs.Limits{MaxRunning: j.MaxRunning, MaxQueued: j.MaxQueued, Keep: j.Keep, MaxRecords: j.MaxRecords}, time.Now)
 	if err := l.build(); err != nil {
+		l.closeCgroups()
 		unix.Close(null)
 		return nil, &ConfigError{err}
 	}
@@ -126,6 +135,7 @@ func (l *loop) release() {
 
 func (l *loop) run() int {
 	defer close(l.done)
+	defer l.closeCgroups()
 	l.log.Info("supervising", "services", len(l.svcs), "main", l.cfg.Main, "grace", l.cfg.Grace)
 	l.startEligible()
 	l.checkAllDone()
@@ -156,9 +166,9 @@ func (l *loop) takeExits() {
 	for i, e := range l.buf {
 		switch o := e.Child.Owner().(type) {
 		case *service:
-			l.serviceExit(o, e)
-		case *jobs.Job:
-			l.jobExit(o, e)
+			l.serviceExit(o, e) // a ready probe
+		case *unit:
+			l.unitExit(o, e) // a run or a job: its command or its helper
 		}
 		e.Child.Release() // its pidfd, if any: records kept for long hold no fd
 		l.buf[i] = reaper.Exit{}

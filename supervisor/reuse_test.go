@@ -85,7 +85,7 @@ func TestStaleJobSignalNeverReachesRecycledPid(t *testing.T) {
 			h.reap() // A is reaped; its exit waits for the loop
 			h.reuse(pidA)
 			b = h.newJob("/bin/true", "B")
-			if _, err := h.l.submitJob(b, control.Submit{Caller: root}); err != nil {
+			if _, _, err := h.l.submitJob(b, control.Submit{Caller: root}); err != nil {
 				t.Fatal(err)
 			}
 			if *b.Rec.PID != pidA {
@@ -158,7 +158,7 @@ ready = "exec:/bin/true probe"
 			h.reap()
 			h.reuse(probe)
 			c = h.newJob("/bin/true", "C")
-			if _, err := h.l.submitJob(c, control.Submit{Caller: root}); err != nil {
+			if _, _, err := h.l.submitJob(c, control.Submit{Caller: root}); err != nil {
 				t.Fatal(err)
 			}
 		})

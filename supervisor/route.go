@@ -35,8 +35,8 @@ func (l *loop) onSignal(sig unix.Signal) {
 			l.log.Debug("signal dropped by rewrite", "sig", signals.Name(sig))
 			return
 		}
-		if m := l.main; m != nil && m.proc != nil {
-			l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.proc.Pid())
+		if m := l.main; m != nil && m.unit != nil {
+			l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.unit.main)
 			l.signalService(m, out, "forward")
 			if stop {
 				m.stopSent = true
@@ -60,10 +60,10 @@ func (l *loop) onSignal(sig unix.Signal) {
 		default:
 			continue
 		}
-		if out == 0 || s.proc == nil {
+		if out == 0 || s.unit == nil {
 			continue
 		}
-		l.log.Info("forwarding signal", "sig", signals.Name(out), "service", s.cfg.Name, "pid", s.proc.Pid())
+		l.log.Info("forwarding signal", "sig", signals.Name(out), "service", s.cfg.Name, "pid", s.unit.main)
 		l.signalService(s, out, "forward")
 	}
 	if stop {

@@ -50,19 +50,20 @@ type service struct {
 	state state
 	level int
 
-	proc     *reaper.Child // the current run's process, nil when none runs
-	probe    *reaper.Child // the running ready probe, or nil
-	gen      int           // bumped at every start and stop: older timers and lookups do nothing
-	started  time.Time     // of the current run
-	runs     int
-	everUp   bool // has been ready once: its dependents may start
-	failing  bool // readiness timed out: the exit that follows is a failure for good
-	lastCode int  // exit code of the last run, 128+N for signal N
-	ended    bool // a run has ended: lastCode means something
-	tracker  *restart.Tracker
-	probeGap time.Duration
-	since    time.Time // of the current state
-	stopSent bool      // init mode: the signal that stops it was forwarded already
+	unit      *unit         // the current run, nil when none runs
+	probe     *reaper.Child // the running ready probe, or nil
+	leftovers int           // killed when the last run's main process ended
+	gen       int           // bumped at every start and stop: older timers and lookups do nothing
+	started   time.Time     // of the current run
+	runs      int
+	everUp    bool // has been ready once: its dependents may start
+	failing   bool // readiness timed out: the exit that follows is a failure for good
+	lastCode  int  // exit code of the last run, 128+N for signal N
+	ended     bool // a run has ended: lastCode means something
+	tracker   *restart.Tracker
+	probeGap  time.Duration
+	since     time.Time // of the current state
+	stopSent  bool      // init mode: the signal that stops it was forwarded already
 
 	// Set by the control API: the exit that follows a stop request ends
 	// the service (or, with restartAfterStop, starts it afresh) whatever
@@ -89,6 +90,10 @@ func (l *loop) build() error {
 	byName := map[string]*service{}
 	for _, c := range svcs {
 		s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c)), since: time.Now()}
+		if _, err := l.resolveTrack(c.Track); err != nil && !l.cfg.Init {
+			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
+			continue
+		}
 		s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true, InheritFDs: true}
 		env := l.cfg.Env
 		if c.User != "" {
@@ -226,7 +231,7 @@ func (l *loop) start(s *service) {
 	})
 }
 
-// launch forks the prepared command of s.
+// launch forks the prepared command of s as a unit.
 func (l *loop) launch(s *service, p *spawn.Prepared, err error) {
 	var files []uintptr
 	var closeAfter []*os.File
@@ -234,7 +239,7 @@ func (l *loop) launch(s *service, p *spawn.Prepared, err error) {
 		files, closeAfter, err = l.stdio(s)
 	}
 	if err == nil {
-		s.proc, err = l.r.Start(func(pidfd *int) (int, error) { return l.fork(p.WithFiles(files), pidfd) }, s)
+		s.unit, err = l.startUnit(p, l.serviceUnitSpec(s, files), s)
 	}
 	for _, f := range closeAfter {
 		f.Close() // the child has its copies; ours would keep the pipes open
@@ -243,17 +248,55 @@ func (l *loop) launch(s *service, p *spawn.Prepared, err error) {
 		p.Release()
 	}
 	if err != nil {
-		code := spawn.ExitNotExecutable
-		var ee *spawn.ExecError
-		if errors.As(err, &ee) {
-			code = ee.Code()
-		}
-		l.log.Error("service cannot start", "service", s.cfg.Name, "err", err, "code", code)
-		l.exited(s, unix.WaitStatus(code<<8))
+		l.startFailed(s, err)
 		return
 	}
+	if s.unit.started {
+		l.afterStart(s)
+	} // else the unit's helper says when the command runs (serviceStarted)
+}
+
+// serviceUnitSpec is how a run of s is tracked and ends.
+func (l *loop) serviceUnitSpec(s *service, files []uintptr) unitSpec {
+	track, _ := l.resolveTrack(s.cfg.Track) // checked by build
+	if l.cfg.Init {
+		// Init mode's main is tini's child: as PID 1 the container is
+		// its unit.
+		track = config.TrackGroup
+	}
+
+	timeout := s.cfg.StopTimeout
+	if timeout < 0 {
+		timeout = l.cfg.Grace
+		if timeout == 0 {
+			timeout = config.DefaultGrace
+		}
+	}
+	return unitSpec{name: "service-" + s.cfg.Name, track: track, files: files, stopSignal: s.cfg.StopSignal, stopTimeout: timeout, killMode: s.cfg.KillMode}
+}
+
+// startFailed ends a run whose command could not be started.
+func (l *loop) startFailed(s *service, err error) {
+	code := spawn.ExitNotExecutable
+	var ee *spawn.ExecError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	}
+	l.log.Error("service cannot start", "service", s.cfg.Name, "err", err, "code", code)
+	l.exited(s, unix.WaitStatus(code<<8))
+}
+
+// serviceStarted is the news that the command of s's current run runs.
+func (l *loop) serviceStarted(s *service, u *unit) {
+	if s.unit == u {
+		l.afterStart(s)
+	}
+}
+
+// afterStart begins the readiness of a run whose command runs.
+func (l *loop) afterStart(s *service) {
 	s.started = time.Now()
-	l.log.Info("service started", "service", s.cfg.Name, "pid", s.proc.Pid(), "run", s.runs)
+	l.log.Info("service started", "service", s.cfg.Name, "pid", s.unit.main, "run", s.runs, "track", string(s.unit.track))
 	if s.cfg.Ready.Exec == nil {
 		l.ready(s)
 		return
@@ -347,37 +390,59 @@ func (l *loop) probeAgain(s *service) {
 // ready marks s ready and starts what waited for it.
 func (l *loop) ready(s *service) {
 	s.everUp = true
-	l.setState(s, stateRunning, "pid", s.proc.Pid())
+	l.setState(s, stateRunning, "pid", s.unit.main)
 	l.startEligible()
 }
 
-// serviceExit is the exit of one of s's registrations: its probe, or its
-// current run. Any other handle's exit (a run that was replaced) is stale.
+// serviceExit is the exit of s's ready probe. Any other handle's exit (a
+// probe replaced) is stale.
 func (l *loop) serviceExit(s *service, e reaper.Exit) {
-	switch e.Child {
-	case s.probe:
-		s.probe = nil
-		if l.sd.active {
-			l.advanceShutdown() // the level may have waited for this probe
-			return
-		}
-		if s.state != stateStarting {
-			return
-		}
-		if e.Code() == 0 {
-			l.ready(s)
-		} else {
-			l.probeAgain(s)
-		}
-	case s.proc:
-		s.proc = nil
-		if s.probe != nil {
-			_ = s.probe.Signal(unix.SIGKILL)
-		}
-		l.exited(s, e.Status)
-	default:
+	if e.Child != s.probe {
 		l.log.Debug("exit of a replaced registration", "service", s.cfg.Name, "pid", e.Pid)
+		return
 	}
+	s.probe = nil
+	if l.sd.active {
+		l.advanceShutdown() // the level may have waited for this probe
+		return
+	}
+	if s.state != stateStarting {
+		return
+	}
+	if e.Code() == 0 {
+		l.ready(s)
+	} else {
+		l.probeAgain(s)
+	}
+}
+
+// serviceUnitEnded is the end of a run of s: nothing of it is left.
+func (l *loop) serviceUnitEnded(s *service, u *unit) {
+	if s.unit != u {
+		l.log.Debug("end of a replaced run", "service", s.cfg.Name)
+		return
+	}
+	s.unit = nil
+	if s.probe != nil {
+		_ = s.probe.Signal(unix.SIGKILL)
+	}
+	if !u.started {
+		err := u.startErr
+		if err == nil {
+			err = errors.New("the unit helper ended before starting the command")
+		}
+		l.startFailed(s, err)
+		return
+	}
+	s.leftovers = u.left
+	if u.left > 0 {
+		noun := "leftovers"
+		if u.left == 1 {
+			noun = "leftover"
+		}
+		l.log.Warn(fmt.Sprintf("service %s: %d %s killed", s.cfg.Name, u.left, noun), "service", s.cfg.Name, "leftovers", u.left)
+	}
+	l.exited(s, u.mainWS)
 }
 
 // exited decides what follows the end of a run: a restart, a backoff, or the

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/signals"
 )
@@ -63,7 +64,7 @@ func (l *loop) shutdown(reason string, code int, byMain bool) {
 	}
 	l.sd = shutdown{active: true, reason: reason, byMain: byMain && l.main != nil}
 	l.code = code
-	if l.sd.byMain && l.main.proc == nil && l.main.ended {
+	if l.sd.byMain && l.main.unit == nil && l.main.ended {
 		l.code = l.main.lastCode // it has exited already
 	}
 	if g := l.cfg.Grace; g > 0 {
@@ -72,7 +73,7 @@ func (l *loop) shutdown(reason string, code int, byMain bool) {
 	}
 	l.log.Info("shutting down", "reason", reason, "grace", l.cfg.Grace)
 	for _, s := range l.svcs {
-		if s.state == statePending || s.state == stateBackoff || (s.state == stateStarting && s.proc == nil) {
+		if s.state == statePending || s.state == stateBackoff || (s.state == stateStarting && s.unit == nil) {
 			s.gen++ // a pending start, backoff or lookup does nothing now
 			l.setState(s, stateStopped)
 		}
@@ -106,7 +107,7 @@ func (l *loop) advanceShutdown() {
 		return
 	}
 	for _, s := range l.levels[l.sd.level-1] {
-		if s.proc != nil || s.probe != nil {
+		if s.unit != nil || s.probe != nil {
 			return
 		}
 	}
@@ -121,7 +122,7 @@ func (l *loop) stopService(s *service) bool {
 	if s.probe != nil {
 		_ = s.probe.Signal(unix.SIGKILL)
 	}
-	if s.proc == nil {
+	if s.unit == nil {
 		if s.state != stateFailed {
 			l.setState(s, stateStopped)
 		}
@@ -149,16 +150,22 @@ func (l *loop) signalStop(s *service, timeout time.Duration) {
 		l.killService(s) // stop_timeout = 0: SIGKILL at once
 		return
 	case s.stopSent:
+	case s.unit.track == config.TrackGroup && s.cfg.KillMode != config.KillMainOnly && !l.cfg.Init:
+		// A group's members can be reached only while its leader is
+		// unreaped: they get the stop signal with it, not after.
+		if err := l.signalUnit(s.unit, s.cfg.StopSignal); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
+			l.appendErr(fmt.Errorf("stop %s (%s): %w", s.cfg.Name, signals.Name(s.cfg.StopSignal), err))
+		}
 	default:
 		l.signalService(s, s.cfg.StopSignal, "stop")
 	}
 	if timeout < 0 {
 		return
 	}
-	proc := s.proc
+	u := s.unit
 	l.tm.after(timeout, func() {
-		if s.proc == proc {
-			l.log.Warn("service did not stop in time: killing its group", "service", s.cfg.Name, "timeout", timeout.Round(time.Millisecond))
+		if s.unit == u {
+			l.log.Warn("service did not stop in time: killing its unit", "service", s.cfg.Name, "timeout", timeout.Round(time.Millisecond))
 			l.killService(s)
 		}
 	})
@@ -167,28 +174,23 @@ func (l *loop) signalStop(s *service, timeout time.Duration) {
 // signalService sends sig to s's process (its group with -g for main);
 // what for names the act in an error.
 func (l *loop) signalService(s *service, sig unix.Signal, what string) {
-	if s.proc == nil {
+	if s.unit == nil {
 		return
 	}
-	var err error
-	if s == l.main && l.cfg.Group {
-		err = s.proc.SignalGroup(sig)
-	} else {
-		err = s.proc.Signal(sig)
-	}
+	err := l.signalMain(s.unit, sig, s == l.main && l.cfg.Group)
 	if err != nil && !errors.Is(err, reaper.ErrNotRunning) {
 		l.appendErr(fmt.Errorf("%s %s (%s): %w", what, s.cfg.Name, signals.Name(sig), err))
 	}
 }
 
-// killService SIGKILLs the process group of s, through its handle: only
-// while its leader is unreaped, when the group's number cannot be anyone
-// else's.
+// killService SIGKILLs the current run of s: its process group through
+// its leader's handle, only while the leader is unreaped (when the group's
+// number cannot be anyone else's), or all of its unit through its helper.
 func (l *loop) killService(s *service) {
-	if s.proc == nil {
+	if s.unit == nil {
 		return
 	}
-	if err := s.proc.SignalGroup(unix.SIGKILL); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
+	if err := l.killUnit(s.unit); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
 		l.appendErr(fmt.Errorf("kill %s: %w", s.cfg.Name, err))
 	}
 }
@@ -233,7 +235,7 @@ func (l *loop) killAll() {
 		l.killService(s)
 	}
 	for _, j := range l.jobs.RunningJobs() {
-		l.signalJob(j, unix.SIGKILL, true)
+		l.killJob(j)
 	}
 	l.appendErr(l.signalAll(unix.SIGKILL))
 	if l.gone() {
@@ -252,7 +254,7 @@ func (l *loop) killAll() {
 // reached the loop, and tend has no child at all.
 func (l *loop) gone() bool {
 	for _, s := range l.svcs {
-		if s.proc != nil || s.probe != nil {
+		if s.unit != nil || s.probe != nil {
 			return false
 		}
 	}

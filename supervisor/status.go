@@ -16,9 +16,10 @@ import (
 func serviceStatus(s *service) api.Service {
 	out := api.Service{Name: s.cfg.Name, State: string(s.state), Runs: s.runs,
 		Critical: s.cfg.Critical, Ready: s.state == stateRunning, Since: s.since}
-	if s.proc != nil {
-		pid := s.proc.Pid()
-		out.PID = &pid
+	out.PID = unitPid(s.unit)
+	out.LeftoversKilled = s.leftovers
+	if s.unit != nil {
+		out.Track = string(s.unit.track)
 	}
 	if s.ended { // of the last run that ended, also while the next one runs
 		code := s.lastCode
@@ -53,7 +54,7 @@ func (l *loop) serviceOp(name, op string, sig unix.Signal) error {
 	}
 	switch op {
 	case "signal":
-		if s.proc == nil {
+		if s.unit == nil {
 			return api.Errorf(http.StatusConflict, "service %q is %s, not running", name, s.state)
 		}
 		l.log.Info("signal from the API", "service", name, "sig", signals.Name(sig))
@@ -64,7 +65,7 @@ func (l *loop) serviceOp(name, op string, sig unix.Signal) error {
 	case "start":
 		return l.apiStart(s)
 	case "restart":
-		if s.proc == nil {
+		if s.unit == nil {
 			return l.apiStart(s)
 		}
 		s.restartAfterStop = true
@@ -76,7 +77,7 @@ func (l *loop) serviceOp(name, op string, sig unix.Signal) error {
 // apiStop is POST /v1/services/{name}/stop: the stop signal, SIGKILL after
 // its stop_timeout (or [shutdown] grace), and no restart after.
 func (l *loop) apiStop(s *service) error {
-	if s.proc == nil {
+	if s.unit == nil {
 		if s.state == stateStopped || s.state == stateFailed {
 			return api.Errorf(http.StatusConflict, "service %q is already %s", s.cfg.Name, s.state)
 		}

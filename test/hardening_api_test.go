@@ -284,7 +284,7 @@ func TestHardeningStalledEventReader(t *testing.T) {
 			defer wg.Done()
 			for i := w; i < jobs; i += 8 {
 				code := i % 256
-				j, err := c.Spawn(ctx, api.JobRequest{Argv: []string{"sh", "-c", fmt.Sprintf("exit %d", code)}, Labels: map[string]string{"x": strings.Repeat("y", 200)}}, nil)
+				j, err := c.Spawn(ctx, api.JobRequest{Track: "group", Argv: []string{"sh", "-c", fmt.Sprintf("exit %d", code)}, Labels: map[string]string{"x": strings.Repeat("y", 200)}}, nil)
 				if err == nil {
 					j, err = c.Wait(ctx, j.ID, 0)
 				}
@@ -354,7 +354,7 @@ func TestHardeningTenThousandJobs(t *testing.T) {
 			defer cancel()
 			for i := w; i < jobs; i += clients {
 				code := (i * 7) % 256
-				j, err := c.Spawn(ctx, api.JobRequest{Argv: []string{"sh", "-c", fmt.Sprintf("exit %d", code)}}, nil)
+				j, err := c.Spawn(ctx, api.JobRequest{Track: "group", Argv: []string{"sh", "-c", fmt.Sprintf("exit %d", code)}}, nil)
 				if err == nil {
 					j, err = c.Wait(ctx, j.ID, 0)
 				}

@@ -21,32 +21,59 @@ import (
 var jobIDRe = regexp.MustCompile(`^j-[0-9a-f]+$`)
 
 // TestJobsParentIsPID1 runs a job that reports its PPid on the pipe passed
-// as its stdout: tend, PID 1, is its parent, whoever asked for it.
+// as its stdout: tend, PID 1, is its parent, whoever asked for it; with the
+// subreaper track its parent is its unit's helper, tend's own child, which
+// runs tend's binary.
 func TestJobsParentIsPID1(t *testing.T) {
 	t.Parallel()
-	jt := startJobsTend(t, opts{}, "")
-	r, w := mustPipe(t)
-	defer r.Close()
-	j := jt.spawn(t, api.JobRequest{
-		Argv:  []string{"sh", "-c", `sed -n 's/^PPid:[[:space:]]*//p' /proc/$$/status; echo "sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$"`},
-		Stdio: []int{1},
-	}, w)
-	w.Close() // tend closed its copy after the start: EOF comes with the job's end
-	out := readAllWithin(t, r)
-	if j := jt.waitJob(t, j.ID); jobsExact(j, 0) != nil {
-		t.Error(jobsExact(j, 0))
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || lines[0] != "1" {
-		t.Fatalf("job's output %q; want PPid 1 first", out)
-	}
-	// setsid: the job leads a session of its own.
-	var sid, pid int
-	if _, err := fmt.Sscanf(lines[1], "sid=%d pid=%d", &sid, &pid); err != nil {
-		t.Fatalf("job: %q: %v", lines[1], err)
-	}
-	if sid != pid {
-		t.Errorf("job: %q; want its own session (sid = pid)", lines[1])
+	for _, track := range []string{"group", "subreaper"} {
+		t.Run(track, func(t *testing.T) {
+			jt := startJobsTend(t, opts{}, "")
+			r, w := mustPipe(t)
+			defer r.Close()
+			j := jt.spawn(t, api.JobRequest{
+				Argv: []string{"sh", "-c", `pp=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$$/status); echo $pp
+					sed -n 's/^PPid:[[:space:]]*//p' /proc/$pp/status; readlink /proc/$pp/exe
+					echo "sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$"`},
+				Stdio: []int{1},
+				Track: track,
+			}, w)
+			w.Close() // tend closed its copy after the start: EOF comes with the job's end
+			out := readAllWithin(t, r)
+			rec := jt.waitJob(t, j.ID)
+			if err := jobsExact(rec, 0); err != nil {
+				t.Error(err)
+			}
+			if rec.Track != track {
+				t.Errorf("record's track %q, want %q", rec.Track, track)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 4 {
+				t.Fatalf("job's output %q; want 4 lines", out)
+			}
+			switch track {
+			case "group":
+				if lines[0] != "1" {
+					t.Fatalf("job's output %q; want PPid 1 first", out)
+				}
+			case "subreaper":
+				exe, err := filepath.EvalSymlinks(tendBin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if lines[0] == "1" || lines[1] != "1" || lines[2] != exe {
+					t.Fatalf("job's output %q; want a parent (not 1) whose parent is 1, running %s", out, exe)
+				}
+			}
+			// setsid: the job leads a session of its own.
+			var sid, pid int
+			if _, err := fmt.Sscanf(lines[3], "sid=%d pid=%d", &sid, &pid); err != nil {
+				t.Fatalf("job: %q: %v", lines[3], err)
+			}
+			if sid != pid {
+				t.Errorf("job: %q; want its own session (sid = pid)", lines[3])
+			}
+		})
 	}
 }
 

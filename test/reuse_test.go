@@ -3,6 +3,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -22,8 +23,23 @@ import (
 // record must keep its own exit. Run them with TEND_PIDFD=0 too: tend then
 // has no pidfds and relies on its registry rule alone.
 
+// reuseCtx bounds a whole scenario's requests: its iterations together,
+// each bounded by jobsWait on its own, may take longer than jobsWait.
+func reuseCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // reuseN is the iterations of each scenario.
 const reuseN = 40
+
+// reuseTrack makes every unit of these tests a group unit: tend's own child
+// is then the target, whose number B takes, and the watcher (in a session
+// of its own) is outside the target's unit. Under the subreaper track the
+// target is the helper's child and the watcher would be part of the unit;
+// the helper's own pid-reuse rule is tested in unit/helper (pidns_test.go).
+const reuseTrack = "[defaults]\ntrack = \"group\"\n"
 
 // TestReuseJobTimeout: job A's timeout falls just as A (sleep 0.1) ends by
 // itself, from a little before to a little after; B (sleep 0.3) takes A's
@@ -33,7 +49,7 @@ const reuseN = 40
 // sent as A was already exiting) or the timeout's SIGTERM (reason
 // timeout), never B's.
 func TestReuseJobTimeout(t *testing.T) {
-	jt := startJobsTend(t, reuseOpts, "[jobs]\nstop_grace = \"100ms\"\n")
+	jt := startJobsTend(t, reuseOpts, reuseTrack+"[jobs]\nstop_grace = \"100ms\"\n")
 	reuseLoad(t, jt.sock, 4)
 	k := newReuseKit(t)
 	reused, timedOut, lateTerm := 0, 0, 0
@@ -78,10 +94,10 @@ func TestReuseJobTimeout(t *testing.T) {
 // next ones race that exit. Every answer is 200 while A runs, then 409
 // (never a 200 again); B never gets the signal; A's record is its own.
 func TestReuseJobSignal(t *testing.T) {
-	jt := startJobsTend(t, reuseOpts, "")
+	jt := startJobsTend(t, reuseOpts, reuseTrack)
 	reuseLoad(t, jt.sock, 4)
 	k := newReuseKit(t)
-	ctx := jobsCtx(t)
+	ctx := reuseCtx(t)
 	reused, refusedTotal := 0, 0
 	for i := range reuseN {
 		tag := fmt.Sprintf("b%d", i)
@@ -153,9 +169,9 @@ command = ["/bin/sh", "-c", %s]
 restart = "never"
 stop_timeout = "100ms"
 `, svQuote("read T < "+tagFile+" || T=boot; "+k.launch("$T", "0.3")+"exec /bin/sleep 0.1"))
-	jt := startJobsTend(t, reuseOpts, cfg)
+	jt := startJobsTend(t, reuseOpts, reuseTrack+cfg)
 	reuseLoad(t, jt.sock, 4)
-	ctx := jobsCtx(t)
+	ctx := reuseCtx(t)
 	svc := func() api.Service {
 		st, err := jt.client.Status(ctx)
 		if err != nil {
@@ -259,7 +275,7 @@ command = ["/bin/sleep", "100000"]
 	r, sock := hConfig(t, reuseOpts, dir, cfg, "-vv")
 	jt := &jobsTend{tendRun: r, dir: dir, sock: sock, client: hClient(t, sock)}
 	reuseLoad(t, sock, 4)
-	ctx := jobsCtx(t)
+	ctx := reuseCtx(t)
 	web := func() api.Service {
 		st, err := jt.client.Status(ctx)
 		if err != nil {

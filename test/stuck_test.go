@@ -160,8 +160,9 @@ backoff = "100ms"
 		t.Errorf("victim killed with SIGKILL ran again after %v, want within 1s (backoff 100ms)", d)
 	}
 
-	// Orphans are reaped.
-	j, err := c.Spawn(ctx, api.JobRequest{Argv: []string{"/bin/sh", "-c",
+	// Orphans are reaped. A group job: its orphans are tend's to reap (a
+	// subreaper job's would be its helper's).
+	j, err := c.Spawn(ctx, api.JobRequest{Track: "group", Argv: []string{"/bin/sh", "-c",
 		"i=0; while [ $i -lt 20 ]; do (/bin/sleep 0.05 &); i=$((i+1)); done"}}, nil)
 	if err != nil {
 		t.Fatalf("spawn the orphan maker: %v", err)

@@ -123,7 +123,7 @@ func TestSupervisorStopTimeout(t *testing.T) {
 			}
 			// Its own stop_timeout or the end of the grace, whichever
 			// fires first when they fall together, sends the SIGKILL.
-			killed := svLog(stderr, "service did not stop in time: killing its group", "stubborn") +
+			killed := svLog(stderr, "service did not stop in time: killing its unit", "stubborn") +
 				svLog(stderr, "shutdown grace over: killing every process", "")
 			if killed == 0 || !strings.Contains(stderr, `msg="service exited" service=stubborn code=137`) {
 				t.Errorf("stubborn was not SIGKILLed; stderr:\n%s", stderr)
@@ -184,7 +184,9 @@ func TestSupervisorNotPID1(t *testing.T) {
 	script := `for i in 1 2 3; do (sleep 0.1 &); done; ` +
 		`setsid sh -c 'trap "" TERM; echo $$ > "$D/stray.pid"; exec sleep 1000' & ` +
 		`until [ -s "$D/stray.pid" ]; do sleep 0.01; done; echo > "$D/maker.up"; exec sleep 1000`
-	r := svStart(t, opts{}, dir, svShell("maker", dir, script), "-w", "--cleanup-grace", "300ms")
+	// A group unit: its orphans are tend's, as a subreaper unit's would be
+	// its helper's (TestTrackLeftoversDieWithTheirService).
+	r := svStart(t, opts{}, dir, groupTrack+svShell("maker", dir, script), "-w", "--cleanup-grace", "300ms")
 	svUp(t, r, dir, "maker")
 	svPoll(t, r, svWait, "3 orphans reaped", func() bool { return len(reapedPids(t, r.stderrNow())) >= 3 })
 	for _, c := range childrenOf(r.pid()) {
@@ -230,7 +232,9 @@ func TestSupervisorSweep(t *testing.T) {
 			dir := t.TempDir()
 			script := `setsid sh -c 'trap "" TERM; echo $$ > "$D/stray.pid"; exec sleep 1000' & ` +
 				`until [ -s "$D/stray.pid" ]; do sleep 0.01; done; echo > "$D/maker.up"; exec sleep 1000`
-			r := svStart(t, opts{pid1: true}, dir, "[shutdown]\ngrace = "+svQuote(tc.grace)+"\n"+svShell("maker", dir, script), tc.flags...)
+			// A group unit: the orphans outlive it and are the sweep's
+			// (a subreaper unit stops its own, within its stop_timeout).
+			r := svStart(t, opts{pid1: true}, dir, groupTrack+"[shutdown]\ngrace = "+svQuote(tc.grace)+"\n"+svShell("maker", dir, script), tc.flags...)
 			svUp(t, r, dir, "maker")
 			code, took := svTermAndExit(t, r)
 			stderr := r.stderrAll()
@@ -286,3 +290,7 @@ func TestSupervisorStopSignal(t *testing.T) {
 		t.Errorf("the service got %q, want only its stop_signal USR2", got)
 	}
 }
+
+// groupTrack makes a config's units group units: tend's child is the
+// command, and what it orphans is reparented to tend.
+const groupTrack = "[defaults]\ntrack = \"group\"\n"

@@ -67,6 +67,8 @@ type Subreaper struct {
 	StopTimeout time.Duration  // then SIGKILL; 0: at once
 	KillMode    KillMode       // "": KillUnit
 	NProc       int            // > 0: RLIMIT_NPROC soft = hard = NProc for the command
+	Setsid      bool           // the command leads a session (jobs), not only a group
+	CtlFD       int            // the control socket's fd in the helper; 0: FDControl
 }
 
 // Exec describes a helper in exec-trampoline mode. tend starts it as root,
@@ -76,7 +78,8 @@ type Exec struct {
 	Argv []string
 	Env  []string
 
-	Cgroup bool                // join the cgroup of fd FDCgroup
+	Cgroup bool                // join the cgroup of fd FDCgroup (CtlFD+1 when CtlFD is set)
+	CtlFD  int                 // the report socket's fd; 0: FDControl
 	NProc  int                 // > 0: RLIMIT_NPROC soft = hard = NProc
 	Cred   *syscall.Credential // nil: stay root; Groups set unless NoSetGroups
 }
@@ -102,14 +105,31 @@ func (s Subreaper) Args() (argv, env []string, err error) {
 	if s.NProc > 0 {
 		opts = append(opts, opt(boot.OptNProc, s.NProc))
 	}
+	if s.Setsid {
+		opts = append(opts, opt(boot.OptSetsid, 1))
+	}
+	if s.CtlFD != 0 && s.CtlFD != FDControl {
+		if s.CtlFD < FDControl {
+			return nil, nil, fmt.Errorf("unit helper: control fd %d would sit on stdio", s.CtlFD)
+		}
+		opts = append(opts, opt(boot.OptCtlFD, s.CtlFD))
+	}
 	return build(boot.ModeSubreaper, opts, s.Path, s.Argv, s.Env)
 }
 
 // Args returns the helper's argv and environment for e.
 func (e Exec) Args() (argv, env []string, err error) {
 	var opts []string
+	cg := FDCgroup
+	if e.CtlFD != 0 && e.CtlFD != FDControl {
+		if e.CtlFD < FDControl {
+			return nil, nil, fmt.Errorf("unit helper: report fd %d would sit on stdio", e.CtlFD)
+		}
+		opts = append(opts, opt(boot.OptCtlFD, e.CtlFD))
+		cg = e.CtlFD + 1
+	}
 	if e.Cgroup {
-		opts = append(opts, opt(boot.OptCgroup, FDCgroup))
+		opts = append(opts, opt(boot.OptCgroup, cg))
 	}
 	if e.NProc > 0 {
 		opts = append(opts, opt(boot.OptNProc, e.NProc))

@@ -66,6 +66,9 @@ func init() {
 // run runs the helper in mode with its options and returns its exit code.
 func run(mode string, args []string) int {
 	o, err := parseOptions(args)
+	if err == nil && o.ctlFD != 0 {
+		ctlFD = o.ctlFD
+	}
 	if err != nil {
 		say("tend-unit-helper: " + err.Error())
 		report(ctlFD, failed(syscall.EINVAL, "usage"))

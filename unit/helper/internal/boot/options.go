@@ -13,6 +13,8 @@ const (
 	OptStopTimeout = "stop-timeout-ms" // subreaper: then SIGKILL
 	OptKillMode    = "kill-mode"       // subreaper: KillUnit or KillMainOnly
 	OptNProc       = "nproc"           // both: RLIMIT_NPROC soft = hard
+	OptCtlFD       = "ctl-fd"          // both: the control (report) socket's fd when not 3
+	OptSetsid      = "setsid"          // subreaper: 1: the command leads a session, not only a group
 	OptCgroup      = "cgroup"          // exec: fd of the unit's cgroup directory
 	OptUID         = "uid"             // exec: setuid
 	OptGID         = "gid"             // exec: setgid
@@ -25,8 +27,10 @@ const (
 	KillMainOnly = "main-only" // exit at once; leftovers reparent to tend
 )
 
-// ctlFD is the control socket (subreaper) or the report socket (exec).
-const ctlFD = 3
+// ctlFD is the control socket (subreaper) or the report socket (exec): 3,
+// or OptCtlFD's when the command inherits fds of its own from 3 on. Set
+// once by run, before anything uses it.
+var ctlFD = 3
 
 // options are the parsed argv of either mode; -1 means not given.
 type options struct {
@@ -34,6 +38,8 @@ type options struct {
 	stopTimeout int64 // milliseconds
 	mainOnly    bool
 	nproc       int64
+	setsid      bool
+	ctlFD       int
 	cgroupFD    int
 	uid, gid    int
 	groups      []int
@@ -88,6 +94,16 @@ func (o *options) set(word string) error {
 		o.mainOnly = val == KillMainOnly
 	case OptNProc:
 		o.nproc = n
+	case OptCtlFD:
+		if n < 3 || n > 1<<20 {
+			return errors.New("bad option " + word)
+		}
+		o.ctlFD = int(n)
+	case OptSetsid:
+		if n != 0 && n != 1 {
+			return errors.New("bad option " + word)
+		}
+		o.setsid = n == 1
 	case OptCgroup:
 		o.cgroupFD = int(n)
 	case OptUID:

@@ -47,8 +47,9 @@ func runSubreaper(o *options) int {
 		Files: []uintptr{0, 1, 2},
 		// Its own process group, as tini gives its child: a `kill 0` in the
 		// unit then never reaches the helper (which would pass it on: a
-		// second delivery), and the main's group can be signalled.
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+		// second delivery), and the main's group can be signalled. A job
+		// leads its own session, as it would as tend's direct child.
+		Sys: &syscall.SysProcAttr{Setpgid: !o.setsid, Setsid: o.setsid},
 	}
 	pid, err := syscall.ForkExec(o.path, o.argv, attr)
 	if err != nil {

@@ -1,0 +1,465 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/config"
+	"github.com/tendinit/tend/jobs"
+	"github.com/tendinit/tend/reaper"
+	"github.com/tendinit/tend/spawn"
+	"github.com/tendinit/tend/unit/cgroup"
+	"github.com/tendinit/tend/unit/helper"
+)
+
+// unit is one service run or one job: the command tend started and all it
+// starts in turn (DESIGN.md §1.11). How its processes are tracked is its
+// track:
+//   - group: tend's child is the command, leading its own process group or
+//     session; the group is reached through the child's handle while the
+//     child is unreaped; a process that leaves the group escapes.
+//   - subreaper: tend's child is a unit helper (unit/helper), the unit's own
+//     subreaper, which starts the command, reports its raw wait status, and
+//     signals, stops and sweeps the unit when told; whatever the unit forks
+//     or setsids stays its descendant. tend never SIGKILLs the helper: it
+//     asks it to kill, and only past a bounded deadline kills the helper's
+//     tree itself.
+//
+// The unit ends when nothing of it is left: the group leader (group) or the
+// helper (subreaper) has been reaped. Only then does its owner learn of the
+// end, with the main process's status: a restart never overlaps leftovers
+// of the run before. Owned by the loop.
+type unit struct {
+	track config.Track
+	owner any           // *service or *jobs.Job
+	proc  *reaper.Child // tend's child: the command, or the helper
+	conn  *helper.Conn  // subreaper: the helper's control socket
+
+	main     int             // the command's pid; 0 until known
+	started  bool            // the command has been exec'd
+	mainDone bool            // the command has exited: mainWS is its status
+	mainWS   unix.WaitStatus // raw, as wait4 gave it to whoever reaped it
+	left     int             // leftovers killed after the main process ended
+	startErr error           // why the command could not be started (subreaper)
+	ended    bool
+	rescue   uint64 // timer: kill the helper's tree if it has not ended the unit
+
+	// subreaper: the unit ends when the helper has been reaped and its
+	// socket read to EOF, whichever comes last: the reaper and the relay
+	// are two paths into the loop, and the helper's last messages (the
+	// command's status) may arrive after its own exit.
+	helperExit *reaper.Exit
+	relayDone  bool
+	drain      uint64 // timer: stop waiting for EOF (a leaked socket)
+
+	// cgroup: the unit's own cgroup; the unit ends when its main has been
+	// reaped (exit) and the cgroup is empty.
+	cg        *cgroup.Group
+	spec      unitSpec
+	exit      *reaper.Exit
+	populated bool
+	sweep     uint64 // timer: cgroup.kill of the leftovers
+}
+
+// unitSpec is what a unit needs beyond its prepared command.
+type unitSpec struct {
+	name        string // for its cgroup's name
+	track       config.Track
+	files       []uintptr // stdio
+	stopSignal  unix.Signal
+	stopTimeout time.Duration // for leftovers once the main process ends
+	killMode    config.KillMode
+}
+
+// helperRescue is how long past its own deadline tend gives a unit helper
+// to end its unit before tend kills the helper's tree itself.
+const helperRescue = 5 * time.Second
+
+// resolveTrack is the track a unit gets: auto picks the best available;
+// a track asked for by name that cannot be had here is an error naming
+// why, never a silent downgrade. It reads only settings fixed at start:
+// safe off the loop.
+func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
+	if t == "" {
+		t = l.cfg.File.Defaults.Track
+	}
+	switch t {
+	case config.TrackAuto, "":
+		switch {
+		case l.cg.h != nil:
+			return config.TrackCgroup, nil
+		case l.helperOK:
+			return config.TrackSubreaper, nil
+		}
+		return config.TrackGroup, nil
+	case config.TrackCgroup:
+		if l.cg.h == nil {
+			return "", fmt.Errorf("track %q: not available: %v", t, l.cg.err)
+		}
+	case config.TrackSubreaper:
+		if !l.helperOK {
+			return "", fmt.Errorf("track %q: the unit helper cannot be started: %s is not there", t, helper.Exe)
+		}
+	}
+	return t, nil
+}
+
+// startUnit forks p as a unit owned by owner. For a group unit the command
+// runs when it returns (started); a subreaper unit's command is exec'd by
+// its helper, which says so later (unitMessage).
+func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, error) {
+	u := &unit{track: us.track, owner: owner, spec: us}
+	q := p.WithFiles(us.files)
+	if u.track == config.TrackCgroup {
+		if err := l.newUnitCgroup(u, us.name); err != nil {
+			return nil, err
+		}
+		if !l.cg.clone3 {
+			return l.startTrampoline(u, p, q)
+		}
+		cq := q.InCgroup(u.cg.FD())
+		c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(cq, pidfd) }, u)
+		if err != nil {
+			l.cg.w.Unwatch(u.cg)
+			u.cg.Remove()
+			return nil, err
+		}
+		u.proc, u.main, u.started = c, c.Pid(), true
+		return u, nil
+	}
+	if u.track != config.TrackSubreaper {
+		c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(q, pidfd) }, u)
+		if err != nil {
+			return nil, err
+		}
+		u.proc, u.main, u.started = c, c.Pid(), true
+		return u, nil
+	}
+	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
+		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
+		Setsid: p.Spec().Setsid}
+	// The control socket goes after the stdio and any fds passed on at
+	// their own numbers (socket activation): where Via puts it.
+	_, hs.CtlFD = q.Via(helper.Exe, nil, nil, 0)
+	argv, env, err := hs.Args()
+	if err != nil {
+		return nil, err
+	}
+	mine, theirs, err := helper.Socketpair()
+	if err != nil {
+		return nil, err
+	}
+	hq, _ := q.Via(helper.Exe, argv, env, theirs.Fd())
+	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
+	theirs.Close() // the helper has its copy
+	if err != nil {
+		mine.Close()
+		return nil, err
+	}
+	u.proc, u.conn = c, helper.NewConn(mine)
+	go l.relay(u)
+	return u, nil
+}
+
+// startTrampoline starts a cgroup unit without clone3: tend's child runs
+// the helper's exec mode as root, which joins the unit's cgroup (fd
+// FDCgroup) before anything else, drops to the unit's credentials and
+// becomes the command. Its report socket says why it failed, or reaches
+// EOF at the exec: only then is the command started.
+func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
+	fail := func(err error) (*unit, error) {
+		l.cg.w.Unwatch(u.cg)
+		u.cg.Remove()
+		return nil, err
+	}
+	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: true, Cred: q.Cred()}
+	// The report socket and the cgroup's fd go after the stdio and any
+	// fds passed on at their own numbers: where Via puts them.
+	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)
+	argv, env, err := he.Args()
+	if err != nil {
+		return fail(err)
+	}
+	mine, theirs, err := helper.Socketpair()
+	if err != nil {
+		return fail(err)
+	}
+	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, theirs.Fd(), uintptr(u.cg.FD()))
+	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
+	theirs.Close()
+	if err != nil {
+		mine.Close()
+		return fail(err)
+	}
+	u.proc, u.main, u.conn = c, c.Pid(), helper.NewConn(mine)
+	go l.relay(u)
+	return u, nil
+}
+
+// relay posts a helper's messages to the loop, in order, then its EOF.
+func (l *loop) relay(u *unit) {
+	for m := range u.conn.Messages() {
+		l.post(func() { l.unitMessage(u, m) }, nil)
+	}
+	l.post(func() { l.unitRelayDone(u) }, nil)
+}
+
+// helperDrain bounds the wait for a reaped helper's EOF. Its datagrams are
+// queued before it exits, so EOF follows at once unless a process that
+// outlived it still holds the socket (it cannot, close-on-exec; this is
+// the belt to that).
+const helperDrain = time.Second
+
+// unitRelayDone: the helper's socket is read to the end.
+func (l *loop) unitRelayDone(u *unit) {
+	u.relayDone = true
+	if u.cg != nil && !u.started && u.startErr == nil && !u.ended {
+		// The trampoline's socket closed at its exec: the command runs
+		// (or ran: its exit may be here already).
+		u.started = true
+		l.unitStarted(u)
+	}
+	if u.helperExit != nil && !u.ended {
+		l.unitReaped(u, *u.helperExit)
+	}
+}
+
+// unitMessage handles one message of a unit's helper.
+func (l *loop) unitMessage(u *unit, m helper.Message) {
+	if u.ended {
+		return
+	}
+	switch m.Kind {
+	case helper.Started:
+		u.main, u.started = m.PID, true
+		l.unitStarted(u)
+	case helper.Failed:
+		if u.started { // the helper exits now: its end reports this
+			break
+		}
+		switch {
+		case m.Path == "setup":
+			u.startErr = fmt.Errorf("unit helper setup: %w", m.Errno)
+		case m.Errno == unix.EAGAIN:
+			// fork(2) in the helper met pids.max or RLIMIT_NPROC: a
+			// limit, not the command's fault, as in a direct start.
+			u.startErr = fmt.Errorf("fork %s: %w", m.Path, m.Errno)
+		default:
+			u.startErr = &spawn.ExecError{Path: m.Path, Err: m.Errno}
+		}
+	case helper.Exited:
+		u.mainDone, u.mainWS = true, unix.WaitStatus(m.Status)
+		l.unitMainExited(u)
+	case helper.Left:
+		u.left = m.N
+	case helper.Invalid:
+		l.log.Warn("unit helper", "err", m.Err)
+	}
+}
+
+// unitExit is the exit of a unit's child (the command, or its helper): for
+// group units and for helpers, the end of the unit.
+func (l *loop) unitExit(u *unit, e reaper.Exit) {
+	if u.conn != nil && !u.relayDone {
+		u.helperExit = &e
+		u.drain = l.tm.after(helperDrain, func() {
+			u.drain = 0
+			if !u.ended {
+				l.log.Warn("unit helper's socket still open after its exit: ending the unit", "pid", e.Pid)
+				l.unitReaped(u, e)
+			}
+		})
+		return
+	}
+	l.unitReaped(u, e)
+}
+
+// unitReaped: u's child has been reaped and its messages, if any, taken.
+// A cgroup unit ends once its cgroup is empty too.
+func (l *loop) unitReaped(u *unit, e reaper.Exit) {
+	if u.cg != nil {
+		if u.drain != 0 {
+			l.tm.cancel(u.drain)
+			u.drain = 0
+		}
+		if u.conn != nil {
+			u.conn.Close()
+		}
+		u.exit, u.mainDone, u.mainWS = &e, true, e.Status
+		l.cgroupMainExited(u)
+		return
+	}
+	l.endUnit(u, e)
+}
+
+// endUnit ends u: its child (the command, or the helper) has been reaped,
+// and a helper's messages have all been taken.
+func (l *loop) endUnit(u *unit, e reaper.Exit) {
+	if u.drain != 0 {
+		l.tm.cancel(u.drain)
+		u.drain = 0
+	}
+	if !u.mainDone {
+		// group: this is the main process. subreaper: the helper died
+		// without saying how the command ended; its own status it is.
+		u.mainDone, u.mainWS = true, e.Status
+		if !u.started && u.startErr == nil {
+			u.startErr = fmt.Errorf("the unit helper ended before its command started: %s", reaper.Describe(e.Status))
+		}
+	}
+	u.ended = true
+	if u.rescue != 0 {
+		l.tm.cancel(u.rescue)
+		u.rescue = 0
+	}
+	if u.conn != nil {
+		u.conn.Close()
+	}
+	switch o := u.owner.(type) {
+	case *service:
+		l.serviceUnitEnded(o, u)
+	case *jobs.Job:
+		l.jobUnitEnded(o, u)
+	}
+}
+
+// unitStarted tells u's owner that its command runs.
+func (l *loop) unitStarted(u *unit) {
+	switch o := u.owner.(type) {
+	case *service:
+		l.serviceStarted(o, u)
+	case *jobs.Job:
+		l.jobStarted(o, u)
+	}
+}
+
+// unitMainExited notes that a unit's command has exited while the unit
+// lives on, sweeping its leftovers (subreaper, cgroup). A job's exit is
+// recorded now: its waiter learns the command's status when the command
+// ends, not when the last leftover is gone; its slot is free again.
+func (l *loop) unitMainExited(u *unit) {
+	l.log.Debug("main process exited, unit still ending", "pid", u.main, "status", reaper.Describe(u.mainWS))
+	if j, ok := u.owner.(*jobs.Job); ok && j.Run == u && u.started {
+		l.jobExited(j, u)
+	}
+}
+
+// signalMain sends sig to u's main process; with group, to its process
+// group (the main leads one).
+func (l *loop) signalMain(u *unit, sig unix.Signal, group bool) error {
+	if u == nil || u.ended || u.mainDone {
+		return reaper.ErrNotRunning
+	}
+	if u.track != config.TrackSubreaper {
+		if group {
+			return u.proc.SignalGroup(sig)
+		}
+		return u.proc.Signal(sig)
+	}
+	if !u.started {
+		return reaper.ErrNotRunning
+	}
+	if group {
+		return l.helperSend(u, func() error { return u.conn.Tree(sig) })
+	}
+	return l.helperSend(u, func() error { return u.conn.Signal(sig) })
+}
+
+// signalUnit sends sig to every process of u that tend can reach: the
+// group while its leader lives, or all of the helper's unit.
+func (l *loop) signalUnit(u *unit, sig unix.Signal) error {
+	if u == nil || u.ended {
+		return reaper.ErrNotRunning
+	}
+	switch u.track {
+	case config.TrackCgroup:
+		return u.cg.Signal(sig) // everything in it is the unit's
+	case config.TrackSubreaper:
+		return l.helperSend(u, func() error { return u.conn.Tree(sig) })
+	}
+	return u.proc.SignalGroup(sig)
+}
+
+// killUnit SIGKILLs every process of u: the group through its leader's
+// handle, or by the helper, which exits once its unit is empty; a helper
+// that has not ended its unit helperRescue later has its tree killed by
+// tend.
+func (l *loop) killUnit(u *unit) error {
+	if u == nil || u.ended {
+		return reaper.ErrNotRunning
+	}
+	if u.track == config.TrackCgroup {
+		return u.cg.Kill()
+	}
+	if u.track != config.TrackSubreaper {
+		return u.proc.SignalGroup(unix.SIGKILL)
+	}
+	err := l.helperSend(u, u.conn.Kill)
+	l.armRescue(u, helperRescue)
+	return err
+}
+
+// stopUnit asks u to stop as a whole: sig to every process, SIGKILL to what
+// is left after timeout. Only a helper can do it for all; a group unit gets
+// sig on its group and the SIGKILL from the caller's own timer.
+func (l *loop) stopUnit(u *unit, sig unix.Signal, timeout time.Duration) error {
+	if u == nil || u.ended {
+		return reaper.ErrNotRunning
+	}
+	if u.track == config.TrackCgroup {
+		return u.cg.Signal(sig)
+	}
+	if u.track != config.TrackSubreaper {
+		return u.proc.SignalGroup(sig)
+	}
+	err := l.helperSend(u, func() error { return u.conn.Stop(syscall.Signal(sig), timeout) })
+	l.armRescue(u, timeout+helperRescue)
+	return err
+}
+
+// helperSend sends one command to u's helper. A helper that is gone (its
+// exit not yet taken) gives ErrNotRunning, as a reaped child would.
+func (l *loop) helperSend(u *unit, send func() error) error {
+	if u.proc.Reaped() {
+		return reaper.ErrNotRunning
+	}
+	if err := send(); err != nil {
+		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, os.ErrClosed) {
+			return reaper.ErrNotRunning
+		}
+		return err
+	}
+	return nil
+}
+
+// armRescue makes sure that, d from now, a helper still there has its
+// whole tree killed by tend: the helper's handle pins its number, and its
+// descendants are reached through checked pidfds.
+func (l *loop) armRescue(u *unit, d time.Duration) {
+	if u.rescue != 0 {
+		return
+	}
+	u.rescue = l.tm.after(d, func() {
+		u.rescue = 0
+		if !u.ended {
+			n := u.proc.SignalTree(unix.SIGKILL)
+			l.log.Warn("unit helper did not end its unit in time: killed its tree", "pid", u.proc.Pid(), "processes", n)
+		}
+	})
+}
+
+// unitPid is the pid to show for u: the command's once known.
+func unitPid(u *unit) *int {
+	if u == nil || u.ended || u.main == 0 || u.mainDone {
+		return nil
+	}
+	pid := u.main
+	return &pid
+}
