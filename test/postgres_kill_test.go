@@ -32,7 +32,7 @@ func TestPostgresKillNineRecovers(t *testing.T) {
 	port := pgFreePort(t)
 	sock := filepath.Join(dir, "tend.sock")
 	path := filepath.Join(dir, "tend.toml")
-	if err := os.WriteFile(path, []byte(pgConfig(t, data, run, sock, port)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("[defaults]\ntrack = \"subreaper\"\n"+pgConfig(t, data, run, sock, port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := startTend(t, opts{pid1: true}, "-v", "--config", path)
