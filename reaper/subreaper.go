@@ -35,15 +35,21 @@ func IsSubreaper() (bool, error) {
 // Descendants lists every live descendant of this process, children first,
 // from /proc/PID/task/TID/children (proc(5); needs CONFIG_PROC_CHILDREN). It
 // is a snapshot: a process may exit or fork right after it is read.
-func Descendants() ([]int, error) {
+func Descendants() ([]int, error) { return DescendantsOf(os.Getpid(), 0) }
+
+// DescendantsOf lists the live descendants of root, children first, at
+// most max of them (max <= 0: all). An error means root's own children
+// could not be read (it is gone, or /proc lacks them); a descendant that
+// goes away during the walk is skipped.
+func DescendantsOf(root, max int) ([]int, error) {
 	var out []int
 	seen := map[int]bool{}
-	queue := []int{os.Getpid()}
-	for len(queue) > 0 {
+	queue := []int{root}
+	for len(queue) > 0 && (max <= 0 || len(out) < max) {
 		pid := queue[0]
 		queue = queue[1:]
 		kids, err := children(pid)
-		if err != nil && pid == os.Getpid() {
+		if err != nil && pid == root {
 			return nil, err
 		}
 		for _, k := range kids {

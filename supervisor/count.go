@@ -9,6 +9,7 @@ import (
 
 	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/jobs"
+	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/unit/cgroup"
 )
 
@@ -98,36 +99,10 @@ func countUnits(roots []unitRoot) []*int {
 	return out
 }
 
-// descendantsOf lists pid's live descendants from /proc/PID/task/*/children.
+// descendantsOf lists pid's live descendants (none when pid is gone), at
+// most 1<<16 of them: a count is worth no more of tend's time.
 func descendantsOf(pid int) []int {
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 && len(out) < 1<<16 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range childrenOf(p) {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
-
-func childrenOf(pid int) []int {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, _ := os.ReadDir(dir)
-	var out []int
-	for _, task := range tasks {
-		b, err := os.ReadFile(dir + "/" + task.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		for _, f := range bytes.Fields(b) {
-			if n, err := strconv.Atoi(string(f)); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
+	out, _ := reaper.DescendantsOf(pid, 1<<16)
 	return out
 }
 
