@@ -60,6 +60,12 @@ func (u *unit) onControl(ep int) {
 	case CmdStop:
 		u.stop(c.sig, c.timeout)
 	case CmdKill:
+		// Everything dies in the same round, so what is found at the
+		// main's reap depends on wait4's order; the leftovers are the
+		// members other than the main when the kill came.
+		if u.main > 0 && !u.killing {
+			u.left, u.leftSet = max(u.count()-1, 0), true
+		}
 		u.ending, u.killing = true, true
 	case CmdCount:
 		u.reply(MsgCount + " " + itoa(int64(u.count())))
@@ -124,7 +130,9 @@ func (u *unit) mainExited(ws syscall.WaitStatus) {
 	u.main = 0
 	u.reply(MsgExit + " " + itoa(int64(ws)))
 	if u.ending {
-		u.left = u.count()
+		if !u.leftSet {
+			u.left = u.count()
+		}
 		return // stop, kill or EOF already decided
 	}
 	u.ending = true

@@ -15,7 +15,8 @@ type unit struct {
 	pidfd bool // pidfd_open works (probed once)
 
 	main     int  // the main process; 0 once reaped
-	left     int  // members found when the main exited
+	left     int  // members found when the main exited, or at a kill
+	leftSet  bool // left was fixed by a kill while the main lived
 	ending   bool // stop, kill, EOF or the main's end: exit once empty
 	killing  bool // SIGKILL rounds: after the deadline, kill or EOF
 	deadline int64
