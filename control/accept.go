@@ -52,7 +52,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			l.acceptLog.say(l.logger(), "control socket: cannot accept a connection: tend is out of fds or memory; retrying", "err", err)
 			delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
-			if !l.pause(delay) {
+			if !l.wait(delay) {
 				return nil, net.ErrClosed
 			}
 			continue
@@ -93,11 +93,20 @@ func (l *Listener) pause(d time.Duration) bool {
 	}
 }
 
-// refuse answers 503 with why and closes c, on a goroutine of its own (at
-// most maxRefusing at once; beyond, c is closed unanswered). It first reads
-// the request's head, under refuseTimeout with the answer: an HTTP client
-// takes an answer that comes before its request for a stray one.
+// refuse answers 503 with why and closes c. The answer goes after the
+// request's head, as an HTTP client takes an answer that comes before its
+// request for a stray one. A client sends its request right after
+// connect(2), so the head is usually there already: then the answer is
+// written at once, under refuseTimeout. Otherwise a goroutine waits for it,
+// under refuseTimeout (at most maxRefusing at once; beyond, c is closed
+// unanswered).
 func (l *Listener) refuse(c *conn, why string) {
+	if headArrived(c) {
+		_ = c.UnixConn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		_, _ = c.Write(refusal(why)) // with MSG_NOSIGNAL; an error means the client left
+		l.drop(c)
+		return
+	}
 	l.refusalsMu.Lock()
 	if l.closed || len(l.refused) >= maxRefusing {
 		l.refusalsMu.Unlock()
@@ -117,18 +126,36 @@ func (l *Listener) refuse(c *conn, why string) {
 			l.refusalsMu.Unlock()
 		}()
 		head := make([]byte, 0, 4096)
-		for len(head) < cap(head) && !bytes.Contains(head, []byte("\r\n\r\n")) {
+		for len(head) < cap(head) && !bytes.Contains(head, headEnd) {
 			n, err := c.Read(head[len(head):cap(head)])
 			head = head[:len(head)+n]
 			if err != nil {
 				return // gone, or silent until the deadline: no answer
 			}
 		}
-		body, _ := json.Marshal(api.Error{Error: why})
-		msg := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"+
-			"Content-Length: %d\r\nConnection: close\r\n\r\n%s\n", len(body)+1, body)
-		_, _ = c.Write([]byte(msg)) // with MSG_NOSIGNAL; an error means the client left
+		_, _ = c.Write(refusal(why))
 	}()
+}
+
+var headEnd = []byte("\r\n\r\n")
+
+// headArrived peeks, without waiting, at whether a request's head (or 4
+// KiB of it) is in c's buffer. No fds are taken in: a peek without room for
+// control data leaves them queued, and the close frees them.
+func headArrived(c *conn) bool {
+	buf := make([]byte, 4096)
+	n := 0
+	_ = c.raw.Control(func(fd uintptr) {
+		n, _, _ = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	})
+	return n == len(buf) || (n > 0 && bytes.Contains(buf[:n], headEnd))
+}
+
+// refusal is the 503 answer with why, closing the connection.
+func refusal(why string) []byte {
+	body, _ := json.Marshal(api.Error{Error: why})
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\n\r\n%s\n", len(body)+1, body)
 }
 
 // endRefusals cuts the refusals under way and waits for their goroutines.

@@ -56,8 +56,9 @@ type Listener struct {
 	closed     bool               // guarded by refusalsMu: no more refusals
 	// acceptLog and refuseLog rate-limit what Accept logs.
 	acceptLog, refuseLog limitLog
-	// accept is l.ul.AcceptUnix; faked in tests.
+	// accept is l.ul.AcceptUnix and wait is l.pause; faked in tests.
 	accept func() (*net.UnixConn, error)
+	wait   func(time.Duration) bool
 }
 
 // Listen creates the Unix socket at path with exactly mode (permission bits)
@@ -94,6 +95,7 @@ func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 	l := &Listener{path: path, dir: dfd, name: name, done: make(chan struct{}),
 		refused: map[*conn]struct{}{}}
 	l.accept = func() (*net.UnixConn, error) { return l.ul.AcceptUnix() }
+	l.wait = l.pause
 	if err := l.create(dirPath, mode.Perm(), gid); err != nil {
 		unix.Close(dfd)
 		return nil, err
