@@ -241,8 +241,8 @@ func TestAcceptOutOfFDs(t *testing.T) {
 		}
 		return nil, net.ErrClosed
 	}
-	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Accept() = %v, want the listener's next error, net.ErrClosed", err)
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) || len(delays) != fails {
+		t.Fatalf("Accept() = %v after %d waits, want the listener's next error, net.ErrClosed, after %d", err, len(delays), fails)
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	var waited time.Duration
@@ -251,7 +251,7 @@ func TestAcceptOutOfFDs(t *testing.T) {
 	}
 	t.Logf("%d EMFILE over %v: %d log lines: %q", fails, waited, len(lines), lines)
 	wantLines := 1 + int((waited-1)/limitLogInterval)
-	if len(delays) != fails || delays[0] != acceptRetryMin || delays[1] != 2*acceptRetryMin || delays[fails-1] != acceptRetryMax {
+	if delays[0] != acceptRetryMin || delays[1] != 2*acceptRetryMin || delays[fails-1] != acceptRetryMax {
 		t.Errorf("waits %v..., want %d of them from %v doubling to %v", delays[:6], fails, acceptRetryMin, acceptRetryMax)
 	}
 	if len(lines) != wantLines || !strings.Contains(lines[0], "too many open files") ||
