@@ -138,8 +138,12 @@ func openSocketDir(dir string) (int, error) {
 // 1777 is fine).
 func safeDir(dir string, st *unix.Stat_t, euid int) error {
 	if st.Uid != 0 && int(st.Uid) != euid {
+		whose := "root's"
+		if euid != 0 {
+			whose = fmt.Sprintf("root's or of tend's uid %d", euid)
+		}
 		return fmt.Errorf("socket directory %s is owned by uid %d: refused, its owner could replace the socket; "+
-			"put [control] socket / --socket in a directory of root's or of tend's uid %d", dir, st.Uid, euid)
+			"put [control] socket / --socket in a directory of %s", dir, st.Uid, whose)
 	}
 	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
 		return fmt.Errorf("socket directory %s has mode %04o: refused, others may write to it without the sticky bit "+
