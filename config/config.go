@@ -39,6 +39,10 @@ const (
 	DefaultRestartWindow = 10 * time.Minute
 	DefaultReadyTimeout  = 60 * time.Second
 	DefaultStopSignal    = unix.SIGTERM
+	// [control]: the keep-alive idle timeout and the connection limits.
+	DefaultIdleTimeout          = 2 * time.Minute
+	DefaultMaxConnections       = 1024
+	DefaultMaxConnectionsPerUID = 256
 )
 
 // MainName is the reserved name of the service made from the command after --.
@@ -60,6 +64,13 @@ type Control struct {
 	SocketSet bool        // the key was present: failing to bind is then fatal, not a warning
 	Mode      os.FileMode // permission bits only (within 0777)
 	Group     string      // group name or gid, not resolved here; "" = the socket's default
+	// IdleTimeout closes a keep-alive connection idle this long, > 0.
+	IdleTimeout time.Duration
+	// MaxConnections and MaxConnectionsPerUID bound the connections open
+	// at once, overall and per peer uid, >= 1 (root and tend's uid have a
+	// small reserve beyond MaxConnections).
+	MaxConnections       int
+	MaxConnectionsPerUID int
 }
 
 // Shutdown is the [shutdown] table.

@@ -63,7 +63,8 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Parse() error = %v", err)
 	}
 	want := &Config{
-		Control:  Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents"},
+		Control: Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents", IdleTimeout: DefaultIdleTimeout,
+			MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID},
 		Shutdown: Shutdown{Grace: 25 * time.Second},
 		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords},
 		Defaults: Defaults{Track: TrackAuto},
@@ -110,19 +111,19 @@ func TestParseDefaults(t *testing.T) {
 		want       *Config
 	}{
 		{"empty file", "", &Config{
-			Control:  Control{Socket: DefaultSocket, Mode: 0o600},
+			Control:  defaultControl(DefaultSocket, false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
 			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
-			Control:  Control{Socket: "", SocketSet: true, Mode: 0o600},
+			Control:  defaultControl("", true),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
 			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
-			Control:  Control{Socket: "/run/tend.sock", Mode: 0o600},
+			Control:  defaultControl("/run/tend.sock", false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
 			Defaults: Defaults{Track: TrackAuto},
@@ -237,4 +238,22 @@ func TestLoadMissing(t *testing.T) {
 	if _, err := Load(bad); err == nil || err.Error() != bad+":2:1: jobs: max_running: 0 is less than 1" {
 		t.Errorf("Load(%s) error = %v, want one naming the file and the key", bad, err)
 	}
+}
+
+func TestParseControlLimits(t *testing.T) {
+	cfg, err := Parse([]byte("[control]\nidle_timeout = \"30s\"\nmax_connections = 100\nmax_connections_per_uid = 10\n"), "c.toml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	c := cfg.Control
+	if c.IdleTimeout != 30*time.Second || c.MaxConnections != 100 || c.MaxConnectionsPerUID != 10 {
+		t.Errorf("[control] = idle_timeout %v, max_connections %d, max_connections_per_uid %d; want 30s, 100, 10",
+			c.IdleTimeout, c.MaxConnections, c.MaxConnectionsPerUID)
+	}
+}
+
+// defaultControl is [control] with every default but socket.
+func defaultControl(socket string, set bool) Control {
+	return Control{Socket: socket, SocketSet: set, Mode: 0o600, IdleTimeout: DefaultIdleTimeout,
+		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}
 }

@@ -193,7 +193,8 @@ func encode(t *testing.T, cfg *Config) []byte {
 	t.Helper()
 	c := cfg.Control
 	doc := map[string]any{
-		"control":  map[string]any{"socket": c.Socket, "mode": "0" + strconv.FormatUint(uint64(c.Mode), 8), "group": c.Group},
+		"control": map[string]any{"socket": c.Socket, "mode": "0" + strconv.FormatUint(uint64(c.Mode), 8), "group": c.Group,
+			"idle_timeout": c.IdleTimeout.String(), "max_connections": c.MaxConnections, "max_connections_per_uid": c.MaxConnectionsPerUID},
 		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String()},
 		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},
 		"jobs": map[string]any{

@@ -16,7 +16,8 @@ const maxSocketPath = 107
 
 // control reads [control].
 func (d *decoder) control(t *table) Control {
-	c := Control{Socket: DefaultSocket, Mode: DefaultMode}
+	c := Control{Socket: DefaultSocket, Mode: DefaultMode, IdleTimeout: DefaultIdleTimeout,
+		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}
 	if s, ok := t.str("socket"); ok {
 		c.Socket, c.SocketSet = s, true
 		switch {
@@ -41,6 +42,9 @@ func (d *decoder) control(t *table) Control {
 			c.Mode = os.FileMode(m)
 		}
 	}
+	c.IdleTimeout = t.duration("idle_timeout", DefaultIdleTimeout, true)
+	c.MaxConnections = t.integer("max_connections", DefaultMaxConnections, 1)
+	c.MaxConnectionsPerUID = t.integer("max_connections_per_uid", DefaultMaxConnectionsPerUID, 1)
 	c.Group, _ = t.str("group")
 	// connect(2) on a unix socket needs write permission on it (unix(7)), so
 	// a group without it could never connect: say so now, not as EACCES later.

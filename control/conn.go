@@ -53,6 +53,21 @@ type conn struct {
 	// bound is set once a job is bound to the connection: from then on no
 	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
 	bound atomic.Bool
+
+	// leave uncounts the connection from the limits it was admitted
+	// under (Listener.Accept), once, at its Close; nil: not counted.
+	leave     func()
+	leaveOnce sync.Once
+}
+
+// Close closes the connection and releases its place under the connection
+// limits.
+func (c *conn) Close() error {
+	err := c.UnixConn.Close()
+	if c.leave != nil {
+		c.leaveOnce.Do(c.leave)
+	}
+	return err
 }
 
 // newConn reads the peer's credentials of uc. SO_PEERCRED and SO_PEERGROUPS

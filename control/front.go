@@ -61,9 +61,18 @@ func (f *front) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	f.mux.ServeHTTP(w, r)
 }
 
-// admit refuses a connection whose fds were refused, a GET with a body and
-// a caller who may not use the socket, and puts a deadline on reading a body.
+// admit refuses a connection whose fds were refused, a GET with a body, a
+// caller who may not use the socket and a URL over maxURLBytes, puts a
+// deadline on reading a body and closes the connection after a chunked one.
 func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
+	if len(r.TransferEncoding) > 0 {
+		// RFC 9112 §6.3: after a request with both Transfer-Encoding and
+		// Content-Length the server must close the connection (the two may
+		// frame the body differently: request smuggling). net/http deletes
+		// Content-Length before a handler sees it, so every chunked request
+		// closes its connection after the answer; tend's clients send none.
+		w.Header().Set("Connection", "close")
+	}
 	if why := c.badReason(); why != "" {
 		// The fds are closed; the bytes that came with them may belong to
 		// any request, so the connection cannot be trusted further.
@@ -86,6 +95,9 @@ func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
 		return api.Errorf(http.StatusForbidden,
 			"uid %d may not use this socket: only root, uid %d and members of group %d may",
 			c.caller.UID, f.s.uid, f.s.ln.Group())
+	}
+	if n := len(r.RequestURI); n > maxURLBytes {
+		return api.Errorf(http.StatusRequestURITooLong, "URL is %d bytes: the limit is %d", n, maxURLBytes)
 	}
 	return nil
 }

@@ -20,16 +20,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
-// Defaults of the Config durations.
+// Defaults of the Config durations (the configurable ones, idle_timeout and
+// the connection limits, are config's).
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultIOTimeout         = 10 * time.Second
 	DefaultMode              = 0o600
-	// maxHeaderBytes is far more than any tend client sends.
+	// maxHeaderBytes is far more than any tend client sends. net/http
+	// answers 431 beyond it (and a little slack).
 	maxHeaderBytes = 64 << 10
+	// maxURLBytes bounds a request's target: longer ones get 414.
+	maxURLBytes = 8 << 10
 )
 
 // Jobs is the jobs side of the backend: the supervisor's loop, which owns
@@ -82,8 +86,14 @@ type Config struct {
 	CloseFDs func(fds ...int)
 
 	ReadHeaderTimeout time.Duration // a connection silent this long is closed; 0 = 10s
-	IdleTimeout       time.Duration // between requests; 0 = 2m
+	IdleTimeout       time.Duration // between requests; 0 = config.DefaultIdleTimeout
 	IOTimeout         time.Duration // for each request body, response and event line; 0 = 10s
+
+	// MaxConnections and MaxConnectionsPerUID bound the connections open
+	// at once, overall and per peer uid (root and tend's uid may go
+	// adminReserve beyond MaxConnections); 0 = config's defaults.
+	MaxConnections       int
+	MaxConnectionsPerUID int
 }
 
 // Server is a running control API.
@@ -112,6 +122,12 @@ func Serve(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ln.closeFDs = cfg.CloseFDs
+	ln.log = cfg.Log
+	ln.uid = os.Getuid()
+	ln.admit = newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerUID)
+	if ln.ViaPath() {
+		cfg.Log.Warn("no /proc: the control socket was bound by its path inside tend's private directory, not through its fd", "socket", cfg.Path)
+	}
 	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{})}
 	s.http = &http.Server{
 		Handler:           s.routes(),
@@ -120,7 +136,8 @@ func Serve(cfg Config) (*Server, error) {
 		// No ReadTimeout or WriteTimeout: they would cut long polls, event
 		// streams and bound connections. Handlers set their own deadlines.
 		MaxHeaderBytes: maxHeaderBytes,
-		// Accept failures (EMFILE) and recovered panics: tolerated failures.
+		// Recovered panics and the like: tolerated failures. Accept's
+		// EMFILE never gets here: Listener.Accept retries it itself.
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
@@ -145,7 +162,13 @@ func withDefaults(cfg Config) Config {
 		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
+		cfg.IdleTimeout = config.DefaultIdleTimeout
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = config.DefaultMaxConnections
+	}
+	if cfg.MaxConnectionsPerUID <= 0 {
+		cfg.MaxConnectionsPerUID = config.DefaultMaxConnectionsPerUID
 	}
 	if cfg.IOTimeout <= 0 {
 		cfg.IOTimeout = DefaultIOTimeout

@@ -153,6 +153,7 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 	be := newBackend(l, ctl.Socket)
 	srv, err := control.Serve(control.Config{
 		Path: ctl.Socket, Mode: ctl.Mode, Group: ctl.Group, Version: l.cfg.Version, Log: l.log,
+		IdleTimeout: ctl.IdleTimeout, MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
 		Jobs: be, Services: be, CloseFDs: closer.Close,
 		Events: func(n int) (<-chan api.Event, func() bool, func()) {
 			s := hub.Subscribe(n)
