@@ -29,6 +29,7 @@ type fuzzJobs struct {
 	mu        sync.Mutex
 	submitted []Submit    // guarded by mu
 	signals   []JobSignal // guarded by mu
+	lists     []ListQuery // guarded by mu
 }
 
 func (f *fuzzJobs) Submit(_ context.Context, req Submit) (api.Job, error) {
@@ -46,8 +47,11 @@ func (f *fuzzJobs) Get(c Caller, id string) (api.Job, error) {
 	return running(id, c.UID), nil
 }
 
-func (f *fuzzJobs) List(c Caller, labels map[string]string) []api.Job {
-	return []api.Job{running("j-1", c.UID)}
+func (f *fuzzJobs) List(c Caller, q ListQuery) ([]api.Job, string, error) {
+	f.mu.Lock()
+	f.lists = append(f.lists, q)
+	f.mu.Unlock()
+	return []api.Job{running("j-1", c.UID)}, "", nil
 }
 
 func (f *fuzzJobs) Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error) {
@@ -64,8 +68,8 @@ func (f *fuzzJobs) Signal(c Caller, id string, req JobSignal) error {
 	return nil
 }
 
-func (f *fuzzJobs) ConnClosed(uint64)            {}
-func (f *fuzzJobs) Counters() (uint64, int, int) { return 0, 0, 0 }
+func (f *fuzzJobs) ConnClosed(uint64)      {}
+func (f *fuzzJobs) Counters() api.Counters { return api.Counters{} }
 
 // fuzzServices is a supervisor with two services that records every op.
 type fuzzServices struct {
@@ -93,10 +97,10 @@ func (f *fuzzServices) Reaped() (uint64, uint64) { return 0, 0 }
 
 // closedEvents is an event source that has nothing more to say: a request
 // for the event stream answers its header and ends.
-func closedEvents(int) (<-chan api.Event, func() bool, func()) {
-	c := make(chan api.Event)
+func closedEvents(int, int) (<-chan *api.Event, func() bool, func(), error) {
+	c := make(chan *api.Event)
 	close(c)
-	return c, func() bool { return false }, func() {}
+	return c, func() bool { return false }, func() {}, nil
 }
 
 // panicLog records whether anything was logged at Error level: a handler

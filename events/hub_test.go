@@ -11,8 +11,8 @@ import (
 )
 
 func TestPublishOrderAndSeq(t *testing.T) {
-	h := NewHub()
-	s := h.Subscribe(10)
+	h := NewHub(Limits{})
+	s := sub(t, h, 10)
 	defer s.Close()
 	fixed := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	h.Publish(api.Event{Type: api.EventJobStarted})
@@ -33,9 +33,9 @@ func TestPublishOrderAndSeq(t *testing.T) {
 }
 
 func TestLateSubscriberSeesOnlyLaterEvents(t *testing.T) {
-	h := NewHub()
+	h := NewHub(Limits{})
 	h.Publish(api.Event{Type: "a"})
-	s := h.Subscribe(1)
+	s := sub(t, h, 1)
 	defer s.Close()
 	h.Publish(api.Event{Type: "b"})
 	if ev := <-s.C; ev.Type != "b" || ev.Seq != 2 {
@@ -46,9 +46,9 @@ func TestLateSubscriberSeesOnlyLaterEvents(t *testing.T) {
 // TestStuckSubscriberIsCutOff: a subscriber that never reads must neither
 // block Publish nor keep the others from getting every event.
 func TestStuckSubscriberIsCutOff(t *testing.T) {
-	h := NewHub()
-	stuck := h.Subscribe(2)
-	live := h.Subscribe(1000)
+	h := NewHub(Limits{})
+	stuck := sub(t, h, 2)
+	live := sub(t, h, 1000)
 	defer live.Close()
 	done := make(chan struct{})
 	go func() {
@@ -87,8 +87,8 @@ func TestStuckSubscriberIsCutOff(t *testing.T) {
 }
 
 func TestCloseIdempotent(t *testing.T) {
-	h := NewHub()
-	s := h.Subscribe(0)
+	h := NewHub(Limits{})
+	s := sub(t, h, 0)
 	if cap(s.C) != DefaultBuffer {
 		t.Errorf("Subscribe(0) buffer = %d, want %d", cap(s.C), DefaultBuffer)
 	}
@@ -107,7 +107,7 @@ func TestCloseIdempotent(t *testing.T) {
 // goroutines at once; run it with -race. Every subscriber sees strictly
 // increasing sequence numbers.
 func TestConcurrent(t *testing.T) {
-	h := NewHub()
+	h := NewHub(Limits{})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
@@ -130,7 +130,7 @@ func TestConcurrent(t *testing.T) {
 		go func() {
 			defer subs.Done()
 			for range 50 {
-				s := h.Subscribe(1 + g*4)
+				s := sub(t, h, 1 + g*4)
 				var last uint64
 				for range 20 {
 					ev, ok := <-s.C
@@ -153,4 +153,14 @@ func TestConcurrent(t *testing.T) {
 	if n := h.Subscribers(); n != 0 {
 		t.Errorf("Subscribers() = %d after every Close, want 0", n)
 	}
+}
+
+// sub subscribes as uid 0 to h, which has room.
+func sub(t *testing.T, h *Hub, buffer int) *Sub {
+	t.Helper()
+	s, err := h.Subscribe(0, buffer)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	return s
 }
