@@ -109,6 +109,7 @@ type Server struct {
 	http   *http.Server
 	uid    int           // tend's own uid: may control services
 	served chan struct{} // closed when http.Server.Serve returned
+	parked *parked       // passed fds pending on every connection
 	// conns counts connections between StateNew and StateClosed; handlers
 	// run on their connection's goroutine, so it counts them too.
 	conns sync.WaitGroup
@@ -128,7 +129,7 @@ func Serve(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ln.closeFDs = cfg.CloseFDs
-	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{})}
+	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{}), parked: newParked(cfg.Limits)}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -184,6 +185,9 @@ func (s *Server) connState(nc net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		s.conns.Add(1)
+		// Before the connection's first read: net/http runs this hook
+		// on the accepting goroutine, then starts the connection's.
+		c.parked = s.parked
 	case http.StateClosed, http.StateHijacked:
 		defer s.conns.Done()
 		c.release()

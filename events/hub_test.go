@@ -3,6 +3,10 @@
 package events
 
 import (
+	"errors"
+	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,7 +134,7 @@ func TestConcurrent(t *testing.T) {
 		go func() {
 			defer subs.Done()
 			for range 50 {
-				s := sub(t, h, 1 + g*4)
+				s := sub(t, h, 1+g*4)
 				var last uint64
 				for range 20 {
 					ev, ok := <-s.C
@@ -163,4 +167,73 @@ func sub(t *testing.T, h *Hub, buffer int) *Sub {
 		t.Fatalf("Subscribe: %v", err)
 	}
 	return s
+}
+
+// TestSubscriberCaps: beyond PerUID a uid is refused with a 429, beyond Max
+// anyone with a 503, each naming its setting; a closed subscription frees
+// its place.
+func TestSubscriberCaps(t *testing.T) {
+	h := NewHub(Limits{Max: 3, PerUID: 2})
+	a, _ := h.Subscribe(1000, 4)
+	h.Subscribe(1000, 4)
+	if _, err := h.Subscribe(1000, 4); code(err) != http.StatusTooManyRequests || !strings.Contains(err.Error(), "[control] max_subscribers_per_uid") {
+		t.Errorf("uid 1000's third: %v, want a 429 naming max_subscribers_per_uid", err)
+	}
+	h.Subscribe(1001, 4)
+	if _, err := h.Subscribe(1002, 4); code(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "[control] max_subscribers)") {
+		t.Errorf("the fourth in all: %v, want a 503 naming max_subscribers", err)
+	}
+	a.Close()
+	a.Close()
+	if _, err := h.Subscribe(1002, 4); err != nil {
+		t.Errorf("after a close: %v", err)
+	}
+	if _, err := h.Subscribe(1000, 4); err == nil {
+		t.Error("a fifth subscription with 3 open")
+	}
+}
+
+// TestSubscriberMemory: a subscriber costs its channel of pointers (about
+// 8 KiB with a buffer of 1024), not a buffer of events, and gives it all
+// back when it is gone.
+func TestSubscriberMemory(t *testing.T) {
+	const n, buffer = 2000, 1024
+	h := NewHub(Limits{})
+	heap := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	base := heap()
+	subs := make([]*Sub, n)
+	for i := range subs {
+		subs[i] = sub(t, h, buffer)
+	}
+	h.Publish(api.Event{Type: api.EventJobStarted, Job: &api.Job{ID: "j-1"}})
+	open := heap()
+	for _, s := range subs {
+		s.Close()
+	}
+	subs = nil
+	gone := heap()
+	per := (open - base) / n
+	t.Logf("%d subscribers: %d bytes each; after they closed the heap is %+d bytes from before", n, per, gone-base)
+	if per > 12<<10 {
+		t.Errorf("a subscriber costs %d bytes, want at most 12 KiB", per)
+	}
+	if gone-base > 256<<10 {
+		t.Errorf("after every subscriber closed the heap is %d bytes above where it was", gone-base)
+	}
+	if h.Subscribers() != 0 || len(h.perUID) != 0 {
+		t.Errorf("hub still counts %d subscribers, %d uids", h.Subscribers(), len(h.perUID))
+	}
+}
+
+func code(err error) int {
+	var se *api.StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }
