@@ -320,6 +320,36 @@ func FuzzLabels(f *testing.F) {
 	})
 }
 
+// FuzzListQuery: whatever GET /v1/jobs's query, parseList answers a 400
+// with a short message (a quoted field is cut to 64 bytes, at most 4
+// bytes each quoted), or a query the table can page with: a limit from 1
+// to max_page_size, an after that is empty or a plausible id.
+func FuzzListQuery(f *testing.F) {
+	for _, q := range []string{"", "limit=1", "limit=1000", "limit=1001", "limit=0", "limit=-1", "limit=1e3",
+		"after=j-1&limit=5", "after=", "after=j-1&after=j-2", "limit=%", "label=a=b&limit=2&after=x", "limit=+5", "limit=0x10"} {
+		f.Add(q)
+	}
+	lim := DefaultLimits()
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := parseList(raw, lim)
+		if err != nil {
+			se, ok := err.(*api.StatusError)
+			if !ok || se.Code != http.StatusBadRequest || se.Msg == "" || len(se.Msg) > 512 {
+				t.Fatalf("parseList(%q) = %v, want a 400 with a short message", raw, err)
+			}
+			return
+		}
+		if q.Limit < 1 || q.Limit > lim.MaxPageSize || len(q.After) > maxCursor {
+			t.Fatalf("parseList(%q) = %+v: limit outside 1..%d or a long cursor", raw, q, lim.MaxPageSize)
+		}
+		if _, present := url.Values(must(url.ParseQuery(raw)))["after"]; present && q.After == "" {
+			t.Fatalf("parseList(%q): after given but empty in %+v", raw, q)
+		}
+	})
+}
+
+func must[T any](v T, _ error) T { return v }
+
 // wellFormed is what every Submit the backend gets must be, whatever was
 // sent: the parser's promises.
 func wellFormed(req Submit) bool {
@@ -327,8 +357,13 @@ func wellFormed(req Submit) bool {
 		req.Timeout < 0 || len(req.Files) > maxFDs || len(req.Stdio) != len(req.Files) {
 		return false
 	}
-	for k := range req.Labels {
-		if k == "" {
+	lim := DefaultLimits() // fuzzServe's
+	if len(req.Argv) > lim.MaxArgv || execBytes(req.Argv) > lim.MaxArgvBytes || len(req.Env) > lim.MaxEnv ||
+		execBytes(req.Env) > lim.MaxEnvBytes || len(req.Dir) > lim.MaxDirBytes || len(req.Labels) > lim.MaxLabels {
+		return false
+	}
+	for k, v := range req.Labels {
+		if k == "" || len(k) > lim.MaxLabelKeyBytes || len(v) > lim.MaxLabelValueBytes {
 			return false
 		}
 	}
