@@ -30,6 +30,30 @@ const (
 	DefaultJobStopGrace = 5 * time.Second
 	DefaultKeep         = time.Hour
 	DefaultMaxRecords   = 10000
+	// What one POST /v1/jobs may carry ([jobs] max_labels and the rest):
+	// far more than a dispatcher sends, small enough that a record's size
+	// is bounded without looking at the body cap.
+	DefaultMaxLabels          = 32
+	DefaultMaxLabelKeyBytes   = 128
+	DefaultMaxLabelValueBytes = 256
+	DefaultMaxArgv            = 4096
+	DefaultMaxArgvBytes       = 128 << 10 // MAX_ARG_STRLEN: one argument as long as execve takes
+	DefaultMaxEnv             = 1024
+	DefaultMaxEnvBytes        = 64 << 10
+	DefaultMaxDirBytes        = 4095 // PATH_MAX less its NUL
+	// DefaultRecordArgvBytes is how much of its argv a record keeps.
+	DefaultRecordArgvBytes = 4 << 10
+	// DefaultMaxRecordBytes is the byte budget of exit records, shared
+	// fairly among the uids that hold them.
+	DefaultMaxRecordBytes = 64 << 20
+	// Bounds of the API's answers and of what callers may hold open
+	// ([control] page_size and the rest).
+	DefaultPageSize             = 100
+	DefaultMaxPageSize          = 1000
+	DefaultMaxSubscribers       = 256
+	DefaultMaxSubscribersPerUID = 32
+	DefaultMaxParkedFDs         = 1024
+	DefaultMaxParkedFDsPerUID   = 192
 	// Unset is the value of a duration that was not given, where unset
 	// and 0 mean different things (stop_timeout: 0 is SIGKILL at once).
 	Unset                = time.Duration(-1)
@@ -71,6 +95,13 @@ type Control struct {
 	// small reserve beyond MaxConnections).
 	MaxConnections       int
 	MaxConnectionsPerUID int
+
+	PageSize             int // jobs in a GET /v1/jobs page (and in GET /v1/status) without ?limit; >= 1
+	MaxPageSize          int // the largest ?limit; >= PageSize
+	MaxSubscribers       int // GET /v1/events streams open at once; >= 1
+	MaxSubscribersPerUID int // of those, one uid's; 1..MaxSubscribers
+	MaxParkedFDs         int // passed fds held for requests not handled yet; >= 3
+	MaxParkedFDsPerUID   int // of those, one uid's; 3..MaxParkedFDs
 }
 
 // Shutdown is the [shutdown] table.
@@ -86,6 +117,22 @@ type Jobs struct {
 	StopGrace  time.Duration // SIGTERM to SIGKILL of a job's group; 0 = at once
 	Keep       time.Duration // how long exit records stay queryable, > 0
 	MaxRecords int           // exit records kept at most, the oldest forgotten first; >= 1
+
+	// What one job request may carry (a refusal names the key).
+	MaxLabels          int // labels; >= 0
+	MaxLabelKeyBytes   int // bytes of a label's key; >= 1
+	MaxLabelValueBytes int // bytes of a label's value; >= 0
+	MaxArgv            int // argv's strings; >= 1
+	MaxArgvBytes       int // argv's bytes in all; >= 1
+	MaxEnv             int // env's strings; >= 0
+	MaxEnvBytes        int // env's bytes in all; >= 0
+	MaxDirBytes        int // dir's bytes; >= 1
+	// RecordArgvBytes is how much of argv a record keeps (the rest is cut,
+	// the record says so); >= 1.
+	RecordArgvBytes int
+	// MaxRecordBytes is the budget of exit records (their estimated heap
+	// size), each uid's fair share of it protected; >= 64 KiB.
+	MaxRecordBytes int
 }
 
 // Defaults is the [defaults] table: what services and jobs get unless they

@@ -63,10 +63,10 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Parse() error = %v", err)
 	}
 	want := &Config{
-		Control: Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents", IdleTimeout: DefaultIdleTimeout,
-			MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID},
+		Control: paged(Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents", IdleTimeout: DefaultIdleTimeout,
+			MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}),
 		Shutdown: Shutdown{Grace: 25 * time.Second},
-		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords},
+		Jobs:     limited(Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords}),
 		Defaults: Defaults{Track: TrackAuto},
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
@@ -113,19 +113,19 @@ func TestParseDefaults(t *testing.T) {
 		{"empty file", "", &Config{
 			Control:  defaultControl(DefaultSocket, false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
 			Control:  defaultControl("", true),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
 			Control:  defaultControl("/run/tend.sock", false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
 			Services: []Service{{
 				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
@@ -254,6 +254,22 @@ func TestParseControlLimits(t *testing.T) {
 
 // defaultControl is [control] with every default but socket.
 func defaultControl(socket string, set bool) Control {
-	return Control{Socket: socket, SocketSet: set, Mode: 0o600, IdleTimeout: DefaultIdleTimeout,
-		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}
+	return paged(Control{Socket: socket, SocketSet: set, Mode: 0o600, IdleTimeout: DefaultIdleTimeout,
+		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID})
+}
+
+// limited is j with the request and record limits at their defaults.
+func limited(j Jobs) Jobs {
+	j.MaxLabels, j.MaxLabelKeyBytes, j.MaxLabelValueBytes = DefaultMaxLabels, DefaultMaxLabelKeyBytes, DefaultMaxLabelValueBytes
+	j.MaxArgv, j.MaxArgvBytes, j.MaxEnv, j.MaxEnvBytes = DefaultMaxArgv, DefaultMaxArgvBytes, DefaultMaxEnv, DefaultMaxEnvBytes
+	j.MaxDirBytes, j.RecordArgvBytes, j.MaxRecordBytes = DefaultMaxDirBytes, DefaultRecordArgvBytes, DefaultMaxRecordBytes
+	return j
+}
+
+// paged is c with the page, subscriber and parked-fd limits at their defaults.
+func paged(c Control) Control {
+	c.PageSize, c.MaxPageSize = DefaultPageSize, DefaultMaxPageSize
+	c.MaxSubscribers, c.MaxSubscribersPerUID = DefaultMaxSubscribers, DefaultMaxSubscribersPerUID
+	c.MaxParkedFDs, c.MaxParkedFDsPerUID = DefaultMaxParkedFDs, DefaultMaxParkedFDsPerUID
+	return c
 }

@@ -27,7 +27,7 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}
-	want := api.Counters{Reaped: 10, OrphansReaped: 3, JobsStarted: 7, JobsRunning: 2, JobsQueued: 1}
+	want := api.Counters{Reaped: 10, OrphansReaped: 3, JobsStarted: 7, JobsRunning: 2, JobsQueued: 1, JobsKept: 4}
 	if st.Version != "test" || st.PID != os.Getpid() || len(st.Services) != 2 || len(st.Jobs) != 2 || st.Counters != want {
 		t.Errorf("GET /v1/status = %+v", st)
 	}

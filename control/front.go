@@ -77,7 +77,7 @@ func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
 		// The fds are closed; the bytes that came with them may belong to
 		// any request, so the connection cannot be trusted further.
 		w.Header().Set("Connection", "close")
-		return api.Errorf(http.StatusBadRequest, "%s", why)
+		return api.Errorf(c.badStatus(), "%s", why)
 	}
 	if r.ContentLength != 0 {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {

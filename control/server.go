@@ -43,14 +43,24 @@ type Jobs interface {
 	// Submit starts or queues a job; it owns req.Files from the call on.
 	Submit(ctx context.Context, req Submit) (api.Job, error)
 	Get(c Caller, id string) (api.Job, error)
-	// List returns the jobs c may see, newest first, filtered by labels.
-	List(c Caller, labels map[string]string) []api.Job
+	// List returns a page of the jobs c may see, newest first, and the
+	// id to list after for the next page ("" when this is the last).
+	List(c Caller, q ListQuery) (page []api.Job, next string, err error)
 	// Wait returns the record once the job exited, or ctx's error.
 	Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error)
 	Signal(c Caller, id string, req JobSignal) error
 	// ConnClosed says connection conn is gone: jobs bound to it die.
 	ConnClosed(conn uint64)
-	Counters() (started uint64, running, queued int)
+	// Counters fills the jobs' counters (JobsStarted and the rest).
+	Counters() api.Counters
+}
+
+// ListQuery is one GET /v1/jobs, validated: the labels a job must carry,
+// the id to list after ("" = from the newest), at most Limit jobs (>= 1).
+type ListQuery struct {
+	Labels map[string]string
+	After  string
+	Limit  int
 }
 
 // Services is the supervisor as the API uses it.
@@ -64,11 +74,13 @@ type Services interface {
 	Reaped() (total, orphans uint64)
 }
 
-// Subscribe subscribes to tend's events with room for buffer of them. The
-// channel is closed when the subscriber fell behind (overflowed then reports
-// true) or the source stopped; cancel unsubscribes and is idempotent. For
-// an events.Hub: s := hub.Subscribe(n); return s.C, s.Overflowed, s.Close.
-type Subscribe func(buffer int) (events <-chan api.Event, overflowed func() bool, cancel func())
+// Subscribe subscribes uid to tend's events with room for buffer of them,
+// or refuses with an *api.StatusError naming the limit (subscribers in all,
+// or uid's). The channel is closed when the subscriber fell behind
+// (overflowed then reports true) or the source stopped; cancel unsubscribes
+// and is idempotent. For an events.Hub: s, err := hub.Subscribe(uid, n);
+// then s.C, s.Overflowed, s.Close.
+type Subscribe func(uid, buffer int) (events <-chan *api.Event, overflowed func() bool, cancel func(), err error)
 
 // Config configures Serve.
 type Config struct {
@@ -84,6 +96,10 @@ type Config struct {
 	// CloseFDs closes passed fds nobody claimed, without blocking the
 	// caller (blocking.Closer.Close); nil closes them at once.
 	CloseFDs func(fds ...int)
+
+	// Limits bound what callers may send and hold; the zero Limits is
+	// DefaultLimits.
+	Limits Limits
 
 	ReadHeaderTimeout time.Duration // a connection silent this long is closed; 0 = 10s
 	IdleTimeout       time.Duration // between requests; 0 = config.DefaultIdleTimeout
@@ -103,6 +119,7 @@ type Server struct {
 	http   *http.Server
 	uid    int           // tend's own uid: may control services
 	served chan struct{} // closed when http.Server.Serve returned
+	parked *parked       // passed fds pending on every connection
 	// conns counts connections between StateNew and StateClosed; handlers
 	// run on their connection's goroutine, so it counts them too.
 	conns sync.WaitGroup
@@ -128,7 +145,7 @@ func Serve(cfg Config) (*Server, error) {
 	if ln.ViaPath() {
 		cfg.Log.Warn("no /proc: the control socket was bound by its path inside tend's private directory, not through its fd", "socket", cfg.Path)
 	}
-	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{})}
+	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{}), parked: newParked(cfg.Limits)}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -157,6 +174,9 @@ func Serve(cfg Config) (*Server, error) {
 func withDefaults(cfg Config) Config {
 	if cfg.Mode == 0 {
 		cfg.Mode = DefaultMode
+	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
@@ -188,6 +208,9 @@ func (s *Server) connState(nc net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		s.conns.Add(1)
+		// Before the connection's first read: net/http runs this hook
+		// on the accepting goroutine, then starts the connection's.
+		c.parked = s.parked
 	case http.StateClosed, http.StateHijacked:
 		defer s.conns.Done()
 		c.release()
