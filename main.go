@@ -331,10 +331,34 @@ func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writ
 	cfg.WarnReap = c.Bool("warn-on-reap")
 	cfg.PidFDs = os.Getenv("TEND_PIDFD") != "0"
 	cfg.Version = version
-	if len(sigs.Ignored) > 0 {
-		log.Debug("signals ignored at start stay ignored", "sigs", sigs.Ignored)
-	}
+	warnIgnored(log, sigs.Ignored)
 	return cfg, nil
+}
+
+// warnIgnored says once, at start, which signals tend cannot receive
+// because it was started with them ignored (nohup, a non-interactive
+// shell's `tend ... &`). They stay ignored on purpose: catching them
+// (signal.Notify) would also take SIG_IGN away from the children, who
+// inherit it from tend as they would from tini. TTIN and TTOU are never
+// forwarded anyway, so their being ignored changes nothing for tend.
+func warnIgnored(log *slog.Logger, ignored []unix.Signal) {
+	var lost, names []string
+	for _, sig := range ignored {
+		names = append(names, signals.Name(sig))
+		if sig != unix.SIGTTIN && sig != unix.SIGTTOU {
+			lost = append(lost, signals.Name(sig))
+		}
+	}
+	if len(lost) == 0 {
+		if len(names) > 0 {
+			log.Debug("signals ignored at start stay ignored", "sigs", strings.Join(names, ","))
+		}
+		return
+	}
+	log.Warn("tend was started with signals ignored: it will not receive them, and its children inherit them ignored; "+
+		"to have them, start tend in the foreground (not with nohup, nor as a script's background job) "+
+		"or through `env --default-signal="+strings.Join(lost, ",")+" tend ...`",
+		"sigs", strings.Join(lost, ","))
 }
 
 // parseRewrites reads dumb-init's -r S:R pairs.

@@ -1,0 +1,88 @@
+//go:build linux
+
+package test
+
+import (
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The rough edges of issue 14, as PID 1: what a user of tini, nohup and
+// `docker run --init -e` meets first.
+
+// TestIgnoredAtStartWarned: tend started with HUP and INT ignored (nohup, a
+// script's `tend ... &`) says so once at the default level, naming them and
+// how to start tend so that it gets them; the children still inherit them
+// ignored. Ignored TTOU alone (never forwarded anyway) is no warning.
+func TestIgnoredAtStartWarned(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		ignore []unix.Signal
+		warn   string // "" = no warning
+	}{
+		{"HUP and INT", []unix.Signal{unix.SIGHUP, unix.SIGINT}, "SIGHUP,SIGINT"},
+		{"TTOU only", []unix.Signal{unix.SIGTTOU}, ""},
+		{"none", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := startTend(t, opts{pid1: true, ignore: tc.ignore}, "--", "grep", "^SigIgn", "/proc/self/status")
+			r.expectExit(0)
+			stderr := r.stderrAll()
+			warns := 0
+			for _, l := range strings.Split(stderr, "\n") {
+				if strings.Contains(l, "level=WARN") && strings.Contains(l, "started with signals ignored") {
+					warns++
+					for _, w := range []string{"sigs=" + tc.warn, "env --default-signal=" + tc.warn + " tend", "nohup"} {
+						if !strings.Contains(l, w) {
+							t.Errorf("warning does not say %q:\n%s", w, l)
+						}
+					}
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.warn != ""]; warns != want {
+				t.Errorf("%d warnings about ignored signals at the default level, want %d; stderr:\n%s", warns, want, stderr)
+			}
+			if out := r.rest(); len(out) != 1 || out[0] != "SigIgn:\t"+hex16(mask(tc.ignore...)) {
+				t.Errorf("child's %q, want SigIgn %s: ignored signals stay ignored for the children", out, hex16(mask(tc.ignore...)))
+			}
+		})
+	}
+}
+
+// hex16 is m as /proc/PID/status prints a signal set.
+func hex16(m uint64) string {
+	const digits = "0123456789abcdef"
+	b := make([]byte, 16)
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[m&0xf]
+		m >>= 4
+	}
+	return string(b)
+}
+
+// TestControlSocketEnv: TEND_CONTROL_SOCKET turns the API on in init mode
+// (`docker run --init -e TEND_CONTROL_SOCKET=...`), as --socket does; the
+// children do not get it, and get TEND_SOCKET pointing at the socket (even
+// when tend's own TEND_SOCKET named another), so a tend client inside the
+// main process reaches this tend.
+func TestControlSocketEnv(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "api.sock")
+	script := `env | grep '^TEND_' | grep -v '^TEND_TEST_' | sort; "$1" status --json >/dev/null && echo status ok`
+	r := startTend(t, opts{pid1: true, env: []string{"TEND_CONTROL_SOCKET=" + sock, "TEND_SOCKET=/nonexistent/other.sock"}},
+		"--", "sh", "-c", script, "sh", tendBin)
+	r.expectExit(0)
+	out := r.rest()
+	sort.Strings(out)
+	if got, want := strings.Join(out, " "), "TEND_SOCKET="+sock+" status ok"; got != want {
+		t.Errorf("main printed %q, want %q (its TEND_ variables, then a tend status through the socket); stderr:\n%s",
+			got, want, r.stderrAll())
+	}
+}
