@@ -138,4 +138,8 @@ type Error struct {
 type Health struct {
 	Healthy  bool     `json:"healthy"`
 	NotReady []string `json:"not_ready,omitempty"` // critical services not ready
+	// Failed names every service that has failed for good (no restart
+	// left), critical or not. A non-critical one does not make Healthy
+	// false: it is there for a person or a probe's log to see.
+	Failed []string `json:"failed,omitempty"`
 }

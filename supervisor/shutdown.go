@@ -278,6 +278,9 @@ func (l *loop) health() api.Health {
 			h.Healthy = false
 			h.NotReady = append(h.NotReady, s.cfg.Name)
 		}
+		if s.state == stateFailed {
+			h.Failed = append(h.Failed, s.cfg.Name)
+		}
 	}
 	return h
 }

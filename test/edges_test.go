@@ -3,10 +3,14 @@
 package test
 
 import (
+	"bufio"
+	"io"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,4 +89,71 @@ func TestControlSocketEnv(t *testing.T) {
 		t.Errorf("main printed %q, want %q (its TEND_ variables, then a tend status through the socket); stderr:\n%s",
 			got, want, r.stderrAll())
 	}
+}
+
+// TestHealthAsProbe: `tend health` as a Kubernetes exec probe reads it, and
+// GET /v1/health as an httpGet probe does: a non-critical service that has
+// failed for good is named (in the body, and on tend health's stdout) but
+// fails neither probe; a critical service that is not ready fails both
+// (503, exit 1), named.
+func TestHealthAsProbe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		web     []string // web's extra keys
+		code    int      // tend health's exit code
+		http    int
+		stdout  string
+		body    []string
+		notBody string
+	}{
+		{"healthy with a failed non-critical service", nil, 0, 200, "healthy; failed: crashy",
+			[]string{`"healthy":true`, `"failed":["crashy"]`}, `"not_ready"`},
+		{"critical not ready", []string{`ready = "exec:false"`, `ready_timeout = "5m"`}, 1, 503, "not ready: web; failed: crashy",
+			[]string{`"healthy":false`, `"not_ready":["web"]`, `"failed":["crashy"]`}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := hDir(t)
+			sock := filepath.Join(dir, "s")
+			body := "[control]\nsocket = " + svQuote(sock) + "\n" +
+				svShell("web", dir, svLoop, append([]string{"critical = true"}, tc.web...)...) +
+				svShell("crashy", dir, "exit 1", `restart = "on-failure"`, "max_restarts = 0")
+			r, _ := hConfig(t, opts{}, dir, body)
+			svWaitLog(t, r, "service failed", "crashy")
+			res := cliRun(t, []string{"TEND_SOCKET=" + sock}, "health")
+			if res.code() != tc.code || strings.TrimSpace(res.stdout) != tc.stdout {
+				t.Errorf("tend health: exit %d, stdout %q; want %d, %q (stderr %q)", res.code(), res.stdout, tc.code, tc.stdout, res.stderr)
+			}
+			code, got := rawGet(t, sock, "/v1/health")
+			for _, w := range tc.body {
+				if code != tc.http || !strings.Contains(got, w) {
+					t.Errorf("GET /v1/health = %d %s, want %d with %s", code, got, tc.http, w)
+				}
+			}
+			if tc.notBody != "" && strings.Contains(got, tc.notBody) {
+				t.Errorf("GET /v1/health body %s has %s", got, tc.notBody)
+			}
+			if code, _ := svTermAndExit(t, r); code != 143 && code != 0 {
+				t.Errorf("tend exit code = %d after SIGTERM", code)
+			}
+		})
+	}
+}
+
+// rawGet is GET path on sock as an httpGet probe sees it: status and body.
+func rawGet(t *testing.T, sock, path string) (int, string) {
+	t.Helper()
+	c := hDial(t, sock)
+	_ = c.SetDeadline(time.Now().Add(hWait))
+	if _, err := io.WriteString(c, jobsGet(path)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
