@@ -62,6 +62,11 @@ func (d *decoder) shutdown(t *table) Shutdown {
 		}
 	}
 	s.Grace = t.duration("grace", DefaultGrace, true)
+	s.KilledExitCode = t.integer("killed_exit_code", DefaultKilledExitCode, 0)
+	if s.KilledExitCode > 255 {
+		t.errorf("killed_exit_code", "%d is not an exit code: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", s.KilledExitCode)
+		s.KilledExitCode = DefaultKilledExitCode
+	}
 	t.unknown()
 	return s
 }

@@ -7,12 +7,15 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/api"
 )
 
 // The rough edges of issue 14, as PID 1: what a user of tini, nohup and
@@ -156,4 +159,89 @@ func rawGet(t *testing.T, sock, path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// TestShutdownForcedSummary: a shutdown that has to SIGKILL a service ends
+// with one warning and one shutdown.forced event naming each unit, how long
+// it took and whether it was killed, and exits with [shutdown]
+// killed_exit_code when it is set; a clean stop has no summary and keeps
+// its code (143 for the SIGTERM), killed_exit_code or not.
+func TestShutdownForcedSummary(t *testing.T) {
+	t.Parallel()
+	stubborn := `trap '' TERM; echo > "$D/stubborn.up"; ` + svLoop
+	polite := `echo > "$D/polite.up"; exec sleep 1000`
+	for _, tc := range []struct {
+		name    string
+		code    string // killed_exit_code, "" = unset
+		svcs    []string
+		want    int
+		summary string // "" = none
+	}{
+		{"forced, killed_exit_code", "137", []string{"stubborn", "polite"}, 137, `shutdown forced: service stubborn 1.`},
+		{"forced, unset", "", []string{"stubborn", "polite"}, 143, `shutdown forced: service stubborn 1.`},
+		{"clean, killed_exit_code", "137", []string{"polite"}, 143, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := hDir(t)
+			sock := filepath.Join(dir, "s")
+			body := "[control]\nsocket = " + svQuote(sock) + "\n[shutdown]\ngrace = \"1s\"\n"
+			if tc.code != "" {
+				body += "killed_exit_code = " + tc.code + "\n"
+			}
+			for _, n := range tc.svcs {
+				body += svShell(n, dir, map[string]string{"stubborn": stubborn, "polite": polite}[n])
+			}
+			r, _ := hConfig(t, opts{}, dir, body)
+			svUp(t, r, dir, tc.svcs...)
+			ev, err := hClient(t, sock).Events(hCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ev.Close()
+			got := make(chan api.Event, 1)
+			go func() {
+				for {
+					e, err := ev.Next()
+					if err != nil {
+						close(got)
+						return
+					}
+					if e.Type == api.EventShutdownForced {
+						got <- e
+					}
+				}
+			}()
+			code, took := svTermAndExit(t, r)
+			stderr := r.stderrAll()
+			if code != tc.want {
+				t.Errorf("tend exit code = %d after %v, want %d; stderr:\n%s", code, took, tc.want, stderr)
+			}
+			lines := 0
+			for _, l := range strings.Split(stderr, "\n") {
+				if strings.Contains(l, "shutdown forced") {
+					lines++
+					if !strings.Contains(l, "level=WARN") || !strings.Contains(l, tc.summary) ||
+						!regexp.MustCompile(`service polite \d+ms[,"]`).MatchString(l) || strings.Contains(l, "polite 0ms killed") {
+						t.Errorf("summary %q: want a warning naming stubborn (killed after the 1s grace) and polite (not killed)", l)
+					}
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.summary != ""]; lines != want {
+				t.Errorf("%d summary lines, want %d; stderr:\n%s", lines, want, stderr)
+			}
+			e, ok := <-got
+			switch {
+			case tc.summary == "" && ok:
+				t.Errorf("clean stop published %+v", e)
+			case tc.summary != "" && !ok:
+				t.Errorf("no %s event before tend exited", api.EventShutdownForced)
+			case tc.summary != "":
+				if len(e.Units) != 2 || e.Units[0].Name != "service stubborn" || !e.Units[0].Killed || e.Units[0].TookMS < 900 ||
+					e.Units[1].Name != "service polite" || e.Units[1].Killed || e.Code == nil || *e.Code != tc.want {
+					t.Errorf("event %+v (code %v): want stubborn killed after about 1000 ms, polite not killed, code %d", e.Units, e.Code, tc.want)
+				}
+			}
+		})
+	}
 }
