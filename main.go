@@ -202,7 +202,7 @@ func envTwin(name string) []string {
 const envHelp = `
 ENVIRONMENT:
    Each flag's TEND_ twin is shown beside it; a flag wins over its twin, a twin over the config file.
-   Children never get these twins, nor TEND_CONFIG or TEND_VERBOSE.
+   Children never get these twins, nor TEND_CONFIG, TEND_VERBOSE or TEND_PIDFD.
    TEND_VERBOSE=N           -v's twin, a count: 1 info, 2 debug
    TINI_VERBOSITY=N         tini's scale, wins over -v: 0 errors, 1 warnings, 2 info, 3 debug
    TINI_SUBREAPER           as -s, when set at all (tini's rule)
