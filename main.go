@@ -113,7 +113,7 @@ run 'tend --help' for the flags
 var valueFlags = map[string]bool{
 	"-p": true, "--parent-death-signal": true, "-e": true, "--expect-exit": true,
 	"-r": true, "--rewrite": true, "--grace": true, "--cleanup-grace": true,
-	"--log-format": true, "--config": true, "--socket": true,
+	"--log-format": true, "--config": true, "--socket": true, "--killed-exit-code": true,
 }
 
 // splitArgs finds the `--` that ends tend's own flags, so that everything
@@ -250,6 +250,8 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "the stop budget `D` (a duration with its unit: 30s): on SIGTERM/SIGINT (or a critical stop), kill what is left D after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
 			&cli.StringFlag{Name: "cleanup-grace", Value: "2s", EnvVars: envTwin("cleanup-grace"),
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
+			&cli.IntFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"),
+				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
@@ -309,6 +311,13 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	}
 	if s := c.String("socket"); s != "" {
 		cfg.File.Control.Socket, cfg.SocketExplicit = s, true
+	}
+	if c.IsSet("killed-exit-code") {
+		n := c.Int("killed-exit-code")
+		if err := config.CheckKilledExitCode(n); err != nil {
+			return -1, usageError{fmt.Sprintf("--killed-exit-code (or TEND_KILLED_EXIT_CODE): %v", err)}
+		}
+		cfg.File.Shutdown.KilledExitCode = n
 	}
 	stop := make(chan struct{})
 	defer close(stop)

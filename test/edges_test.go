@@ -245,3 +245,34 @@ func TestShutdownForcedSummary(t *testing.T) {
 		})
 	}
 }
+
+// TestInitKilledExitCode: in init mode --killed-exit-code (and its twin)
+// tells a forced stop from a clean one. The main exits 0 on SIGTERM, but
+// its child ignores SIGTERM and is SIGKILLed by the sweep: the summary
+// names the sweep, and tend exits with the code given, not the main's 0.
+func TestInitKilledExitCode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		env   []string
+		want  int
+	}{
+		{"unset", nil, nil, 0},
+		{"flag", []string{"--killed-exit-code", "99"}, nil, 99},
+		{"env twin", nil, []string{"TEND_KILLED_EXIT_CODE=98"}, 98},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			main := `trap 'exit 0' TERM; (trap '' TERM; exec sleep 1000) & echo up; wait; wait`
+			args := append(append([]string{"-v", "--grace", "5s", "--cleanup-grace", "200ms"}, tc.flags...), "--", "sh", "-c", main)
+			r := startTend(t, opts{pid1: true, env: tc.env}, args...)
+			r.expect("up")
+			code, _ := svTermAndExit(t, r)
+			stderr := r.stderrAll()
+			if code != tc.want || !regexp.MustCompile(`shutdown forced: service main \d+ms, sweep killed"`).MatchString(stderr) {
+				t.Errorf("tend exit code = %d, want %d, with a summary naming main (not killed) and the sweep; stderr:\n%s", code, tc.want, stderr)
+			}
+		})
+	}
+}
