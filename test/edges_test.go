@@ -276,3 +276,33 @@ func TestInitKilledExitCode(t *testing.T) {
 		})
 	}
 }
+
+// TestSignalRouteWithMain: with a main command, a signal other than TERM
+// and INT goes to the main service and to the services that list it, and
+// to no other: `docker kill -s HUP` for nginx never kills a worker that
+// does not handle HUP (issue 14: it used to go to every service).
+func TestSignalRouteWithMain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := svTrapper("nginx", dir, []string{"HUP"}, `signals = { SIGHUP = "SIGHUP" }`) +
+		svTrapper("worker", dir, nil, `restart = "never"`) // no trap: a HUP would kill it
+	main := `trap 'echo HUP >> "$D/main.sig"' HUP; echo > "$D/main.up"; ` + svLoop
+	r := svStart(t, opts{pid1: true, env: []string{"D=" + dir}}, dir, cfg, "--", "sh", "-c", main)
+	svUp(t, r, dir, "main")
+	for _, n := range []string{"nginx", "worker"} {
+		svWaitLines(t, r, filepath.Join(dir, n+".pid"), 1)
+	}
+	r.signal(unix.SIGHUP)
+	svWaitLines(t, r, filepath.Join(dir, "main.sig"), 1)
+	svWaitLines(t, r, filepath.Join(dir, "nginx.sig"), 1)
+	time.Sleep(150 * time.Millisecond) // a HUP to the worker would have killed it by now
+	if stderr := r.stderrNow(); svLog(stderr, "service exited", "worker") != 0 {
+		t.Errorf("the worker got the HUP; stderr:\n%s", stderr)
+	}
+	if n := strings.Count(r.stderrNow(), `msg="forwarding signal" sig=SIGHUP`); n != 2 {
+		t.Errorf("%d forwards logged at -v, want 2 (main and nginx):\n%s", n, r.stderrNow())
+	}
+	if code, _ := svTermAndExit(t, r); code != 143 {
+		t.Errorf("tend exit code = %d, want 143", code)
+	}
+}
