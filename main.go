@@ -246,7 +246,6 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 			&cli.BoolFlag{Name: "warn-on-reap", Aliases: []string{"w"}, EnvVars: envTwin("warn-on-reap"),
 				Usage: "log a warning for every orphan reaped"},
 			&cli.StringFlag{Name: "grace", EnvVars: envTwin("grace"), // read by durationFlag
-
 				Usage: "the stop budget `D` (a duration with its unit: 30s): on SIGTERM/SIGINT (or a critical stop), kill what is left D after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
 			&cli.StringFlag{Name: "cleanup-grace", Value: "2s", EnvVars: envTwin("cleanup-grace"),
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
