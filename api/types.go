@@ -138,7 +138,22 @@ type Event struct {
 	Job     *Job      `json:"job,omitempty"`
 	Service *Service  `json:"service,omitempty"`
 	PID     int       `json:"pid,omitempty"`  // orphan.reaped
-	Code    *int      `json:"code,omitempty"` // orphan.reaped
+	Code    *int      `json:"code,omitempty"` // orphan.reaped; shutdown.forced: tend's exit code
+	// Units is every unit a forced shutdown stopped (shutdown.forced).
+	Units []ShutdownUnit `json:"units,omitempty"`
+}
+
+// EventShutdownForced is published once when a shutdown had to SIGKILL
+// anything, just before tend exits.
+const EventShutdownForced = "shutdown.forced"
+
+// ShutdownUnit is one unit's part in a forced shutdown: a service, a job,
+// or "sweep" (the final SIGKILL of whatever was left).
+type ShutdownUnit struct {
+	Name   string `json:"name"`    // "service web", "job j-7f3a", "sweep"
+	TookMS int64  `json:"took_ms"` // from the shutdown's start to its end (or to tend's exit)
+	Ended  bool   `json:"ended"`   // false: still there when tend exited (D state)
+	Killed bool   `json:"killed"`  // it got SIGKILL
 }
 
 // Error is the body of every 4xx and 5xx answer.
@@ -150,4 +165,8 @@ type Error struct {
 type Health struct {
 	Healthy  bool     `json:"healthy"`
 	NotReady []string `json:"not_ready,omitempty"` // critical services not ready
+	// Failed names every service that has failed for good (no restart
+	// left), critical or not. A non-critical one does not make Healthy
+	// false: it is there for a person or a probe's log to see.
+	Failed []string `json:"failed,omitempty"`
 }

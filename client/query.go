@@ -184,11 +184,15 @@ func healthCommand() clientCmd {
 		if err != nil {
 			return r.fail(err)
 		}
+		failed := ""
+		if len(h.Failed) > 0 { // non-critical ones do not fail the probe, but are named
+			failed = "; failed: " + strings.Join(h.Failed, ", ")
+		}
 		if h.Healthy {
-			r.wrote(printf(r.cio.stdout, "healthy\n"))
+			r.wrote(printf(r.cio.stdout, "healthy%s\n", failed))
 			return 0
 		}
-		r.wrote(printf(r.cio.stdout, "not ready: %s\n", strings.Join(h.NotReady, ", ")))
+		r.wrote(printf(r.cio.stdout, "not ready: %s%s\n", strings.Join(h.NotReady, ", "), failed))
 		return exitUnhealthy
 	}}
 }

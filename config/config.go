@@ -22,14 +22,17 @@ import (
 
 // Defaults of DESIGN.md §4, the values in its brackets.
 const (
-	DefaultSocket       = "/run/tend.sock"
-	DefaultMode         = os.FileMode(0o600)
-	DefaultGrace        = 10 * time.Second
-	DefaultMaxRunning   = 64
-	DefaultMaxQueued    = 256
-	DefaultJobStopGrace = 5 * time.Second
-	DefaultKeep         = time.Hour
-	DefaultMaxRecords   = 10000
+	DefaultSocket = "/run/tend.sock"
+	DefaultMode   = os.FileMode(0o600)
+	DefaultGrace  = 10 * time.Second
+	// DefaultKilledExitCode is [shutdown] killed_exit_code: 0, a forced
+	// stop exits with the same code as a clean one.
+	DefaultKilledExitCode = 0
+	DefaultMaxRunning     = 64
+	DefaultMaxQueued      = 256
+	DefaultJobStopGrace   = 5 * time.Second
+	DefaultKeep           = time.Hour
+	DefaultMaxRecords     = 10000
 	// What one POST /v1/jobs may carry ([jobs] max_labels and the rest):
 	// far more than a dispatcher sends, small enough that a record's size
 	// is bounded without looking at the body cap.
@@ -107,6 +110,9 @@ type Control struct {
 // Shutdown is the [shutdown] table.
 type Shutdown struct {
 	Grace time.Duration // the whole stop budget, > 0
+	// KilledExitCode (1-255) is tend's exit code when the shutdown had to
+	// SIGKILL anything; 0 = the code of a clean stop.
+	KilledExitCode int
 }
 
 // Jobs is the [jobs] table: limits of jobs started through the control API.

@@ -22,6 +22,7 @@ group = "agents"
 
 [shutdown]
 grace = "25s"
+killed_exit_code = 137
 
 [jobs]
 max_running = 8
@@ -65,13 +66,13 @@ func TestParseFull(t *testing.T) {
 	want := &Config{
 		Control: paged(Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents", IdleTimeout: DefaultIdleTimeout,
 			MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}),
-		Shutdown: Shutdown{Grace: 25 * time.Second},
+		Shutdown: Shutdown{Grace: 25 * time.Second, KilledExitCode: 137},
 		Jobs:     limited(Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords}),
 		Defaults: Defaults{Track: TrackAuto},
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
-				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Line: 17},
+				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Line: 18},
 			{
 				Name:          "gateway",
 				Command:       []string{"hermes", "gateway", "run", "--replace"},
@@ -96,7 +97,7 @@ func TestParseFull(t *testing.T) {
 				},
 				LogPrefix: true,
 				KillMode:  KillUnit,
-				Line:      21,
+				Line:      22,
 			},
 		},
 	}

@@ -49,6 +49,8 @@ func TestParseRefuses(t *testing.T) {
 		{"bad grace", "[shutdown]\ngrace = \"10\"\n", []string{"shutdown: grace:", "missing unit"}},
 		{"zero grace", "[shutdown]\ngrace = \"0\"\n", []string{"shutdown: grace: \"0\" is not a budget", "30s"}},
 		{"zero grace 0s", "[shutdown]\ngrace = \"0s\"\n", []string{"shutdown: grace: \"0\" is not a budget"}},
+		{"killed_exit_code over 255", "[shutdown]\nkilled_exit_code = 256\n", []string{"bad.toml:2:1: shutdown: killed_exit_code: 256 is not an exit code: want 1-255"}},
+		{"killed_exit_code negative", "[shutdown]\nkilled_exit_code = -1\n", []string{"shutdown: killed_exit_code: -1 is less than 0"}},
 		{"duration as integer", "[jobs]\ntimeout = 30\n", []string{"jobs: timeout: must be a string, not an integer"}},
 		{"no running jobs", "[jobs]\nmax_running = 0\n", []string{"jobs: max_running: 0 is less than 1"}},
 		{"tiny record budget", "[jobs]\nmax_record_bytes = 1000\n", []string{"jobs: max_record_bytes: 1000 is less than 65536"}},

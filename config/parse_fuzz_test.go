@@ -115,6 +115,9 @@ func checkSane(t *testing.T, cfg *Config) {
 	if cfg.Shutdown.Grace <= 0 {
 		t.Errorf("shutdown.grace %v, want > 0", cfg.Shutdown.Grace)
 	}
+	if k := cfg.Shutdown.KilledExitCode; k < 0 || k > 255 {
+		t.Errorf("shutdown.killed_exit_code %d, want 0-255", k)
+	}
 	j := cfg.Jobs
 	if j.MaxRunning < 1 || j.MaxQueued < 0 || j.Timeout < 0 || j.StopGrace < 0 || j.Keep <= 0 {
 		t.Errorf("jobs %+v out of range", j)
@@ -198,7 +201,7 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"page_size": c.PageSize, "max_page_size": c.MaxPageSize,
 			"max_subscribers": c.MaxSubscribers, "max_subscribers_per_uid": c.MaxSubscribersPerUID,
 			"max_parked_fds": c.MaxParkedFDs, "max_parked_fds_per_uid": c.MaxParkedFDsPerUID},
-		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String()},
+		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String(), "killed_exit_code": cfg.Shutdown.KilledExitCode},
 		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},
 		"jobs": map[string]any{
 			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -79,6 +80,15 @@ func (d *decoder) control(t *table) Control {
 	return c
 }
 
+// CheckKilledExitCode validates [shutdown] killed_exit_code (and its flag,
+// --killed-exit-code).
+func CheckKilledExitCode(n int) error {
+	if n < 0 || n > 255 {
+		return fmt.Errorf("%d is not an exit code: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", n)
+	}
+	return nil
+}
+
 // shutdown reads [shutdown].
 func (d *decoder) shutdown(t *table) Shutdown {
 	s := Shutdown{Grace: DefaultGrace}
@@ -90,6 +100,11 @@ func (d *decoder) shutdown(t *table) Shutdown {
 		}
 	}
 	s.Grace = t.duration("grace", DefaultGrace, true)
+	s.KilledExitCode = t.integer("killed_exit_code", DefaultKilledExitCode, 0)
+	if err := CheckKilledExitCode(s.KilledExitCode); err != nil {
+		t.errorf("killed_exit_code", "%v", err)
+		s.KilledExitCode = DefaultKilledExitCode
+	}
 	t.unknown()
 	return s
 }

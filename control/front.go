@@ -3,6 +3,7 @@
 package control
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -92,9 +93,7 @@ func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
 		_ = http.NewResponseController(w).SetReadDeadline(w.bodyDeadline)
 	}
 	if !f.s.mayConnect(c.caller) {
-		return api.Errorf(http.StatusForbidden,
-			"uid %d may not use this socket: only root, uid %d and members of group %d may",
-			c.caller.UID, f.s.uid, f.s.ln.Group())
+		return api.Errorf(http.StatusForbidden, "uid %d may not use this socket: %s", c.caller.UID, f.s.connectRule())
 	}
 	if n := len(r.RequestURI); n > maxURLBytes {
 		return api.Errorf(http.StatusRequestURITooLong, "URL is %d bytes: the limit is %d", n, maxURLBytes)
@@ -141,6 +140,21 @@ func (f *front) recover(w *statusWriter, r *http.Request) {
 func (s *Server) mayConnect(c Caller) bool {
 	gid := s.ln.Group()
 	return c.UID == 0 || c.UID == s.uid || c.GID == gid || slices.Contains(c.Groups, gid)
+}
+
+// connectRule says who may connect, with the [control] settings that
+// decide it as they were configured, for the 403.
+func (s *Server) connectRule() string {
+	mode := s.cfg.Mode.Perm()
+	if mode == 0 {
+		mode = 0o600
+	}
+	group := fmt.Sprintf("group = %q", s.cfg.Group)
+	if s.cfg.Group == "" {
+		group = "group unset: tend's own"
+	}
+	return fmt.Sprintf("only root, uid %d and members of gid %d may ([control] mode = \"%04o\", %s)",
+		s.uid, s.ln.Group(), mode, group)
 }
 
 // mayControl says whether c may control services: root and tend's uid only.

@@ -64,10 +64,15 @@ func (s *Server) serviceOp(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	var sig unix.Signal
 	if op == "signal" {
+		// A service's signal is never a default: an empty body or
+		// signal is refused, not taken for a SIGTERM that would stop it.
 		var req api.SignalRequest
-		err := s.decode(w, r, &req, true)
-		if err == nil && (req.Tree || req.Kill) {
+		err := s.decode(w, r, &req, false)
+		switch {
+		case err == nil && (req.Tree || req.Kill):
 			err = api.Errorf(http.StatusBadRequest, "body: tree and kill are for jobs, not services")
+		case err == nil && req.Signal == "":
+			err = api.Errorf(http.StatusBadRequest, `body: signal: missing: a service's signal is named, e.g. {"signal":"SIGHUP"}`)
 		}
 		if err == nil {
 			sig, err = parseSignal(req.Signal)

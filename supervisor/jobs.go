@@ -192,6 +192,7 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 // jobExited records the exit of j's command, publishes it and fills the
 // freed slot from the queue.
 func (l *loop) jobExited(j *jobs.Job, u *unit) {
+	l.sd.ended("job " + j.Rec.ID)
 	l.disarmJob(j)
 	l.jobs.Exited(j, u.mainWS) // completes the Outcome first: a waiter holding it is woken
 	l.waits.Delete(j.Rec.ID)
@@ -242,6 +243,7 @@ func (l *loop) signalJob(j *jobs.Job, sig unix.Signal, tree bool) error {
 
 // killJob SIGKILLs all of a running job's unit.
 func (l *loop) killJob(j *jobs.Job) {
+	l.sd.markKilled("job " + j.Rec.ID)
 	u, _ := j.Run.(*unit)
 	if err := l.killUnit(u); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
 		l.log.Warn("kill job", "job", j.Rec.ID, "err", err)
