@@ -249,7 +249,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "the stop budget `D` (a duration with its unit: 30s): on SIGTERM/SIGINT (or a critical stop), kill what is left D after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
 			&cli.StringFlag{Name: "cleanup-grace", Value: "2s", EnvVars: envTwin("cleanup-grace"),
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
-			&cli.IntFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"),
+			&cli.StringFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"), // parsed below, to name a bad value
 				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
@@ -312,8 +312,14 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 		cfg.File.Control.Socket, cfg.SocketExplicit = s, true
 	}
 	if c.IsSet("killed-exit-code") {
-		n := c.Int("killed-exit-code")
-		if err := config.CheckKilledExitCode(n); err != nil {
+		v := c.String("killed-exit-code")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			err = fmt.Errorf("%q is not a number: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", v)
+		} else {
+			err = config.CheckKilledExitCode(n)
+		}
+		if err != nil {
 			return -1, usageError{fmt.Sprintf("--killed-exit-code (or TEND_KILLED_EXIT_CODE): %v", err)}
 		}
 		cfg.File.Shutdown.KilledExitCode = n

@@ -153,6 +153,8 @@ func TestCLIUsageMessages(t *testing.T) {
 		{"-r CHLD", nil, []string{"-r", "CHLD:HUP", "--", "true"}, 2, []string{`-r "CHLD:HUP"`, "no effect"}},
 		{"-r still works", nil, []string{"-r", "HUP:0", "-r", "35:USR1", "--", "true"}, 0, nil},
 		{"-V", nil, []string{"-V"}, 0, nil},
+		{"killed-exit-code not a number", nil, []string{"--killed-exit-code", "x", "--", "true"}, 2, []string{"--killed-exit-code", `"x" is not a number`, "1-255"}},
+		{"killed-exit-code over 255", []string{"TEND_KILLED_EXIT_CODE=300"}, []string{"--", "true"}, 2, []string{"TEND_KILLED_EXIT_CODE", "300 is not an exit code"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
