@@ -74,18 +74,21 @@ func (k reuseKit) path(tag, ext string) string { return filepath.Join(k.dir, tag
 // launch is the shell text that starts W for the shell's own pid: put it
 // first in a target's sh -c script, which then ends (or execs) as usual.
 // Until W's setsid it is in the target's process group, where what tend
-// rightly sends the target (a timeout's SIGTERM, a tree signal) would kill
-// it and lose the iteration's records (seen once in 800 iterations with a
-// loaded CPU: W dead of SIGTERM before writing TAG.p). So W starts with
-// those signals ignored, and env puts them back to the default once it is
-// in its own session (a non-interactive sh cannot reset a signal ignored
-// at its start, and B must not inherit the ignore). A SIGKILL to the group
-// could still reach it, but tend sends one only while the target lives,
-// at least 100ms after the fork in these tests.
+// rightly sends the target (a timeout's SIGTERM, a tree signal, the
+// SIGKILL of a stop_grace) would kill it and lose the iteration's records
+// (seen under a loaded CPU: W dead before writing TAG.p). So W starts with
+// those signals ignored, env puts them back to the default once it is in
+// its own session (a non-interactive sh cannot reset a signal ignored at
+// its start, and B must not inherit the ignore), and the target keeps them
+// ignored until W has written TAG.p, which it does in its own session: a
+// SIGKILL to the group can then no longer reach W. A target signalled in
+// that window ignores the signal, and a timeout then ends it with its
+// stop_grace's SIGKILL: its own death, which the tests accept as such.
 func (k reuseKit) launch(tag, mode string) string {
 	return fmt.Sprintf(`trap '' TERM INT HUP USR1 USR2; `+
 		`/usr/bin/setsid /usr/bin/env --default-signal=TERM,INT,HUP,USR1,USR2 /bin/sh %s $$ %s %s & `+
-		`trap - TERM INT HUP USR1 USR2; `, k.w(), tag, mode)
+		`while [ ! -e %s ]; do :; done; `+
+		`trap - TERM INT HUP USR1 USR2; `, k.w(), tag, mode, k.path(tag, "p"))
 }
 
 // argv is a target: sh -c that launches W, runs pre, and execs tail.
