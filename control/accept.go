@@ -31,9 +31,6 @@ const (
 	// again when tend is out of fds or memory (doubling from min).
 	acceptRetryMin = 5 * time.Millisecond
 	acceptRetryMax = 100 * time.Millisecond
-	// limitLogInterval is how often a limit that keeps being hit is logged:
-	// once per interval, with the count of what was not logged.
-	limitLogInterval = 10 * time.Second
 )
 
 // Accept waits for the next connection and returns it wrapped (see conn).
@@ -41,7 +38,7 @@ const (
 // connection limit gets a 503 naming the limit and is closed, never queued.
 // When accept(2) fails for want of fds or memory (EMFILE, ENFILE, ENOBUFS,
 // ENOMEM), Accept waits a little and retries, and says so once per
-// limitLogInterval: net/http would log every retry, every 5 ms in a flood.
+// ratelog.Interval: net/http would log every retry, every 5 ms in a flood.
 func (l *Listener) Accept() (net.Conn, error) {
 	var delay time.Duration
 	for {
@@ -50,7 +47,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			if !outOfResources(err) {
 				return nil, err
 			}
-			l.acceptLog.say(l.logger(), "control socket: cannot accept a connection: tend is out of fds or memory; retrying", "err", err)
+			l.acceptLog.Say(l.logger(), "control socket: cannot accept a connection: tend is out of fds or memory; retrying", "err", err)
 			delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
 			if !l.wait(delay) {
 				return nil, net.ErrClosed
@@ -72,7 +69,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		uid := c.caller.UID
 		if why := l.admit.enter(uid, uid == 0 || uid == l.uid); why != "" {
-			l.refuseLog.say(l.logger(), "control socket: connection refused: "+why, "uid", uid)
+			l.refuseLog.Say(l.logger(), "control socket: connection refused: "+why, "uid", uid)
 			l.refuse(c, why)
 			continue
 		}
@@ -246,41 +243,4 @@ func (a *admission) open(uid int) (total, ofUID int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.total, a.byUID[uid]
-}
-
-// limitLog says a recurring condition at most once per interval: the first
-// time at once, then the first time after each interval, with how many
-// times it was not said meanwhile. Its zero value uses limitLogInterval.
-type limitLog struct {
-	interval time.Duration // 0: limitLogInterval
-	now      func() time.Time
-
-	mu    sync.Mutex
-	last  time.Time // guarded by mu: when it was last said
-	quiet int       // guarded by mu: not said since
-}
-
-func (s *limitLog) say(log *slog.Logger, msg string, args ...any) {
-	now := time.Now
-	if s.now != nil {
-		now = s.now
-	}
-	interval := s.interval
-	if interval <= 0 {
-		interval = limitLogInterval
-	}
-	s.mu.Lock()
-	t := now()
-	if !s.last.IsZero() && t.Sub(s.last) < interval {
-		s.quiet++
-		s.mu.Unlock()
-		return
-	}
-	quiet := s.quiet
-	s.last, s.quiet = t, 0
-	s.mu.Unlock()
-	if quiet > 0 {
-		args = append(args, "suppressed", quiet, "interval", interval)
-	}
-	log.Warn(msg, args...)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tendinit/tend/internal/ratelog"
 	"log/slog"
 	"net"
 	"os"
@@ -226,7 +227,7 @@ func TestAcceptOutOfFDs(t *testing.T) {
 	var logs strings.Builder
 	l.log = slog.New(slog.NewTextHandler(&logs, nil))
 	now := time.Unix(1000, 0)
-	l.acceptLog.now = func() time.Time { return now }
+	l.acceptLog.Now = func() time.Time { return now }
 	var delays []time.Duration
 	l.wait = func(d time.Duration) bool {
 		now = now.Add(d)
@@ -250,7 +251,7 @@ func TestAcceptOutOfFDs(t *testing.T) {
 		waited += d
 	}
 	t.Logf("%d EMFILE over %v: %d log lines: %q", fails, waited, len(lines), lines)
-	wantLines := 1 + int((waited-1)/limitLogInterval)
+	wantLines := 1 + int((waited-1)/ratelog.Interval)
 	if delays[0] != acceptRetryMin || delays[1] != 2*acceptRetryMin || delays[fails-1] != acceptRetryMax {
 		t.Errorf("waits %v..., want %d of them from %v doubling to %v", delays[:6], fails, acceptRetryMin, acceptRetryMax)
 	}

@@ -5,6 +5,7 @@ package control
 import (
 	"errors"
 	"fmt"
+	"github.com/tendinit/tend/internal/ratelog"
 	"log/slog"
 	"net"
 	"os"
@@ -55,7 +56,7 @@ type Listener struct {
 	refused    map[*conn]struct{} // guarded by refusalsMu: being refused
 	closed     bool               // guarded by refusalsMu: no more refusals
 	// acceptLog and refuseLog rate-limit what Accept logs.
-	acceptLog, refuseLog limitLog
+	acceptLog, refuseLog ratelog.Limiter
 	// accept is l.ul.AcceptUnix and wait is l.pause; faked in tests.
 	accept func() (*net.UnixConn, error)
 	wait   func(time.Duration) bool

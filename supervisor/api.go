@@ -109,7 +109,7 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	defer cancel()
 	prep, err := b.l.prepare(pctx, spec)
 	if err != nil {
-		return nil, startError(err)
+		return nil, b.l.refused(startError(err))
 	}
 	timeout := b.l.jobsConfig().Timeout
 	if sub.TimeoutSet {

@@ -44,7 +44,7 @@ func (l *loop) submitJob(j *jobs.Job, sub control.Submit) (api.Job, <-chan jobs.
 	if err := l.startJob(j); err != nil {
 		j.StartWait = nil
 		l.jobs.Forget(j) // an exec failure leaves no record: the request gets the error
-		return api.Job{}, nil, startError(err)
+		return api.Job{}, nil, l.refused(startError(err))
 	}
 	if j.StartWait == nil { // started already
 		return j.Rec, nil, nil
@@ -140,6 +140,17 @@ func startError(err error) error {
 	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
 }
 
+// refused passes err on, and says once per ratelog.Interval when a job
+// start is refused because tend is at a limit (a 503: pids.max or
+// RLIMIT_NPROC, fds): once per request would let a flood fill the log.
+func (l *loop) refused(err error) error {
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusServiceUnavailable {
+		l.limitLog.Say(l.log, "job start refused: tend is at a limit", "err", se.Msg)
+	}
+	return err
+}
+
 // fdLimit names the limit an EMFILE or ENFILE met: tend's RLIMIT_NOFILE, or
 // the system's file table.
 func fdLimit(err error) string {
@@ -171,7 +182,7 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 	switch {
 	case !u.started && j.StartWait != nil:
 		l.jobs.Abort(j)
-		j.StartWait <- jobs.StartResult{Err: startError(u.startErr)}
+		j.StartWait <- jobs.StartResult{Err: l.refused(startError(u.startErr))}
 		j.StartWait = nil
 	case !u.started:
 		code := spawn.ExitNotExecutable

@@ -5,6 +5,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"github.com/tendinit/tend/internal/ratelog"
 	"log/slog"
 	"os"
 	"sync"
@@ -34,14 +35,17 @@ const prepareTimeout = 10 * time.Second
 // run on the loop) and posts (results of blocking work), the reaper through
 // its Ready channel, signals through cfg.Signals, timers through tm.
 type loop struct {
-	cfg     Config
-	log     *slog.Logger
-	r       *reaper.Reaper
-	pid1    bool
-	publish func(api.Event) // never blocks
-	pool    *blocking.Pool
-	closer  *blocking.Closer
-	null    int // /dev/null, open for the loop's life: the stdio of jobs and probes
+	cfg Config
+	log *slog.Logger
+	// limitLog says job starts refused at tend's limits, once per
+	// interval (refused); safe from any goroutine.
+	limitLog ratelog.Limiter
+	r        *reaper.Reaper
+	pid1     bool
+	publish  func(api.Event) // never blocks
+	pool     *blocking.Pool
+	closer   *blocking.Closer
+	null     int // /dev/null, open for the loop's life: the stdio of jobs and probes
 
 	svcs   []*service
 	levels [][]*service // start order; stopped in reverse

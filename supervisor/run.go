@@ -75,6 +75,10 @@ type Config struct {
 const (
 	lookupWorkers = 4
 	closeWorkers  = 2
+	// spareThreads are idle OS threads made at start for the runtime to
+	// use when a caller's flood puts goroutines in system calls
+	// (blocking.Spare): more than the most seen added in any flood here.
+	spareThreads = 8
 )
 
 // teardownBound is how long everything after the loop may take: the
@@ -98,6 +102,7 @@ func Run(cfg Config) (int, error) {
 		// socket serves (DESIGN.md §1.10).
 		pool.Start()
 		closer = blocking.NewCloser(closeWorkers)
+		blocking.Spare(spareThreads)
 	}
 	l, err := newLoop(cfg, r, pool, closer, hub.Publish, pid1)
 	if err != nil {
