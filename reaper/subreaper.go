@@ -113,14 +113,21 @@ func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
 
 // SignalTree sends sig to c and every live descendant of c, by the rules
 // of SignalDescendants; nothing once c is reaped. It is the last resort for
-// a unit helper that does not end its unit itself.
+// a unit helper that does not end its unit itself. With SignalAs the whole
+// walk runs on the signalling thread as that uid, so it reaches only what
+// the caller could signal; the count is then of those (-1: it could not be
+// sent as the caller at all, see ErrNoSignaller).
 func (c *Child) SignalTree(sig unix.Signal) int {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
 	if c.reaped {
 		return 0
 	}
-	return c.r.signalFrom(c.pid, sig)
+	n := 0
+	if err := c.r.As(c.as, func() error { n = c.r.signalFrom(c.pid, sig); return nil }); err != nil {
+		return -1
+	}
+	return n
 }
 
 // signalFrom signals the direct child pid (pinned: r.mu is held) and its
@@ -166,7 +173,10 @@ func stillThere(fd int) bool {
 	if fd < 0 {
 		return true
 	}
-	return unix.PidfdSendSignal(fd, 0, nil, 0) == nil
+	// EPERM (signalling as a caller, a process of another uid) says the
+	// process is there all the same.
+	err := unix.PidfdSendSignal(fd, 0, nil, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // parentOf reads the parent pid of pid from /proc/PID/stat, or -1.
