@@ -3,9 +3,12 @@
 package reaper
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -68,28 +71,53 @@ type signaller struct {
 	// setresuid is the raw per-thread system call; tests replace it
 	// before the first request (the request's send orders the write).
 	setresuid func(ruid, euid, suid int) error
+	// drained counts signals sent to the thread itself while it had a
+	// caller's uid, discarded (see serve); for tests.
+	drained atomic.Uint64
 }
 
+// sigReq is one signal: kill(id, sig), or pidfd_send_signal(id, sig) when
+// pidfd is set.
 type sigReq struct {
-	uid  int
-	fn   func() error
-	done chan error // buffered: the thread never waits for the caller
+	uid   int
+	pidfd bool
+	id    int
+	sig   unix.Signal
+	done  chan error // buffered: the thread never waits for the caller
 }
 
 // newSignaller makes the thread and waits until it runs.
 func newSignaller() *signaller {
 	s := &signaller{req: make(chan sigReq), setresuid: rawSetresuid}
 	started := make(chan struct{})
-	go s.run(started)
+	go s.start(started)
 	<-started
 	return s
+}
+
+// start locks a thread for run that is not the main thread. The main
+// thread is the process's leader: kill(2) of tend's pid checks the leader's
+// credentials, so while it had a caller's uid the caller could signal tend
+// itself. A goroutine that finds itself locked to it keeps it occupied while
+// run's goroutine takes another thread, and then lets it go: its
+// credentials were never changed.
+func (s *signaller) start(started chan<- struct{}) {
+	runtime.LockOSThread()
+	if unix.Gettid() != unix.Getpid() {
+		s.run(started)
+		return
+	}
+	ready := make(chan struct{})
+	go s.start(ready)
+	<-ready
+	runtime.UnlockOSThread()
+	close(started)
 }
 
 func (s *signaller) run(started chan<- struct{}) {
 	// Never unlocked: this thread's credentials change, and no other
 	// goroutine may ever run on it. Threads the runtime makes while this
 	// one is locked are cloned from its template thread, not from here.
-	runtime.LockOSThread()
 	s.tid = unix.Gettid()
 	s.caps, _ = effectiveCaps()
 	close(started)
@@ -105,24 +133,86 @@ func (s *signaller) run(started chan<- struct{}) {
 	}
 }
 
-// serve runs one request as q.uid; ok is false when the thread could not be
+// serve sends one signal as q.uid; ok is false when the thread could not be
 // made root again.
+//
+// While the thread has the caller's real uid the caller may signal this
+// thread (tgkill(2) checks the target thread's credentials), so the window
+// holds only raw system calls, with every signal blocked; once root again,
+// what arrived for the thread alone meanwhile is taken off its queue
+// unhandled (rt_sigtimedwait, thread-private signals first) before the mask
+// is restored. Signals to tend's pid are checked against the main thread,
+// which never changes credentials (start). SIGKILL and SIGSTOP cannot be
+// blocked: as PID 1 of its namespace tend ignores them from inside it.
 func (s *signaller) serve(q sigReq) (err error, ok bool) {
+	all, old := ^uint64(0), uint64(0)
+	if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0); errno != 0 {
+		return fmt.Errorf("rt_sigprocmask: %w", errno), true
+	}
 	if err := s.setresuid(q.uid, q.uid, 0); err != nil {
 		// setresuid(2) changes all three or none; check all the same.
 		if cerr := s.isRoot(); cerr != nil {
 			return fmt.Errorf("setresuid(%d, %d, 0): %w; %w", q.uid, q.uid, err, cerr), false
 		}
+		s.unmask(old)
 		return fmt.Errorf("setresuid(%d, %d, 0): %w", q.uid, q.uid, err), true
 	}
-	err = callSafely(q.fn)
+	var errno unix.Errno
+	if q.pidfd {
+		_, _, errno = unix.RawSyscall6(unix.SYS_PIDFD_SEND_SIGNAL, uintptr(q.id), uintptr(q.sig), 0, 0, 0, 0)
+	} else {
+		_, _, errno = unix.RawSyscall(unix.SYS_KILL, uintptr(q.id), uintptr(q.sig), 0)
+	}
+	if errno != 0 {
+		err = errno
+	}
 	if rerr := s.setresuid(0, 0, 0); rerr != nil {
 		return errors.Join(err, fmt.Errorf("restore setresuid(0, 0, 0) after signalling as uid %d: %w", q.uid, rerr)), false
 	}
 	if cerr := s.isRoot(); cerr != nil {
 		return errors.Join(err, fmt.Errorf("after signalling as uid %d: %w", q.uid, cerr)), false
 	}
+	s.drain()
+	s.unmask(old)
 	return err, true
+}
+
+// drain takes the signals pending for this thread alone (SigPnd of
+// /proc/thread-self/status, not the process's ShdPnd) off its queue.
+func (s *signaller) drain() {
+	b, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		return
+	}
+	i := bytes.Index(b, []byte("\nSigPnd:"))
+	if i < 0 {
+		return
+	}
+	f := bytes.Fields(b[i+len("\nSigPnd:"):])
+	if len(f) == 0 {
+		return
+	}
+	pnd, err := strconv.ParseUint(string(f[0]), 16, 64)
+	if err != nil || pnd == 0 {
+		return
+	}
+	var ts unix.Timespec // zero: do not wait
+	var info [128]byte
+	for sig := 1; sig <= 64; sig++ {
+		set := uint64(1) << (sig - 1)
+		if pnd&set == 0 {
+			continue
+		}
+		// rt_sigtimedwait(2) dequeues the thread's private instance
+		// before the process's shared one.
+		if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGTIMEDWAIT, uintptr(unsafe.Pointer(&set)), uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&ts)), 8, 0, 0); errno == 0 {
+			s.drained.Add(1)
+		}
+	}
+}
+
+func (s *signaller) unmask(old uint64) {
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 }
 
 // isRoot checks that the thread has uids 0, 0, 0 and the effective
@@ -145,18 +235,18 @@ func (s *signaller) isRoot() error {
 	return nil
 }
 
-// as runs fn on the thread with uid's rights and returns fn's error, or
-// why it could not run (ErrNoSignaller wrapped).
-func (s *signaller) as(uid int, fn func() error) error {
+// send makes q's signal on the thread and returns its error, or why it
+// could not be sent as q.uid (ErrNoSignaller wrapped).
+func (s *signaller) send(q sigReq) error {
 	if s == nil {
-		return fmt.Errorf("signal as uid %d: %w", uid, ErrNoSignaller)
+		return fmt.Errorf("signal as uid %d: %w", q.uid, ErrNoSignaller)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dead.Load() {
-		return fmt.Errorf("signal as uid %d: %w (retired: %v)", uid, ErrNoSignaller, s.err.Load())
+		return fmt.Errorf("signal as uid %d: %w (retired: %v)", q.uid, ErrNoSignaller, s.err.Load())
 	}
-	q := sigReq{uid: uid, fn: fn, done: make(chan error, 1)}
+	q.done = make(chan error, 1)
 	s.req <- q
 	return <-q.done
 }
@@ -191,15 +281,4 @@ func effectiveCaps() ([2]uint32, error) {
 		return [2]uint32{}, fmt.Errorf("capget: %w", err)
 	}
 	return [2]uint32{data[0].Effective, data[1].Effective}, nil
-}
-
-// callSafely calls fn and turns a panic into an error: the thread must
-// always get to its restore.
-func callSafely(fn func() error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("panic: %v", v)
-		}
-	}()
-	return fn()
 }

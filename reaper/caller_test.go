@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -253,30 +254,54 @@ func TestSignalAsCallerRefused(t *testing.T) {
 	})
 }
 
-// TestSignalAsCredentials: while fn runs the thread has the caller's uids
-// and no effective capability; after, root's and tend's capabilities.
-func TestSignalAsCredentials(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+// TestSignalAsNoThread: without Options.SignalAs nothing is sent as a
+// caller, and nothing as root in its place.
+func TestSignalAsNoThread(t *testing.T) {
+	r := New(Options{Kill: func(int, unix.Signal) error { t.Error("sent with tend's rights"); return nil }})
+	if err := r.killAs(callerUID, os.Getpid(), 0); !errors.Is(err, ErrNoSignaller) {
+		t.Errorf("killAs without Options.SignalAs: %v, want ErrNoSignaller", err)
 	}
+}
+
+// TestSignalAsDrainsOwnSignals: a signal sent to the signalling thread
+// itself while it has the caller's uid (the caller may: tgkill checks the
+// thread's credentials) is taken off its queue, never handled by tend; and
+// the thread is never tend's main thread, whose credentials kill(tend)
+// checks.
+func TestSignalAsDrainsOwnSignals(t *testing.T) {
+	if os.Geteuid() != 0 || os.Getpid() == 1 {
+		t.Skip("needs root, and not to be pid 1")
+	}
+	got := make(chan os.Signal, 1)
+	signal.Notify(got, unix.SIGUSR1)
+	defer signal.Stop(got)
 	r := New(Options{SignalAs: true})
 	defer r.Close()
-	var during, caps string
-	err := r.As(callerUID, func() error {
-		during = taskUIDs(t, os.Getpid(), unix.Gettid())
-		caps = statusField(t, os.Getpid(), unix.Gettid(), "CapEff")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	if r.sg.tid == os.Getpid() {
+		t.Fatalf("the signalling thread is the main thread %d", r.sg.tid)
 	}
-	if during != "1000 1000 0 1000" || caps != "0000000000000000" {
-		t.Errorf("during As(%d): uids %q, CapEff %s; want 1000 1000 0 1000 and none", callerUID, during, caps)
+	r.sg.setresuid = func(ru, eu, su int) error {
+		err := rawSetresuid(ru, eu, su)
+		if ru != 0 && err == nil {
+			// What a caller racing the window could do.
+			unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGUSR1)
+		}
+		return err
+	}
+	// Signal 0 to root's init: EPERM as the caller (tend itself would
+	// always be allowed: same thread group).
+	if err := r.killAs(callerUID, 1, 0); !errors.Is(err, unix.EPERM) {
+		t.Errorf("signal 0 as uid %d to pid 1: %v, want EPERM", callerUID, err)
+	}
+	select {
+	case <-got:
+		t.Errorf("tend handled the SIGUSR1 sent to its signalling thread while it was uid %d's", callerUID)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := r.sg.drained.Load(); n != 1 {
+		t.Errorf("drained %d signals, want 1", n)
 	}
 	checkRootAgain(t, r)
-	if err := New(Options{}).As(callerUID, func() error { return nil }); !errors.Is(err, ErrNoSignaller) {
-		t.Errorf("As without Options.SignalAs: %v, want ErrNoSignaller", err)
-	}
 }
 
 // TestSignalAsRestoreFails: a thread whose restore fails is never used
@@ -295,12 +320,20 @@ func TestSignalAsRestoreFails(t *testing.T) {
 		}
 		return rawSetresuid(ru, eu, su)
 	}
-	if err := r.As(callerUID, func() error { return nil }); err == nil || !strings.Contains(err.Error(), "restore") {
+	if err := r.killAs(callerUID, os.Getpid(), 0); err == nil || !strings.Contains(err.Error(), "restore") {
 		t.Fatalf("As with a failing restore: %v, want the restore's error", err)
 	}
-	ran := false
-	if err := r.As(callerUID, func() error { ran = true; return nil }); !errors.Is(err, ErrNoSignaller) || ran {
-		t.Errorf("As after a failed restore: %v, ran %v; want ErrNoSignaller, not run", err, ran)
+	calls := 0
+	r.sg.setresuid = func(int, int, int) error { calls++; return nil }
+	if err := r.killAs(callerUID, os.Getpid(), 0); !errors.Is(err, ErrNoSignaller) || calls != 0 {
+		t.Errorf("killAs after a failed restore: %v, %d setresuid calls; want ErrNoSignaller, none", err, calls)
+	}
+	if tid == os.Getpid() {
+		// The goroutine ran on the main thread, which the runtime never
+		// ends: it parks it for good instead (runtime.mexit). Nothing
+		// runs on it again either way.
+		t.Logf("thread %d is the main thread: parked for good, not ended", tid)
+		return
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -309,7 +342,7 @@ func TestSignalAsRestoreFails(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("thread %d still exists 5s after its restore failed (uids %s)", tid, taskUIDs(t, os.Getpid(), tid))
+			t.Fatalf("thread %d (tend %d) still exists 5s after its restore failed (uids %s)", tid, os.Getpid(), taskUIDs(t, os.Getpid(), tid))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

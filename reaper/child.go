@@ -24,7 +24,7 @@ type Child struct {
 	reaped bool // guarded by r.mu: the exit was collected, the number is free
 
 	// as is the uid whose rights every signal through this handle carries
-	// (Reaper.As); 0: tend's own. Set by the loop before its first signal.
+	// (Reaper.PidfdSignalAs); 0: tend's own. Set by the loop before its first signal.
 	as int
 }
 
@@ -55,7 +55,7 @@ func (c *Child) PidFD() int { return c.pidfd }
 // does, and EPERM says the child is no longer the caller's to signal.
 func (c *Child) Signal(sig unix.Signal) error {
 	if c.pidfd >= 0 && !c.r.noPidfdSignal.Load() {
-		err := c.r.As(c.as, func() error { return unix.PidfdSendSignal(c.pidfd, sig, nil, 0) })
+		err := c.r.PidfdSignalAs(c.as, c.pidfd, sig)
 		switch {
 		case err == nil:
 			return nil
@@ -87,7 +87,7 @@ func (c *Child) kill(target int, sig unix.Signal) error {
 	if c.reaped {
 		return ErrNotRunning
 	}
-	if err := c.r.As(c.as, func() error { return c.r.kill(target, sig) }); err != nil {
+	if err := c.r.killAs(c.as, target, sig); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			// A live group leader has a group; ESRCH here means it is a
 			// zombie whose group has emptied. It has exited all the same.

@@ -158,17 +158,26 @@ func New(o Options) *Reaper {
 	return r
 }
 
-// As runs fn on the signalling thread with uid's rights for signals (its
-// real and effective uid are uid, its saved uid stays 0; see caller.go), and
-// returns fn's error or why fn could not run as uid (ErrNoSignaller wrapped,
-// or the failed setresuid). uid 0 runs fn here, as tend. fn must only
-// signal (kill, pidfd_send_signal) and read /proc: it must not take the reap
-// lock, which a caller of As may hold, nor block.
-func (r *Reaper) As(uid int, fn func() error) error {
+// PidfdSignalAs is pidfd_send_signal(fd, sig) with uid's rights: from the
+// signalling thread, whose real and effective uid are uid for that one call
+// (its saved uid stays 0; see caller.go). uid 0 sends it here, as tend. The
+// error is the call's (EPERM: not uid's to signal), or why it could not be
+// made as uid (ErrNoSignaller wrapped, or the failed setresuid).
+func (r *Reaper) PidfdSignalAs(uid, fd int, sig unix.Signal) error {
 	if uid == 0 {
-		return fn()
+		return unix.PidfdSendSignal(fd, sig, nil, 0)
 	}
-	return r.sg.as(uid, fn)
+	return r.sg.send(sigReq{uid: uid, pidfd: true, id: fd, sig: sig})
+}
+
+// killAs is kill(target, sig) with uid's rights, as PidfdSignalAs; uid 0
+// is r.kill. The caller holds r.mu for a pid's sake; the thread takes no
+// lock.
+func (r *Reaper) killAs(uid, target int, sig unix.Signal) error {
+	if uid == 0 {
+		return r.kill(target, sig)
+	}
+	return r.sg.send(sigReq{uid: uid, id: target, sig: sig})
 }
 
 // Close ends the signalling thread, if any; the Reaper must not signal as a

@@ -106,37 +106,34 @@ func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
 	}
 	n := 0
 	for _, pid := range kids {
-		n += r.signalFrom(pid, sig)
+		n += r.signalFrom(pid, sig, 0)
 	}
 	return n, nil
 }
 
 // SignalTree sends sig to c and every live descendant of c, by the rules
 // of SignalDescendants; nothing once c is reaped. It is the last resort for
-// a unit helper that does not end its unit itself. With SignalAs the whole
-// walk runs on the signalling thread as that uid, so it reaches only what
-// the caller could signal; the count is then of those (-1: it could not be
-// sent as the caller at all, see ErrNoSignaller).
+// a unit helper that does not end its unit itself. With SignalAs every
+// signal of the walk carries that uid's rights, so it reaches only what the
+// caller could signal, and counts only those; the walk itself reads /proc
+// as tend.
 func (c *Child) SignalTree(sig unix.Signal) int {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
 	if c.reaped {
 		return 0
 	}
-	n := 0
-	if err := c.r.As(c.as, func() error { n = c.r.signalFrom(c.pid, sig); return nil }); err != nil {
-		return -1
-	}
-	return n
+	return c.r.signalFrom(c.pid, sig, c.as)
 }
 
 // signalFrom signals the direct child pid (pinned: r.mu is held) and its
-// descendants through checked pidfds. r.mu must be held.
-func (r *Reaper) signalFrom(pid int, sig unix.Signal) int {
+// descendants through checked pidfds, each signal with uid's rights (0:
+// tend's). r.mu must be held.
+func (r *Reaper) signalFrom(pid int, sig unix.Signal, uid int) int {
 	type pinned struct {
 		pid, fd int // fd -1: a direct child, pinned by the lock
 	}
-	if r.kill(pid, sig) != nil {
+	if r.killAs(uid, pid, sig) != nil {
 		return 0
 	}
 	n := 1
@@ -151,7 +148,7 @@ func (r *Reaper) signalFrom(pid int, sig unix.Signal) int {
 				continue // gone, or no pidfds: a later sweep finds it as our child
 			}
 			if parentOf(g) == p.pid && stillThere(p.fd) {
-				if unix.PidfdSendSignal(fd, sig, nil, 0) == nil {
+				if r.PidfdSignalAs(uid, fd, sig) == nil {
 					n++
 				}
 				queue = append(queue, pinned{g, fd})

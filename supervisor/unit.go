@@ -441,13 +441,10 @@ func (l *loop) stopUnit(u *unit, sig unix.Signal, timeout time.Duration) error {
 // uid may signal (all of them for tend's own units): a signal, unlike
 // cgroup.kill, is the caller's act, so it carries the caller's rights.
 func (l *loop) cgroupSignal(u *unit, sig unix.Signal) error {
-	err := l.r.As(u.spec.signalAs, func() error { return u.cg.Signal(sig) })
-	if u.spec.signalAs != 0 && errors.Is(err, unix.EPERM) {
-		// A member the caller may not signal is skipped, as kill(2)
-		// skips such members of a group; the others got sig.
-		return nil
+	if u.spec.signalAs == 0 {
+		return u.cg.Signal(sig)
 	}
-	return err
+	return u.cg.SignalVia(sig, func(fd int, sig unix.Signal) error { return l.r.PidfdSignalAs(u.spec.signalAs, fd, sig) })
 }
 
 // helperSend sends one command to u's helper. A helper that is gone (its
