@@ -128,15 +128,14 @@ func (c *Child) SignalTree(sig unix.Signal) int {
 
 // signalFrom signals the direct child pid (pinned: r.mu is held) and its
 // descendants through checked pidfds, each signal with uid's rights (0:
-// tend's). r.mu must be held.
+// tend's), and returns how many got it. Each process's children are read
+// and pinned before it is signalled: a parent that dies of the signal
+// takes its list of children with it. r.mu must be held.
 func (r *Reaper) signalFrom(pid int, sig unix.Signal, uid int) int {
 	type pinned struct {
 		pid, fd int // fd -1: a direct child, pinned by the lock
 	}
-	if r.killAs(uid, pid, sig) != nil {
-		return 0
-	}
-	n := 1
+	n := 0
 	queue := []pinned{{pid, -1}}
 	for len(queue) > 0 {
 		p := queue[0]
@@ -148,16 +147,20 @@ func (r *Reaper) signalFrom(pid int, sig unix.Signal, uid int) int {
 				continue // gone, or no pidfds: a later sweep finds it as our child
 			}
 			if parentOf(g) == p.pid && stillThere(p.fd) {
-				if r.PidfdSignalAs(uid, fd, sig) == nil {
-					n++
-				}
 				queue = append(queue, pinned{g, fd})
 				continue
 			}
 			unix.Close(fd)
 		}
-		if p.fd >= 0 {
+		var err error
+		if p.fd < 0 {
+			err = r.killAs(uid, p.pid, sig)
+		} else {
+			err = r.PidfdSignalAs(uid, p.fd, sig)
 			unix.Close(p.fd)
+		}
+		if err == nil {
+			n++
 		}
 	}
 	return n
