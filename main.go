@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,13 @@ func run(args []string, sigs *signals.Set) (code int) {
 		}
 	}()
 	cliArgs, argv := splitArgs(args)
+	if argv == nil {
+		var err error
+		if cliArgs, err = subcommandArgs(cliArgs); err != nil {
+			fmt.Fprintf(os.Stderr, "tend: %v\n", err)
+			return exitUsage
+		}
+	}
 	code = -1
 	app := newApp(sigs, argv, &code)
 	err := app.Run(cliArgs)
@@ -105,7 +113,7 @@ run 'tend --help' for the flags
 var valueFlags = map[string]bool{
 	"-p": true, "--parent-death-signal": true, "-e": true, "--expect-exit": true,
 	"-r": true, "--rewrite": true, "--grace": true, "--cleanup-grace": true,
-	"--log-format": true, "--config": true, "--socket": true,
+	"--log-format": true, "--config": true, "--socket": true, "--killed-exit-code": true,
 }
 
 // splitArgs finds the `--` that ends tend's own flags, so that everything
@@ -140,6 +148,41 @@ func splitArgs(args []string) (cliArgs, argv []string) {
 	return args, nil
 }
 
+// subcommandArgs reads the word that names a subcommand in args (the
+// first one that is not tend's flag, with no `--` before it): `tend help`
+// and `tend help CMD` show the help (tend has no command called help: the
+// word would otherwise run a program called help, which `tend -- help`
+// still does), and the flags after a client command's arguments are moved
+// before them (client.FlagsFirst).
+func subcommandArgs(args []string) ([]string, error) {
+	i := 1
+	for ; i < len(args); i++ {
+		a := args[i]
+		if valueFlags[a] {
+			i++
+			continue
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+	}
+	if i >= len(args) {
+		return args, nil
+	}
+	own, word, rest := args[:i:i], args[i], args[i+1:]
+	if word != "help" {
+		return append(append(own, word), client.FlagsFirst(word, rest)...), nil
+	}
+	switch {
+	case len(rest) == 0:
+		return append(own, "--help"), nil
+	case len(rest) == 1 && slices.Contains(client.Names(), rest[0]):
+		return append(own, rest[0], "--help"), nil
+	}
+	return nil, fmt.Errorf("help %s: want one of %s (to run a program called help, write tend -- help ...)",
+		strings.Join(rest, " "), strings.Join(client.Names(), ", "))
+}
+
 // shortForms maps tend's own long flags to their short aliases.
 var shortForms = map[string]string{
 	"--subreaper": "-s", "--process-group": "-g", "--single-child": "-c",
@@ -153,6 +196,23 @@ func envTwin(name string) []string {
 	return []string{"TEND_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
 }
 
+// envHelp ends `tend --help` with the variables tend reads that are not
+// shown beside a flag: tini's (read by hand, with tini's rules), -v's
+// count, and the clients' and children's TEND_SOCKET.
+const envHelp = `
+ENVIRONMENT:
+   Each flag's TEND_ twin is shown beside it; a flag wins over its twin, a twin over the config file.
+   Children never get these twins, nor TEND_CONFIG, TEND_VERBOSE or TEND_PIDFD.
+   TEND_VERBOSE=N           -v's twin, a count: 1 info, 2 debug
+   TINI_VERBOSITY=N         tini's scale, wins over -v: 0 errors, 1 warnings, 2 info, 3 debug
+   TINI_SUBREAPER           as -s, when set at all (tini's rule)
+   TINI_KILL_PROCESS_GROUP  as -g, when set at all (tini's rule)
+   TEND_PIDFD=0             signal children without pidfds (default: pidfds where the kernel has them)
+   TEND_SOCKET              where the client commands look for tend (default /run/tend.sock); set in
+                            every child to the socket tend serves
+   GOGC                     tend's own garbage collector (default 50)
+`
+
 func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 	return &cli.App{
 		Name:                   "tend",
@@ -161,6 +221,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 		HideHelpCommand:        true,
 		Commands:               client.Commands(code), // each sets *code
 		UseShortOptionHandling: true,
+		CustomAppHelpTemplate:  cli.AppHelpTemplate + envHelp,
 		Writer:                 os.Stdout,
 		ErrWriter:              os.Stderr,
 		ExitErrHandler:         func(*cli.Context, error) {}, // exit codes are decided in run
@@ -184,18 +245,20 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "log more: -v info, -vv debug (default: warnings); TINI_VERBOSITY overrides"},
 			&cli.BoolFlag{Name: "warn-on-reap", Aliases: []string{"w"}, EnvVars: envTwin("warn-on-reap"),
 				Usage: "log a warning for every orphan reaped"},
-			&cli.DurationFlag{Name: "grace", EnvVars: envTwin("grace"),
-				Usage: "the stop budget: on SIGTERM/SIGINT (or a critical stop), kill what is left this long after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
-			&cli.DurationFlag{Name: "cleanup-grace", Value: 2 * time.Second, EnvVars: envTwin("cleanup-grace"),
-				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it after this"},
+			&cli.StringFlag{Name: "grace", EnvVars: envTwin("grace"), // read by durationFlag
+				Usage: "the stop budget `D` (a duration with its unit: 30s): on SIGTERM/SIGINT (or a critical stop), kill what is left D after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
+			&cli.StringFlag{Name: "cleanup-grace", Value: "2s", EnvVars: envTwin("cleanup-grace"),
+				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
+			&cli.StringFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"), // parsed below, to name a bad value
+				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
-				Usage: "log format on stderr: text or json"},
+				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
 				Usage: "supervise the services of this TOML `FILE` (the command after -- becomes the critical service main)"},
 			&cli.StringFlag{Name: "socket", EnvVars: []string{"TEND_CONTROL_SOCKET"},
 				Usage: "serve the control API on this Unix socket `PATH` (supervisor mode: overrides [control] socket); " +
 					"TEND_SOCKET is where clients look, and what children get"},
-			&cli.BoolFlag{Name: "version", Usage: "print the version on stdout and exit"},
+			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version on stdout and exit (-V: dumb-init's spelling)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Bool("version") {
@@ -247,6 +310,19 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	}
 	if s := c.String("socket"); s != "" {
 		cfg.File.Control.Socket, cfg.SocketExplicit = s, true
+	}
+	if c.IsSet("killed-exit-code") {
+		v := c.String("killed-exit-code")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			err = fmt.Errorf("%q is not a number: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", v)
+		} else {
+			err = config.CheckKilledExitCode(n)
+		}
+		if err != nil {
+			return -1, usageError{fmt.Sprintf("--killed-exit-code (or TEND_KILLED_EXIT_CODE): %v", err)}
+		}
+		cfg.File.Shutdown.KilledExitCode = n
 	}
 	stop := make(chan struct{})
 	defer close(stop)
@@ -314,11 +390,17 @@ func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writ
 		return cfg, err
 	}
 	if c.IsSet("grace") {
-		if cfg.Grace = c.Duration("grace"); cfg.Grace <= 0 {
+		if cfg.Grace, err = durationFlag(c, "grace"); err != nil {
+			return cfg, err
+		}
+		if cfg.Grace <= 0 {
 			return cfg, usageError{"--grace: 0 is not a budget: leave it out to let your container runtime's stop timeout decide, or give one such as --grace 30s"}
 		}
 	}
-	if cfg.CleanupGrace = c.Duration("cleanup-grace"); cfg.CleanupGrace < 0 {
+	if cfg.CleanupGrace, err = durationFlag(c, "cleanup-grace"); err != nil {
+		return cfg, err
+	}
+	if cfg.CleanupGrace < 0 {
 		return cfg, usageError{"--cleanup-grace: negative duration"}
 	}
 	_, tiniGroup := os.LookupEnv("TINI_KILL_PROCESS_GROUP") // tini: on when set at all
@@ -331,10 +413,50 @@ func initConfig(c *cli.Context, argv []string, sigs *signals.Set, logOut io.Writ
 	cfg.WarnReap = c.Bool("warn-on-reap")
 	cfg.PidFDs = os.Getenv("TEND_PIDFD") != "0"
 	cfg.Version = version
-	if len(sigs.Ignored) > 0 {
-		log.Debug("signals ignored at start stay ignored", "sigs", sigs.Ignored)
-	}
+	warnIgnored(log, sigs.Ignored)
 	return cfg, nil
+}
+
+// warnIgnored says once, at start, which signals tend cannot receive
+// because it was started with them ignored (nohup, a non-interactive
+// shell's `tend ... &`). They stay ignored on purpose: catching them
+// (signal.Notify) would also take SIG_IGN away from the children, who
+// inherit it from tend as they would from tini. TTIN and TTOU are never
+// forwarded anyway, so their being ignored changes nothing for tend.
+func warnIgnored(log *slog.Logger, ignored []unix.Signal) {
+	var lost, names []string
+	for _, sig := range ignored {
+		names = append(names, signals.Name(sig))
+		if sig != unix.SIGTTIN && sig != unix.SIGTTOU {
+			lost = append(lost, signals.Name(sig))
+		}
+	}
+	if len(lost) == 0 {
+		if len(names) > 0 {
+			log.Debug("signals ignored at start stay ignored", "sigs", strings.Join(names, ","))
+		}
+		return
+	}
+	log.Warn("tend was started with signals ignored: it will not receive them, and its children inherit them ignored; "+
+		"to have them, start tend in the foreground (not with nohup, nor as a script's background job) "+
+		"or through `env --default-signal="+strings.Join(lost, ",")+" tend ...`",
+		"sigs", strings.Join(lost, ","))
+}
+
+// durationFlag reads a duration flag (or its env twin) with the parser's
+// own words: urfave/cli's DurationFlag says only "parse error", where `--grace
+// 5` needs to hear that the unit is missing.
+func durationFlag(c *cli.Context, name string) (time.Duration, error) {
+	v := c.String(name)
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err == nil {
+		return d, nil
+	}
+	msg := fmt.Sprintf("--%s (or %s) %q: %v", name, envTwin(name)[0], v, err)
+	if _, nerr := strconv.ParseFloat(strings.TrimSpace(v), 64); nerr == nil {
+		msg += fmt.Sprintf(": a duration needs a unit, e.g. %ss (ms, s, m, h)", strings.TrimSpace(v))
+	}
+	return 0, usageError{msg}
 }
 
 // parseRewrites reads dumb-init's -r S:R pairs.
@@ -352,10 +474,16 @@ func parseRewrites(pairs []string) (map[unix.Signal]unix.Signal, error) {
 		if err != nil {
 			return nil, usageError{fmt.Sprintf("-r %q: %v", p, err)}
 		}
+		if why := signals.NotForwarded(fs); why != "" {
+			return nil, usageError{fmt.Sprintf("-r %q: %s (%d) is %s, so rewriting it would have no effect", p, signals.Name(fs), fs, why)}
+		}
 		var ts unix.Signal
 		if strings.TrimSpace(to) != "0" {
 			if ts, err = signals.Parse(to); err != nil {
 				return nil, usageError{fmt.Sprintf("-r %q: %v", p, err)}
+			}
+			if signals.Reserved(ts) {
+				return nil, usageError{fmt.Sprintf("-r %q: %s (%d) is reserved for libc's threads (glibc 32 and 33, musl 34): tend does not send it", p, signals.Name(ts), ts)}
 			}
 		}
 		out[fs] = ts

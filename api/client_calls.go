@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -58,27 +59,66 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	return h.Health, nil
 }
 
-// Jobs returns GET /v1/jobs, newest first, filtered by every label given
-// (all must match).
+// Jobs returns every job GET /v1/jobs lists, newest first, filtered by
+// every label given (all must match): it follows the pages (JobsPage) to
+// the last. A job forgotten between two pages is missing; the record a
+// page ended at being forgotten meanwhile is an error (a 404): list again.
 func (c *Client) Jobs(ctx context.Context, labels map[string]string) ([]Job, error) {
+	var all []Job
+	after := ""
+	for {
+		page, next, err := c.JobsPage(ctx, labels, 0, after)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		if next == after || len(page) == 0 {
+			return nil, fmt.Errorf("bad answer from tend: a page of %d jobs names %q as the next again", len(page), next)
+		}
+		after = next
+	}
+}
+
+// JobsPage returns one page of GET /v1/jobs: at most limit jobs (0: tend's
+// [control] page_size), newest first, after the job with id after ("": from
+// the newest), and the after of the next page, "" when this is the last.
+func (c *Client) JobsPage(ctx context.Context, labels map[string]string, limit int, after string) ([]Job, string, error) {
+	q := url.Values{}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // a stable URL, for logs and tests
+	for _, k := range keys {
+		q.Add("label", k+"="+labels[k])
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
 	path := "/v1/jobs"
-	if len(labels) > 0 {
-		keys := make([]string, 0, len(labels))
-		for k := range labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // a stable URL, for logs and tests
-		q := url.Values{}
-		for _, k := range keys {
-			q.Add("label", k+"="+labels[k])
-		}
+	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
-		return nil, err
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, "", err
 	}
-	return decodeJobList(raw)
+	defer resp.Body.Close()
+	if err := checkStatus(resp); err != nil {
+		return nil, "", err
+	}
+	var raw json.RawMessage
+	if err := decodeBody(resp.Body, &raw); err != nil {
+		return nil, "", err
+	}
+	jobs, err := decodeJobList(raw)
+	return jobs, resp.Header.Get(NextHeader), err
 }
 
 // decodeJobList reads a JSON array of jobs; it also accepts {"jobs": [...]}

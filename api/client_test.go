@@ -69,7 +69,13 @@ func (s *httpServer) mux() *http.ServeMux {
 		}
 	})
 	m.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		answer(w, 200, []Job{{ID: "j-2", Labels: map[string]string{"q": fmt.Sprint(r.URL.Query()["label"])}}, {ID: "j-1"}})
+		// Pages of one: the client must follow Tend-Next-After.
+		if r.URL.Query().Get("after") == "j-2" {
+			answer(w, 200, []Job{{ID: "j-1"}})
+			return
+		}
+		w.Header().Set(NextHeader, "j-2")
+		answer(w, 200, []Job{{ID: "j-2", Labels: map[string]string{"q": fmt.Sprint(r.URL.Query()["label"])}}})
 	})
 	m.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("id") != "j-1" {
@@ -138,8 +144,11 @@ func TestClientCalls(t *testing.T) {
 		t.Errorf("Status() = %+v, %v", st, err)
 	}
 	jobs, err := c.Jobs(ctx, map[string]string{"b": "2,3", "a": "1"})
-	if err != nil || len(jobs) != 2 || jobs[0].Labels["q"] != "[a=1 b=2,3]" {
-		t.Errorf("Jobs() = %+v, %v; want 2 jobs and labels [a=1 b=2,3] in the query", jobs, err)
+	if err != nil || len(jobs) != 2 || jobs[0].Labels["q"] != "[a=1 b=2,3]" || jobs[1].ID != "j-1" {
+		t.Errorf("Jobs() = %+v, %v; want 2 jobs over 2 pages and labels [a=1 b=2,3] in the query", jobs, err)
+	}
+	if page, next, err := c.JobsPage(ctx, nil, 1, ""); err != nil || len(page) != 1 || next != "j-2" {
+		t.Errorf("JobsPage(limit 1) = %+v, %q, %v; want one job and next j-2", page, next, err)
 	}
 	if j, err := c.Job(ctx, "j-1"); err != nil || j.ID != "j-1" {
 		t.Errorf("Job(j-1) = %+v, %v", j, err)

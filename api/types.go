@@ -42,20 +42,23 @@ type JobRequest struct {
 
 // Job is the job record.
 type Job struct {
-	ID         string            `json:"id"`
-	PID        *int              `json:"pid"`   // null while queued
-	State      string            `json:"state"` // queued | running | exited
-	ExitCode   *int              `json:"exit_code"`
-	Signal     *string           `json:"signal"` // "SIGKILL" when it died of a signal
-	CoreDumped bool              `json:"core_dumped"`
-	Reason     string            `json:"reason,omitempty"` // set once exited
-	Error      string            `json:"error,omitempty"`  // with exec_failed: path and errno
-	Argv       []string          `json:"argv"`
-	Labels     map[string]string `json:"labels"`
-	UID        int               `json:"uid"`
-	QueuedAt   time.Time         `json:"queued_at"`
-	StartedAt  *time.Time        `json:"started_at"`
-	EndedAt    *time.Time        `json:"ended_at"`
+	ID         string   `json:"id"`
+	PID        *int     `json:"pid"`   // null while queued
+	State      string   `json:"state"` // queued | running | exited
+	ExitCode   *int     `json:"exit_code"`
+	Signal     *string  `json:"signal"` // "SIGKILL" when it died of a signal
+	CoreDumped bool     `json:"core_dumped"`
+	Reason     string   `json:"reason,omitempty"` // set once exited
+	Error      string   `json:"error,omitempty"`  // with exec_failed: path and errno
+	Argv       []string `json:"argv"`
+	// ArgvTruncated says Argv is only what the record keeps of it
+	// ([jobs] record_argv_bytes): the command ran with all of it.
+	ArgvTruncated bool              `json:"argv_truncated,omitempty"`
+	Labels        map[string]string `json:"labels"`
+	UID           int               `json:"uid"`
+	QueuedAt      time.Time         `json:"queued_at"`
+	StartedAt     *time.Time        `json:"started_at"`
+	EndedAt       *time.Time        `json:"ended_at"`
 	// Track is how the job's processes are tracked (cgroup, subreaper or
 	// group); Processes how many it has now (a snapshot; while running);
 	// LeftoversKilled how many outlived its main process and were killed.
@@ -97,6 +100,7 @@ type Counters struct {
 	JobsStarted   uint64 `json:"jobs_started"`
 	JobsRunning   int    `json:"jobs_running"`
 	JobsQueued    int    `json:"jobs_queued"`
+	JobsKept      int    `json:"jobs_kept"` // exit records kept (all of them, whoever asks)
 }
 
 // Status is the body of GET /v1/status.
@@ -105,9 +109,17 @@ type Status struct {
 	PID      int       `json:"pid"`
 	Stopping bool      `json:"stopping"`
 	Services []Service `json:"services"`
-	Jobs     []Job     `json:"jobs"` // those the caller may see, newest first
-	Counters Counters  `json:"counters"`
+	Jobs     []Job     `json:"jobs"` // those the caller may see, newest first: one page ([control] page_size)
+	// JobsNext, when not "", is the id to list after for the rest:
+	// GET /v1/jobs?after=JobsNext.
+	JobsNext string   `json:"jobs_next,omitempty"`
+	Counters Counters `json:"counters"`
 }
+
+// NextHeader is the header of a GET /v1/jobs answer that has a next page:
+// its value is the id to pass as after=. (The Link header says the same as
+// a URL.)
+const NextHeader = "Tend-Next-After"
 
 // Event types on GET /v1/events.
 const (
@@ -126,7 +138,22 @@ type Event struct {
 	Job     *Job      `json:"job,omitempty"`
 	Service *Service  `json:"service,omitempty"`
 	PID     int       `json:"pid,omitempty"`  // orphan.reaped
-	Code    *int      `json:"code,omitempty"` // orphan.reaped
+	Code    *int      `json:"code,omitempty"` // orphan.reaped; shutdown.forced: tend's exit code
+	// Units is every unit a forced shutdown stopped (shutdown.forced).
+	Units []ShutdownUnit `json:"units,omitempty"`
+}
+
+// EventShutdownForced is published once when a shutdown had to SIGKILL
+// anything, just before tend exits.
+const EventShutdownForced = "shutdown.forced"
+
+// ShutdownUnit is one unit's part in a forced shutdown: a service, a job,
+// or "sweep" (the final SIGKILL of whatever was left).
+type ShutdownUnit struct {
+	Name   string `json:"name"`    // "service web", "job j-7f3a", "sweep"
+	TookMS int64  `json:"took_ms"` // from the shutdown's start to its end (or to tend's exit)
+	Ended  bool   `json:"ended"`   // false: still there when tend exited (D state)
+	Killed bool   `json:"killed"`  // it got SIGKILL
 }
 
 // Error is the body of every 4xx and 5xx answer.
@@ -138,4 +165,8 @@ type Error struct {
 type Health struct {
 	Healthy  bool     `json:"healthy"`
 	NotReady []string `json:"not_ready,omitempty"` // critical services not ready
+	// Failed names every service that has failed for good (no restart
+	// left), critical or not. A non-critical one does not make Healthy
+	// false: it is there for a person or a probe's log to see.
+	Failed []string `json:"failed,omitempty"`
 }

@@ -137,7 +137,7 @@ func BenchmarkOrphanCallback(b *testing.B) {
 	}{
 		{"bare", reaper.New(reaper.Options{})},
 		{"tend-init-mode", reaper.New(reaper.Options{Orphan: supervisor.OrphanHandler(warnOnly, false, nil)})},
-		{"tend-socket", reaper.New(reaper.Options{Orphan: supervisor.OrphanHandler(warnOnly, false, events.NewHub().Publish)})},
+		{"tend-socket", reaper.New(reaper.Options{Orphan: supervisor.OrphanHandler(warnOnly, false, events.NewHub(events.Limits{}).Publish)})},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			const batch = 100

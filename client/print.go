@@ -32,10 +32,15 @@ func printStatus(w io.Writer, s api.Status) error {
 	if err := printJobs(w, s.Jobs); err != nil {
 		return err
 	}
+	if s.JobsNext != "" {
+		if err := printf(w, "(the newest %d jobs: tend jobs lists them all)\n", len(s.Jobs)); err != nil {
+			return err
+		}
+	}
 	c := s.Counters
-	return printf(w, "\ntend %s pid %d%s: reaped %d (orphans %d), jobs started %d, running %d, queued %d\n",
+	return printf(w, "\ntend %s pid %d%s: reaped %d (orphans %d), jobs started %d, running %d, queued %d, exit records %d\n",
 		s.Version, s.PID, map[bool]string{true: " (stopping)"}[s.Stopping], c.Reaped, c.OrphansReaped,
-		c.JobsStarted, c.JobsRunning, c.JobsQueued)
+		c.JobsStarted, c.JobsRunning, c.JobsQueued, c.JobsKept)
 }
 
 // printJobs writes jobs as a table.

@@ -48,14 +48,23 @@ func statusCommand() clientCmd {
 
 func jobsCommand() clientCmd {
 	return clientCmd{&cli.Command{Name: "jobs", Usage: "list jobs, newest first",
-		UsageText: "tend jobs [--json] [--label K=V]...", Flags: []cli.Flag{
+		UsageText: "tend jobs [--json] [--limit N] [--label K=V]...", Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the records as a JSON list"},
+			&cli.IntFlag{Name: "limit", Usage: "only the newest `N` (at most tend's [control] max_page_size); 0: all, page after page"},
 			&cli.GenericFlag{Name: "label", Aliases: []string{"l"}, Value: &labelFlag{}, Usage: "only jobs labelled `KEY=VALUE` (repeatable: all must match)"}}},
 		func(c *cli.Context, r *clientRun) int {
 			if c.NArg() != 0 {
 				return usage(r.cio, c.Command, "no arguments expected")
 			}
-			jobs, err := r.client.Jobs(r.ctx, labels(c))
+			var jobs []api.Job
+			var err error
+			if n := c.Int("limit"); n > 0 {
+				jobs, _, err = r.client.JobsPage(r.ctx, labels(c), n, "")
+			} else if n < 0 {
+				return usage(r.cio, c.Command, "--limit wants a number of jobs, 0 for all")
+			} else {
+				jobs, err = r.client.Jobs(r.ctx, labels(c))
+			}
 			if err != nil {
 				return r.fail(err)
 			}
@@ -175,11 +184,15 @@ func healthCommand() clientCmd {
 		if err != nil {
 			return r.fail(err)
 		}
+		failed := ""
+		if len(h.Failed) > 0 { // non-critical ones do not fail the probe, but are named
+			failed = "; failed: " + strings.Join(h.Failed, ", ")
+		}
 		if h.Healthy {
-			r.wrote(printf(r.cio.stdout, "healthy\n"))
+			r.wrote(printf(r.cio.stdout, "healthy%s\n", failed))
 			return 0
 		}
-		r.wrote(printf(r.cio.stdout, "not ready: %s\n", strings.Join(h.NotReady, ", ")))
+		r.wrote(printf(r.cio.stdout, "not ready: %s%s\n", strings.Join(h.NotReady, ", "), failed))
 		return exitUnhealthy
 	}}
 }

@@ -22,14 +22,41 @@ import (
 
 // Defaults of DESIGN.md §4, the values in its brackets.
 const (
-	DefaultSocket       = "/run/tend.sock"
-	DefaultMode         = os.FileMode(0o600)
-	DefaultGrace        = 10 * time.Second
-	DefaultMaxRunning   = 64
-	DefaultMaxQueued    = 256
-	DefaultJobStopGrace = 5 * time.Second
-	DefaultKeep         = time.Hour
-	DefaultMaxRecords   = 10000
+	DefaultSocket = "/run/tend.sock"
+	DefaultMode   = os.FileMode(0o600)
+	DefaultGrace  = 10 * time.Second
+	// DefaultKilledExitCode is [shutdown] killed_exit_code: 0, a forced
+	// stop exits with the same code as a clean one.
+	DefaultKilledExitCode = 0
+	DefaultMaxRunning     = 64
+	DefaultMaxQueued      = 256
+	DefaultJobStopGrace   = 5 * time.Second
+	DefaultKeep           = time.Hour
+	DefaultMaxRecords     = 10000
+	// What one POST /v1/jobs may carry ([jobs] max_labels and the rest):
+	// far more than a dispatcher sends, small enough that a record's size
+	// is bounded without looking at the body cap.
+	DefaultMaxLabels          = 32
+	DefaultMaxLabelKeyBytes   = 128
+	DefaultMaxLabelValueBytes = 256
+	DefaultMaxArgv            = 4096
+	DefaultMaxArgvBytes       = 128 << 10 // MAX_ARG_STRLEN: one argument as long as execve takes
+	DefaultMaxEnv             = 1024
+	DefaultMaxEnvBytes        = 64 << 10
+	DefaultMaxDirBytes        = 4095 // PATH_MAX less its NUL
+	// DefaultRecordArgvBytes is how much of its argv a record keeps.
+	DefaultRecordArgvBytes = 4 << 10
+	// DefaultMaxRecordBytes is the byte budget of exit records, shared
+	// fairly among the uids that hold them.
+	DefaultMaxRecordBytes = 64 << 20
+	// Bounds of the API's answers and of what callers may hold open
+	// ([control] page_size and the rest).
+	DefaultPageSize             = 100
+	DefaultMaxPageSize          = 1000
+	DefaultMaxSubscribers       = 256
+	DefaultMaxSubscribersPerUID = 32
+	DefaultMaxParkedFDs         = 1024
+	DefaultMaxParkedFDsPerUID   = 192
 	// Unset is the value of a duration that was not given, where unset
 	// and 0 mean different things (stop_timeout: 0 is SIGKILL at once).
 	Unset                = time.Duration(-1)
@@ -39,6 +66,10 @@ const (
 	DefaultRestartWindow = 10 * time.Minute
 	DefaultReadyTimeout  = 60 * time.Second
 	DefaultStopSignal    = unix.SIGTERM
+	// [control]: the keep-alive idle timeout and the connection limits.
+	DefaultIdleTimeout          = 2 * time.Minute
+	DefaultMaxConnections       = 1024
+	DefaultMaxConnectionsPerUID = 256
 )
 
 // MainName is the reserved name of the service made from the command after --.
@@ -60,11 +91,28 @@ type Control struct {
 	SocketSet bool        // the key was present: failing to bind is then fatal, not a warning
 	Mode      os.FileMode // permission bits only (within 0777)
 	Group     string      // group name or gid, not resolved here; "" = the socket's default
+	// IdleTimeout closes a keep-alive connection idle this long, > 0.
+	IdleTimeout time.Duration
+	// MaxConnections and MaxConnectionsPerUID bound the connections open
+	// at once, overall and per peer uid, >= 1 (root and tend's uid have a
+	// small reserve beyond MaxConnections).
+	MaxConnections       int
+	MaxConnectionsPerUID int
+
+	PageSize             int // jobs in a GET /v1/jobs page (and in GET /v1/status) without ?limit; >= 1
+	MaxPageSize          int // the largest ?limit; >= PageSize
+	MaxSubscribers       int // GET /v1/events streams open at once; >= 1
+	MaxSubscribersPerUID int // of those, one uid's; 1..MaxSubscribers
+	MaxParkedFDs         int // passed fds held for requests not handled yet; >= 3
+	MaxParkedFDsPerUID   int // of those, one uid's; 3..MaxParkedFDs
 }
 
 // Shutdown is the [shutdown] table.
 type Shutdown struct {
 	Grace time.Duration // the whole stop budget, > 0
+	// KilledExitCode (1-255) is tend's exit code when the shutdown had to
+	// SIGKILL anything; 0 = the code of a clean stop.
+	KilledExitCode int
 }
 
 // Jobs is the [jobs] table: limits of jobs started through the control API.
@@ -75,6 +123,22 @@ type Jobs struct {
 	StopGrace  time.Duration // SIGTERM to SIGKILL of a job's group; 0 = at once
 	Keep       time.Duration // how long exit records stay queryable, > 0
 	MaxRecords int           // exit records kept at most, the oldest forgotten first; >= 1
+
+	// What one job request may carry (a refusal names the key).
+	MaxLabels          int // labels; >= 0
+	MaxLabelKeyBytes   int // bytes of a label's key; >= 1
+	MaxLabelValueBytes int // bytes of a label's value; >= 0
+	MaxArgv            int // argv's strings; >= 1
+	MaxArgvBytes       int // argv's bytes in all; >= 1
+	MaxEnv             int // env's strings; >= 0
+	MaxEnvBytes        int // env's bytes in all; >= 0
+	MaxDirBytes        int // dir's bytes; >= 1
+	// RecordArgvBytes is how much of argv a record keeps (the rest is cut,
+	// the record says so); >= 1.
+	RecordArgvBytes int
+	// MaxRecordBytes is the budget of exit records (their estimated heap
+	// size), each uid's fair share of it protected; >= 64 KiB.
+	MaxRecordBytes int
 }
 
 // Defaults is the [defaults] table: what services and jobs get unless they

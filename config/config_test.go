@@ -22,6 +22,7 @@ group = "agents"
 
 [shutdown]
 grace = "25s"
+killed_exit_code = 137
 
 [jobs]
 max_running = 8
@@ -63,14 +64,15 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Parse() error = %v", err)
 	}
 	want := &Config{
-		Control:  Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents"},
-		Shutdown: Shutdown{Grace: 25 * time.Second},
-		Jobs:     Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords},
+		Control: paged(Control{Socket: "/run/tend/ctl.sock", SocketSet: true, Mode: 0o660, Group: "agents", IdleTimeout: DefaultIdleTimeout,
+			MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}),
+		Shutdown: Shutdown{Grace: 25 * time.Second, KilledExitCode: 137},
+		Jobs:     limited(Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords}),
 		Defaults: Defaults{Track: TrackAuto},
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
-				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Line: 17},
+				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Line: 18},
 			{
 				Name:          "gateway",
 				Command:       []string{"hermes", "gateway", "run", "--replace"},
@@ -95,7 +97,7 @@ func TestParseFull(t *testing.T) {
 				},
 				LogPrefix: true,
 				KillMode:  KillUnit,
-				Line:      21,
+				Line:      22,
 			},
 		},
 	}
@@ -110,21 +112,21 @@ func TestParseDefaults(t *testing.T) {
 		want       *Config
 	}{
 		{"empty file", "", &Config{
-			Control:  Control{Socket: DefaultSocket, Mode: 0o600},
+			Control:  defaultControl(DefaultSocket, false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
-			Control:  Control{Socket: "", SocketSet: true, Mode: 0o600},
+			Control:  defaultControl("", true),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
 		}},
 		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
-			Control:  Control{Socket: "/run/tend.sock", Mode: 0o600},
+			Control:  defaultControl("/run/tend.sock", false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
-			Jobs:     Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords},
+			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
 			Services: []Service{{
 				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
@@ -237,4 +239,38 @@ func TestLoadMissing(t *testing.T) {
 	if _, err := Load(bad); err == nil || err.Error() != bad+":2:1: jobs: max_running: 0 is less than 1" {
 		t.Errorf("Load(%s) error = %v, want one naming the file and the key", bad, err)
 	}
+}
+
+func TestParseControlLimits(t *testing.T) {
+	cfg, err := Parse([]byte("[control]\nidle_timeout = \"30s\"\nmax_connections = 100\nmax_connections_per_uid = 10\n"), "c.toml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	c := cfg.Control
+	if c.IdleTimeout != 30*time.Second || c.MaxConnections != 100 || c.MaxConnectionsPerUID != 10 {
+		t.Errorf("[control] = idle_timeout %v, max_connections %d, max_connections_per_uid %d; want 30s, 100, 10",
+			c.IdleTimeout, c.MaxConnections, c.MaxConnectionsPerUID)
+	}
+}
+
+// defaultControl is [control] with every default but socket.
+func defaultControl(socket string, set bool) Control {
+	return paged(Control{Socket: socket, SocketSet: set, Mode: 0o600, IdleTimeout: DefaultIdleTimeout,
+		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID})
+}
+
+// limited is j with the request and record limits at their defaults.
+func limited(j Jobs) Jobs {
+	j.MaxLabels, j.MaxLabelKeyBytes, j.MaxLabelValueBytes = DefaultMaxLabels, DefaultMaxLabelKeyBytes, DefaultMaxLabelValueBytes
+	j.MaxArgv, j.MaxArgvBytes, j.MaxEnv, j.MaxEnvBytes = DefaultMaxArgv, DefaultMaxArgvBytes, DefaultMaxEnv, DefaultMaxEnvBytes
+	j.MaxDirBytes, j.RecordArgvBytes, j.MaxRecordBytes = DefaultMaxDirBytes, DefaultRecordArgvBytes, DefaultMaxRecordBytes
+	return j
+}
+
+// paged is c with the page, subscriber and parked-fd limits at their defaults.
+func paged(c Control) Control {
+	c.PageSize, c.MaxPageSize = DefaultPageSize, DefaultMaxPageSize
+	c.MaxSubscribers, c.MaxSubscribersPerUID = DefaultMaxSubscribers, DefaultMaxSubscribersPerUID
+	c.MaxParkedFDs, c.MaxParkedFDsPerUID = DefaultMaxParkedFDs, DefaultMaxParkedFDsPerUID
+	return c
 }

@@ -115,6 +115,9 @@ func checkSane(t *testing.T, cfg *Config) {
 	if cfg.Shutdown.Grace <= 0 {
 		t.Errorf("shutdown.grace %v, want > 0", cfg.Shutdown.Grace)
 	}
+	if k := cfg.Shutdown.KilledExitCode; k < 0 || k > 255 {
+		t.Errorf("shutdown.killed_exit_code %d, want 0-255", k)
+	}
 	j := cfg.Jobs
 	if j.MaxRunning < 1 || j.MaxQueued < 0 || j.Timeout < 0 || j.StopGrace < 0 || j.Keep <= 0 {
 		t.Errorf("jobs %+v out of range", j)
@@ -191,15 +194,22 @@ func checkSane(t *testing.T, cfg *Config) {
 // encode writes cfg as a TOML file Parse reads back to the same Config.
 func encode(t *testing.T, cfg *Config) []byte {
 	t.Helper()
-	c := cfg.Control
+	c, j := cfg.Control, cfg.Jobs
 	doc := map[string]any{
-		"control":  map[string]any{"socket": c.Socket, "mode": "0" + strconv.FormatUint(uint64(c.Mode), 8), "group": c.Group},
-		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String()},
+		"control": map[string]any{"socket": c.Socket, "mode": "0" + strconv.FormatUint(uint64(c.Mode), 8), "group": c.Group,
+			"idle_timeout": c.IdleTimeout.String(), "max_connections": c.MaxConnections, "max_connections_per_uid": c.MaxConnectionsPerUID,
+			"page_size": c.PageSize, "max_page_size": c.MaxPageSize,
+			"max_subscribers": c.MaxSubscribers, "max_subscribers_per_uid": c.MaxSubscribersPerUID,
+			"max_parked_fds": c.MaxParkedFDs, "max_parked_fds_per_uid": c.MaxParkedFDsPerUID},
+		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String(), "killed_exit_code": cfg.Shutdown.KilledExitCode},
 		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},
 		"jobs": map[string]any{
 			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,
 			"timeout": cfg.Jobs.Timeout.String(), "stop_grace": cfg.Jobs.StopGrace.String(), "keep": cfg.Jobs.Keep.String(),
 			"max_records": cfg.Jobs.MaxRecords,
+			"max_labels":  j.MaxLabels, "max_label_key_bytes": j.MaxLabelKeyBytes, "max_label_value_bytes": j.MaxLabelValueBytes,
+			"max_argv": j.MaxArgv, "max_argv_bytes": j.MaxArgvBytes, "max_env": j.MaxEnv, "max_env_bytes": j.MaxEnvBytes,
+			"max_dir_bytes": j.MaxDirBytes, "record_argv_bytes": j.RecordArgvBytes, "max_record_bytes": j.MaxRecordBytes,
 		},
 	}
 	var svcs []map[string]any

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,9 +15,25 @@ import (
 // with the terminating NUL (unix(7)).
 const maxSocketPath = 107
 
+// maxFDsPerRequest is how many fds one request may pass (stdin, stdout,
+// stderr): a parked-fd limit below it would refuse every passing request.
+const maxFDsPerRequest = 3
+
+// minRecordBytes is the least [jobs] max_record_bytes: a few of the
+// largest records the request limits allow by default.
+const minRecordBytes = 64 << 10
+
+// atMost reports key's value n over the limit of key limitKey.
+func (t *table) atMost(key string, n int, limitKey string, limit int) {
+	if n > limit {
+		t.errorf(key, "%d is more than %s (%d)", n, limitKey, limit)
+	}
+}
+
 // control reads [control].
 func (d *decoder) control(t *table) Control {
-	c := Control{Socket: DefaultSocket, Mode: DefaultMode}
+	c := Control{Socket: DefaultSocket, Mode: DefaultMode, IdleTimeout: DefaultIdleTimeout,
+		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}
 	if s, ok := t.str("socket"); ok {
 		c.Socket, c.SocketSet = s, true
 		switch {
@@ -41,7 +58,19 @@ func (d *decoder) control(t *table) Control {
 			c.Mode = os.FileMode(m)
 		}
 	}
+	c.IdleTimeout = t.duration("idle_timeout", DefaultIdleTimeout, true)
+	c.MaxConnections = t.integer("max_connections", DefaultMaxConnections, 1)
+	c.MaxConnectionsPerUID = t.integer("max_connections_per_uid", DefaultMaxConnectionsPerUID, 1)
 	c.Group, _ = t.str("group")
+	c.PageSize = t.integer("page_size", DefaultPageSize, 1)
+	c.MaxPageSize = t.integer("max_page_size", DefaultMaxPageSize, 1)
+	c.MaxSubscribers = t.integer("max_subscribers", DefaultMaxSubscribers, 1)
+	c.MaxSubscribersPerUID = t.integer("max_subscribers_per_uid", DefaultMaxSubscribersPerUID, 1)
+	c.MaxParkedFDs = t.integer("max_parked_fds", DefaultMaxParkedFDs, maxFDsPerRequest)
+	c.MaxParkedFDsPerUID = t.integer("max_parked_fds_per_uid", DefaultMaxParkedFDsPerUID, maxFDsPerRequest)
+	t.atMost("page_size", c.PageSize, "max_page_size", c.MaxPageSize)
+	t.atMost("max_subscribers_per_uid", c.MaxSubscribersPerUID, "max_subscribers", c.MaxSubscribers)
+	t.atMost("max_parked_fds_per_uid", c.MaxParkedFDsPerUID, "max_parked_fds", c.MaxParkedFDs)
 	// connect(2) on a unix socket needs write permission on it (unix(7)), so
 	// a group without it could never connect: say so now, not as EACCES later.
 	if c.Group != "" && c.Mode&0o020 == 0 {
@@ -49,6 +78,15 @@ func (d *decoder) control(t *table) Control {
 	}
 	t.unknown()
 	return c
+}
+
+// CheckKilledExitCode validates [shutdown] killed_exit_code (and its flag,
+// --killed-exit-code).
+func CheckKilledExitCode(n int) error {
+	if n < 0 || n > 255 {
+		return fmt.Errorf("%d is not an exit code: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", n)
+	}
+	return nil
 }
 
 // shutdown reads [shutdown].
@@ -62,6 +100,11 @@ func (d *decoder) shutdown(t *table) Shutdown {
 		}
 	}
 	s.Grace = t.duration("grace", DefaultGrace, true)
+	s.KilledExitCode = t.integer("killed_exit_code", DefaultKilledExitCode, 0)
+	if err := CheckKilledExitCode(s.KilledExitCode); err != nil {
+		t.errorf("killed_exit_code", "%v", err)
+		s.KilledExitCode = DefaultKilledExitCode
+	}
 	t.unknown()
 	return s
 }
@@ -75,7 +118,19 @@ func (d *decoder) jobs(t *table) Jobs {
 		StopGrace:  t.duration("stop_grace", DefaultJobStopGrace, false),
 		Keep:       t.duration("keep", DefaultKeep, true),
 		MaxRecords: t.integer("max_records", DefaultMaxRecords, 1),
+
+		MaxLabels:          t.integer("max_labels", DefaultMaxLabels, 0),
+		MaxLabelKeyBytes:   t.integer("max_label_key_bytes", DefaultMaxLabelKeyBytes, 1),
+		MaxLabelValueBytes: t.integer("max_label_value_bytes", DefaultMaxLabelValueBytes, 0),
+		MaxArgv:            t.integer("max_argv", DefaultMaxArgv, 1),
+		MaxArgvBytes:       t.integer("max_argv_bytes", DefaultMaxArgvBytes, 1),
+		MaxEnv:             t.integer("max_env", DefaultMaxEnv, 0),
+		MaxEnvBytes:        t.integer("max_env_bytes", DefaultMaxEnvBytes, 0),
+		MaxDirBytes:        t.integer("max_dir_bytes", DefaultMaxDirBytes, 1),
+		RecordArgvBytes:    t.integer("record_argv_bytes", DefaultRecordArgvBytes, 1),
+		MaxRecordBytes:     t.integer("max_record_bytes", DefaultMaxRecordBytes, minRecordBytes),
 	}
+	t.atMost("record_argv_bytes", j.RecordArgvBytes, "max_argv_bytes", j.MaxArgvBytes)
 	t.unknown()
 	return j
 }

@@ -27,7 +27,7 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}
-	want := api.Counters{Reaped: 10, OrphansReaped: 3, JobsStarted: 7, JobsRunning: 2, JobsQueued: 1}
+	want := api.Counters{Reaped: 10, OrphansReaped: 3, JobsStarted: 7, JobsRunning: 2, JobsQueued: 1, JobsKept: 4}
 	if st.Version != "test" || st.PID != os.Getpid() || len(st.Services) != 2 || len(st.Jobs) != 2 || st.Counters != want {
 		t.Errorf("GET /v1/status = %+v", st)
 	}
@@ -56,7 +56,8 @@ func TestServiceOps(t *testing.T) {
 		code       int
 	}{
 		{"/v1/services/gateway/signal", `{"signal":"HUP"}`, http.StatusNoContent},
-		{"/v1/services/gateway/signal", ``, http.StatusNoContent},
+		{"/v1/services/gateway/signal", ``, http.StatusBadRequest}, // never a default SIGTERM
+		{"/v1/services/gateway/signal", `{}`, http.StatusBadRequest},
 		{"/v1/services/worker/restart", ``, http.StatusAccepted},
 		{"/v1/services/worker/stop", `{}`, http.StatusAccepted},
 		{"/v1/services/worker/start", ` `, http.StatusAccepted},
@@ -69,7 +70,7 @@ func TestServiceOps(t *testing.T) {
 			t.Errorf("POST %s %q = %d %s, want %d", tc.path, tc.body, code, body, tc.code)
 		}
 	}
-	want := []string{"gateway signal hangup", "gateway signal terminated", "worker restart signal 0", "worker stop signal 0", "worker start signal 0"}
+	want := []string{"gateway signal hangup", "worker restart signal 0", "worker stop signal 0", "worker start signal 0"}
 	if ops := h.svcs.calls(); !reflect.DeepEqual(ops, want) {
 		t.Errorf("ServiceOp calls = %q, want %q", ops, want)
 	}

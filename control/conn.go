@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,14 +46,34 @@ type conn struct {
 	// socket's close(2) can block for minutes (blocking.Closer).
 	closeFDs func(fds ...int)
 
+	// parked counts pending fds against [control] max_parked_fds (nil:
+	// no limit); set before the connection's first read (Server.connState).
+	parked *parked
+
 	mu      sync.Mutex
 	pending [][]int // guarded by mu: unclaimed batches of raw fds, oldest first
-	bad     string  // guarded by mu: why the next request gets 400; "" = none
+	bad     string  // guarded by mu: why the next request is refused; "" = none
+	badCode int     // guarded by mu: with what status; 0 = 400
 	closed  bool    // guarded by mu: set by release; later fds are closed at once
 
 	// bound is set once a job is bound to the connection: from then on no
 	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
 	bound atomic.Bool
+
+	// leave uncounts the connection from the limits it was admitted
+	// under (Listener.Accept), once, at its Close; nil: not counted.
+	leave     func()
+	leaveOnce sync.Once
+}
+
+// Close closes the connection and releases its place under the connection
+// limits.
+func (c *conn) Close() error {
+	err := c.UnixConn.Close()
+	if c.leave != nil {
+		c.leaveOnce.Do(c.leave)
+	}
+	return err
 }
 
 // newConn reads the peer's credentials of uc. SO_PEERCRED and SO_PEERGROUPS
@@ -193,10 +214,14 @@ func (c *conn) collect(oob []byte, flags int) {
 	if why == "" && !c.closed && len(c.pending) >= maxPendingBatches {
 		why = fmt.Sprintf("more than %d requests' fds pending: only POST /v1/jobs claims them", maxPendingBatches)
 	}
+	code := 0
+	if why == "" && !c.closed && c.bad == "" {
+		code, why = c.parked.hold(c.caller.UID, len(fds))
+	}
 	if why != "" || c.closed || c.bad != "" {
 		c.closeFDs(fds...)
 		if why != "" && c.bad == "" {
-			c.bad = why
+			c.bad, c.badCode = why, code
 		}
 		c.closePendingLocked()
 		return
@@ -245,6 +270,7 @@ func closeNow(fds ...int) {
 func (c *conn) closePendingLocked() {
 	for _, batch := range c.pending {
 		c.closeFDs(batch...)
+		c.parked.release(c.caller.UID, len(batch))
 	}
 	c.pending = nil
 }
@@ -258,6 +284,7 @@ func (c *conn) take() []int {
 	}
 	files := c.pending[0]
 	c.pending = c.pending[1:]
+	c.parked.release(c.caller.UID, len(files))
 	return files
 }
 
@@ -266,6 +293,16 @@ func (c *conn) badReason() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bad
+}
+
+// badStatus is the status of the refusal badReason gives.
+func (c *conn) badStatus() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.badCode == 0 {
+		return http.StatusBadRequest
+	}
+	return c.badCode
 }
 
 // release closes the fds nobody claimed; the connection is gone.

@@ -68,7 +68,7 @@ func TestPeerCredsNonRoot(t *testing.T) {
 		groups []uint32
 		want   []string // one answer per request
 	}{
-		{"no group", nobody, nil, []string{"403 {\"error\":\"uid 65534 may not use this socket: only root, uid 0 and members of group 4242 may\"}", "403"}},
+		{"no group", nobody, nil, []string{"403 {\"error\":\"uid 65534 may not use this socket: only root, uid 0 and members of gid 4242 may ([control] mode = \\\"0666\\\", group = \\\"4242\\\")\"}", "403"}},
 		{"supplementary", nobody, []uint32{100, group}, []string{"200", "403 {\"error\":\"uid 65534 may not control services: only root and uid 0 may\"}"}},
 		{"primary", group, nil, []string{"200", "403"}},
 		{"many groups", nobody, manyGroups(group), []string{"200", "403"}}, // over SO_PEERGROUPS' first guess

@@ -11,15 +11,21 @@ import (
 )
 
 // eventBuffer is how many events a subscriber may fall behind before the
-// source drops it.
+// source drops it: a pointer each, 8 KiB a subscriber.
 const eventBuffer = 1024
 
 // events answers GET /v1/events: NDJSON, one api.Event a line, flushed as
 // each comes. It ends when the client leaves, when the subscriber fell
 // behind (a slow reader: the source closed its channel) or when a write
-// does not complete within IOTimeout: tend never waits for a reader.
+// does not complete within IOTimeout: tend never waits for a reader. The
+// streams open at once are capped in all and per uid (the source refuses
+// beyond, naming the setting).
 func (s *Server) events(w http.ResponseWriter, r *http.Request, c *conn) {
-	ch, overflowed, cancel := s.cfg.Events(eventBuffer)
+	ch, overflowed, cancel, err := s.cfg.Events(c.caller.UID, eventBuffer)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	defer cancel()
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -38,7 +44,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c *conn) {
 				s.cfg.Log.Debug("event stream ended", "pid", c.caller.PID, "overflowed", overflowed())
 				return
 			}
-			if visible(c.caller, e) {
+			if visible(c.caller, *e) {
 				_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.IOTimeout))
 				if enc.Encode(e) != nil || rc.Flush() != nil {
 					s.cfg.Log.Debug("event stream cut: slow or gone reader", "pid", c.caller.PID)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ type fakeJobs struct {
 	closed    chan uint64            // every ConnClosed
 	callers   chan Caller            // the caller of every List
 	labels    chan map[string]string // the labels of every List
+	queries   chan ListQuery         // every List's query
 	signals   chan JobSignal
 	release   chan struct{} // closing it ends every Wait on "j-1"
 }
@@ -35,6 +37,7 @@ func newFakeJobs() *fakeJobs {
 		closed:    make(chan uint64, 2048),
 		callers:   make(chan Caller, 2048),
 		labels:    make(chan map[string]string, 2048),
+		queries:   make(chan ListQuery, 2048),
 		signals:   make(chan JobSignal, 16),
 		release:   make(chan struct{}),
 	}
@@ -61,16 +64,37 @@ func (f *fakeJobs) Get(c Caller, id string) (api.Job, error) {
 	return running(id, c.UID), nil
 }
 
-func (f *fakeJobs) List(c Caller, labels map[string]string) []api.Job {
+// List pages through j-2, j-1 (newest first); a page cut short by
+// its limit names the next.
+func (f *fakeJobs) List(c Caller, q ListQuery) ([]api.Job, string, error) {
 	select {
 	case f.callers <- c:
 	default:
 	}
 	select {
-	case f.labels <- labels:
+	case f.labels <- q.Labels:
 	default:
 	}
-	return []api.Job{running("j-2", c.UID), running("j-1", c.UID)}
+	select {
+	case f.queries <- q:
+	default:
+	}
+	ids := []string{"j-2", "j-1"}
+	if q.After != "" {
+		i := slices.Index(ids, q.After)
+		if i < 0 {
+			return nil, "", api.Errorf(http.StatusNotFound, "after: no job %q", q.After)
+		}
+		ids = ids[i+1:]
+	}
+	var page []api.Job
+	for _, id := range ids {
+		if len(page) == q.Limit {
+			return page, page[len(page)-1].ID, nil
+		}
+		page = append(page, running(id, c.UID))
+	}
+	return page, "", nil
 }
 
 func (f *fakeJobs) Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error) {
@@ -97,7 +121,9 @@ func (f *fakeJobs) Signal(c Caller, id string, req JobSignal) error {
 
 func (f *fakeJobs) ConnClosed(conn uint64) { f.closed <- conn }
 
-func (f *fakeJobs) Counters() (uint64, int, int) { return 7, 2, 1 }
+func (f *fakeJobs) Counters() api.Counters {
+	return api.Counters{JobsStarted: 7, JobsRunning: 2, JobsQueued: 1, JobsKept: 4}
+}
 
 // fakeServices is a supervisor with two services; "boom" panics.
 type fakeServices struct {
@@ -155,7 +181,7 @@ type fakeHub struct {
 }
 
 type fakeSub struct {
-	c          chan api.Event
+	c          chan *api.Event
 	overflowed bool // guarded by fakeHub.mu
 }
 
@@ -163,8 +189,8 @@ func newFakeHub() *fakeHub {
 	return &fakeHub{subs: map[*fakeSub]bool{}, subscribed: make(chan struct{}, 64), canceled: make(chan struct{}, 64)}
 }
 
-func (h *fakeHub) Subscribe(n int) (<-chan api.Event, func() bool, func()) {
-	s := &fakeSub{c: make(chan api.Event, n)}
+func (h *fakeHub) Subscribe(uid, n int) (<-chan *api.Event, func() bool, func(), error) {
+	s := &fakeSub{c: make(chan *api.Event, n)}
 	h.mu.Lock()
 	h.subs[s] = true
 	h.mu.Unlock()
@@ -179,7 +205,7 @@ func (h *fakeHub) Subscribe(n int) (<-chan api.Event, func() bool, func()) {
 			h.canceled <- struct{}{}
 		})
 	}
-	return s.c, overflowed, cancel
+	return s.c, overflowed, cancel, nil
 }
 
 // Publish never blocks: a full subscriber is dropped.
@@ -188,7 +214,7 @@ func (h *fakeHub) Publish(e api.Event) {
 	defer h.mu.Unlock()
 	for s := range h.subs {
 		select {
-		case s.c <- e:
+		case s.c <- &e:
 		default:
 			s.overflowed = true
 			close(s.c)

@@ -3,6 +3,7 @@
 package control
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -61,14 +62,23 @@ func (f *front) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	f.mux.ServeHTTP(w, r)
 }
 
-// admit refuses a connection whose fds were refused, a GET with a body and
-// a caller who may not use the socket, and puts a deadline on reading a body.
+// admit refuses a connection whose fds were refused, a GET with a body, a
+// caller who may not use the socket and a URL over maxURLBytes, puts a
+// deadline on reading a body and closes the connection after a chunked one.
 func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
+	if len(r.TransferEncoding) > 0 {
+		// RFC 9112 §6.3: after a request with both Transfer-Encoding and
+		// Content-Length the server must close the connection (the two may
+		// frame the body differently: request smuggling). net/http deletes
+		// Content-Length before a handler sees it, so every chunked request
+		// closes its connection after the answer; tend's clients send none.
+		w.Header().Set("Connection", "close")
+	}
 	if why := c.badReason(); why != "" {
 		// The fds are closed; the bytes that came with them may belong to
 		// any request, so the connection cannot be trusted further.
 		w.Header().Set("Connection", "close")
-		return api.Errorf(http.StatusBadRequest, "%s", why)
+		return api.Errorf(c.badStatus(), "%s", why)
 	}
 	if r.ContentLength != 0 {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -83,9 +93,10 @@ func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
 		_ = http.NewResponseController(w).SetReadDeadline(w.bodyDeadline)
 	}
 	if !f.s.mayConnect(c.caller) {
-		return api.Errorf(http.StatusForbidden,
-			"uid %d may not use this socket: only root, uid %d and members of group %d may",
-			c.caller.UID, f.s.uid, f.s.ln.Group())
+		return api.Errorf(http.StatusForbidden, "uid %d may not use this socket: %s", c.caller.UID, f.s.connectRule())
+	}
+	if n := len(r.RequestURI); n > maxURLBytes {
+		return api.Errorf(http.StatusRequestURITooLong, "URL is %d bytes: the limit is %d", n, maxURLBytes)
 	}
 	return nil
 }
@@ -129,6 +140,21 @@ func (f *front) recover(w *statusWriter, r *http.Request) {
 func (s *Server) mayConnect(c Caller) bool {
 	gid := s.ln.Group()
 	return c.UID == 0 || c.UID == s.uid || c.GID == gid || slices.Contains(c.Groups, gid)
+}
+
+// connectRule says who may connect, with the [control] settings that
+// decide it as they were configured, for the 403.
+func (s *Server) connectRule() string {
+	mode := s.cfg.Mode.Perm()
+	if mode == 0 {
+		mode = 0o600
+	}
+	group := fmt.Sprintf("group = %q", s.cfg.Group)
+	if s.cfg.Group == "" {
+		group = "group unset: tend's own"
+	}
+	return fmt.Sprintf("only root, uid %d and members of gid %d may ([control] mode = \"%04o\", %s)",
+		s.uid, s.ln.Group(), mode, group)
 }
 
 // mayControl says whether c may control services: root and tend's uid only.

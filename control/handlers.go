@@ -16,16 +16,24 @@ import (
 
 // status answers GET /v1/status: every service, the jobs the caller may see.
 func (s *Server) status(w http.ResponseWriter, r *http.Request, c *conn) {
-	started, running, queued := s.cfg.Jobs.Counters()
-	reaped, orphans := s.cfg.Services.Reaped()
+	// One page of jobs, as GET /v1/jobs gives without a query: the
+	// answer's size is bounded by [control] page_size, the counters are
+	// exact.
+	page, next, err := s.cfg.Jobs.List(c.caller, ListQuery{Limit: s.cfg.Limits.PageSize})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	counters := s.cfg.Jobs.Counters()
+	counters.Reaped, counters.OrphansReaped = s.cfg.Services.Reaped()
 	st := api.Status{
 		Version:  s.cfg.Version,
 		PID:      os.Getpid(),
 		Stopping: s.cfg.Services.Stopping(),
 		Services: nonNil(s.cfg.Services.Services()),
-		Jobs:     nonNil(s.cfg.Jobs.List(c.caller, nil)),
-		Counters: api.Counters{Reaped: reaped, OrphansReaped: orphans,
-			JobsStarted: started, JobsRunning: running, JobsQueued: queued},
+		Jobs:     nonNil(page),
+		JobsNext: next,
+		Counters: counters,
 	}
 	s.reply(w, http.StatusOK, st)
 }
@@ -56,10 +64,15 @@ func (s *Server) serviceOp(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	var sig unix.Signal
 	if op == "signal" {
+		// A service's signal is never a default: an empty body or
+		// signal is refused, not taken for a SIGTERM that would stop it.
 		var req api.SignalRequest
-		err := s.decode(w, r, &req, true)
-		if err == nil && (req.Tree || req.Kill) {
+		err := s.decode(w, r, &req, false)
+		switch {
+		case err == nil && (req.Tree || req.Kill):
 			err = api.Errorf(http.StatusBadRequest, "body: tree and kill are for jobs, not services")
+		case err == nil && req.Signal == "":
+			err = api.Errorf(http.StatusBadRequest, `body: signal: missing: a service's signal is named, e.g. {"signal":"SIGHUP"}`)
 		}
 		if err == nil {
 			sig, err = parseSignal(req.Signal)
@@ -92,7 +105,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	err := s.decode(w, r, &req, false)
 	var sub Submit
 	if err == nil {
-		sub, err = parseJob(req, files, c.caller, c.id)
+		sub, err = parseJob(req, files, c.caller, c.id, s.cfg.Limits)
 	}
 	if err != nil {
 		c.closeFDs(files...)
@@ -111,14 +124,33 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	s.reply(w, http.StatusCreated, job)
 }
 
-// list answers GET /v1/jobs?label=k=v...: the caller's jobs, newest first.
+// list answers GET /v1/jobs?label=k=v...&limit=N&after=ID: a page of the
+// caller's jobs, newest first. When more follow, a Link header (RFC 8288)
+// names the next page, rel="next", and Tend-Next-After its cursor.
 func (s *Server) list(w http.ResponseWriter, r *http.Request, c *conn) {
-	labels, err := parseLabels(r.URL.RawQuery)
+	q, err := parseList(r.URL.RawQuery, s.cfg.Limits)
+	var page []api.Job
+	var next string
+	if err == nil {
+		page, next, err = s.cfg.Jobs.List(c.caller, q)
+	}
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.reply(w, http.StatusOK, nonNil(s.cfg.Jobs.List(c.caller, labels)))
+	if next != "" {
+		w.Header().Set(api.NextHeader, next)
+		w.Header().Set("Link", "<"+nextPage(r.URL, next)+`>; rel="next"`)
+	}
+	s.reply(w, http.StatusOK, nonNil(page))
+}
+
+// nextPage is the URL of the page after the one u asked for, which ended
+// at id: u's query with after replaced.
+func nextPage(u *url.URL, id string) string {
+	q := u.Query()
+	q.Set("after", id)
+	return u.Path + "?" + q.Encode()
 }
 
 // get answers GET /v1/jobs/{id}.

@@ -5,6 +5,7 @@ package control
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -25,133 +26,154 @@ const probeTimeout = time.Second
 const maxSunPath = 108
 
 // Listener is the control socket. Its Accept returns connections that know
-// their peer's credentials and collect the fds passed over them.
+// their peer's credentials and collect the fds passed over them, within the
+// connection limits (see admission).
 type Listener struct {
-	ul      *net.UnixListener
-	path    string
-	gid     int // the socket's group: members may talk to tend
-	dev     uint64
-	ino     uint64 // identify our socket file, so Close never removes another's
+	ul   *net.UnixListener
+	path string
+	dir  int    // O_DIRECTORY fd of the socket's directory, held until Close
+	name string // the socket's name in dir
+	gid  int    // the socket's group: members may talk to tend
+	dev  uint64
+	ino  uint64 // identify our socket file, so Close never removes another's
+	// viaPath says /proc was not there: the socket was bound by a path
+	// inside the private directory rather than through its fd.
+	viaPath bool
+
 	nextID  atomic.Uint64
 	closing sync.Once
-	err     error // of the first Close
+	done    chan struct{} // closed by Close: ends Accept's retry waits
+	err     error         // of the first Close
 
-	closeFDs func(...int) // for passed fds nobody claims; nil: close at once
+	closeFDs func(...int)   // for passed fds nobody claims; nil: close at once
+	log      *slog.Logger   // nil: discard
+	admit    *admission     // nil: no connection limits
+	uid      int            // tend's own uid: it shares root's reserve
+	refusals sync.WaitGroup // refuse's goroutines
+
+	refusalsMu sync.Mutex
+	refused    map[*conn]struct{} // guarded by refusalsMu: being refused
+	closed     bool               // guarded by refusalsMu: no more refusals
+	// acceptLog and refuseLog rate-limit what Accept logs.
+	acceptLog, refuseLog limitLog
+	// accept is l.ul.AcceptUnix and wait is l.pause; faked in tests.
+	accept func() (*net.UnixConn, error)
+	wait   func(time.Duration) bool
 }
 
 // Listen creates the Unix socket at path with exactly mode (permission bits)
-// and, when group is not "", that group (a name or a numeric gid). The socket
-// never exists at path with a wider mode, not even briefly: it is bound inside
-// a fresh private directory next to path, chmod'ed and chown'ed there, then
-// renamed over path. A stale socket at path (nobody accepts on it) is
-// replaced; a live one, or any other kind of file, is an error.
+// and, when group is not "", that group (a name or a numeric gid).
+//
+// Every step after opening the socket's directory goes through fds, never
+// through a path someone else can change (DESIGN.md §1.7): the directory is
+// opened O_NOFOLLOW and refused when a uid other than root's and tend's
+// could replace entries in it (owned by one, or group/other-writable
+// without the sticky bit); the socket is bound inside a fresh 0700
+// directory made in it, with the umask set so that bind(2) gives it exactly
+// mode, opened O_PATH there, checked, chown'ed through that fd and renamed
+// into place from the private directory's fd. So the socket never exists at
+// path with a wider mode, not even briefly, and nothing but the socket is
+// ever chmod'ed or chown'ed. A stale socket at path (nobody accepts on it)
+// is replaced; a live one, or any other kind of file, is an error.
 func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 	gid, err := resolveGroup(group)
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(path)
-	if fi, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("socket directory %s: %w", dir, err)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("socket directory %s: not a directory", dir)
+	path = filepath.Clean(path)
+	if len(path) >= maxSunPath {
+		return nil, fmt.Errorf("socket %s: the path is %d bytes, the limit is %d (sun_path)", path, len(path), maxSunPath-1)
 	}
-	stale, err := checkExisting(path)
+	dirPath, name := filepath.Dir(path), filepath.Base(path)
+	if name == "/" || name == "." || name == ".." {
+		return nil, fmt.Errorf("socket %s: not a file name", path)
+	}
+	dfd, err := openSocketDir(dirPath)
 	if err != nil {
 		return nil, err
 	}
-	// MkdirTemp creates the directory 0700: until the rename, nobody but us
-	// can reach the socket whatever mode bind(2) gave it (0777 &^ umask).
-	tmp, err := os.MkdirTemp(dir, ".tend")
-	if err != nil {
-		return nil, fmt.Errorf("socket directory %s: %w", dir, err)
-	}
-	defer os.RemoveAll(tmp)
-	ul, err := bindPrivate(filepath.Join(tmp, "s"), path, mode, gid, stale)
-	if err != nil {
+	l := &Listener{path: path, dir: dfd, name: name, done: make(chan struct{}),
+		refused: map[*conn]struct{}{}}
+	l.accept = func() (*net.UnixConn, error) { return l.ul.AcceptUnix() }
+	l.wait = l.pause
+	if err := l.create(dirPath, mode.Perm(), gid); err != nil {
+		unix.Close(dfd)
 		return nil, err
+	}
+	return l, nil
+}
+
+// openSocketDir opens the socket's directory and refuses one whose entries
+// someone other than root or tend could rename or remove.
+func openSocketDir(dir string) (int, error) {
+	// O_NOFOLLOW: a symlink as the last component is refused (ELOOP), its
+	// owner could point it elsewhere between two uses.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	var lst unix.Stat_t
+	switch {
+	// With O_DIRECTORY a symlink fails with ENOTDIR, else ELOOP; the lstat
+	// only names the cause.
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR) && unix.Lstat(dir, &lst) == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return -1, fmt.Errorf("socket directory %s is a symlink: refused, name the directory itself in [control] socket / --socket", dir)
+	case errors.Is(err, unix.ENOTDIR):
+		return -1, fmt.Errorf("socket directory %s: not a directory", dir)
+	case err != nil:
+		return -1, fmt.Errorf("socket directory %s: %w", dir, err)
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		ul.Close()
-		return nil, fmt.Errorf("socket %s: %w", path, err)
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("socket directory %s: %w", dir, err)
 	}
-	// The group members are checked against is the file's own: without
-	// a chown it is our fsgid, or the directory's when that is setgid.
-	return &Listener{ul: ul, path: path, gid: int(st.Gid), dev: st.Dev, ino: st.Ino}, nil
+	if err := safeDir(dir, &st, os.Geteuid()); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
-// bindPrivate binds tmp, gives it its group and mode, and renames it to path.
-// stale says a dead socket is at path and may be replaced.
-func bindPrivate(tmp, path string, mode os.FileMode, gid int, stale bool) (*net.UnixListener, error) {
-	for _, p := range []string{path, tmp} {
-		if len(p) >= maxSunPath {
-			return nil, fmt.Errorf("socket %s: path %s is %d bytes, the limit is %d", path, p, len(p), maxSunPath-1)
+// safeDir refuses a directory in which a uid other than root and euid can
+// rename or remove entries: its owner can, and so can anyone who may write
+// to it unless the sticky bit limits that to each entry's owner (/tmp's
+// 1777 is fine).
+func safeDir(dir string, st *unix.Stat_t, euid int) error {
+	if st.Uid != 0 && int(st.Uid) != euid {
+		whose := "root's"
+		if euid != 0 {
+			whose = fmt.Sprintf("root's or of tend's uid %d", euid)
 		}
+		return fmt.Errorf("socket directory %s is owned by uid %d: refused, its owner could replace the socket; "+
+			"put [control] socket / --socket in a directory of %s", dir, st.Uid, whose)
 	}
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("bind %s: %w", path, err)
+	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		return fmt.Errorf("socket directory %s has mode %04o: refused, others may write to it without the sticky bit "+
+			"and could replace the socket; put [control] socket / --socket in a directory only its owner may write to, or one with the sticky bit (as /tmp's 1777)",
+			dir, st.Mode&0o7777)
 	}
-	// The file moves away from the name Go bound; Close must not unlink a
-	// name that may by then be someone else's.
-	ul.SetUnlinkOnClose(false)
-	fail := func(err error) (*net.UnixListener, error) {
-		ul.Close()
-		return nil, err
-	}
-	if gid >= 0 {
-		// Chown before chmod: chown(2) may clear mode bits, chmod sets them last.
-		if err := os.Lchown(tmp, -1, gid); err != nil {
-			return fail(fmt.Errorf("socket %s: group %d: %w", path, gid, err))
-		}
-	}
-	if err := os.Chmod(tmp, mode.Perm()); err != nil {
-		return fail(fmt.Errorf("socket %s: mode %v: %w", path, mode.Perm(), err))
-	}
-	flags := uint(unix.RENAME_NOREPLACE)
-	if stale {
-		flags = 0 // rename(2) atomically replaces the dead socket
-	}
-	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, flags)
-	if errors.Is(err, unix.EINVAL) && flags != 0 {
-		// A filesystem without RENAME_NOREPLACE: the check in
-		// checkExisting is all we have.
-		err = unix.Rename(tmp, path)
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return fail(fmt.Errorf("socket %s appeared while binding: another server is starting", path))
-	}
-	if err != nil {
-		return fail(fmt.Errorf("rename socket to %s: %w", path, err))
-	}
-	return ul, nil
+	return nil
 }
 
-// checkExisting looks at what is at path. It returns stale=true for a socket
-// nobody accepts on, false when nothing is there, and an error otherwise.
-func checkExisting(path string) (stale bool, err error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("socket %s: %w", path, err)
-	}
-	if fi.Mode().Type() != os.ModeSocket {
-		return false, fmt.Errorf("socket %s: exists and is not a socket (%v)", path, fi.Mode().Type())
-	}
-	c, err := net.DialTimeout("unix", path, probeTimeout)
-	if err == nil {
-		c.Close()
-		return false, fmt.Errorf("another server is listening on %s", path)
-	}
-	// Only ECONNREFUSED proves nobody listens. EAGAIN from connect(2) on a
-	// Unix socket means a full backlog: someone is alive but busy.
-	if errors.Is(err, unix.ECONNREFUSED) {
-		return true, nil
-	}
-	return false, fmt.Errorf("socket %s: cannot tell whether it is in use: %w", path, err)
+// Close stops listening and removes the socket file if it is still ours: a
+// newer tend may have replaced it. Close is idempotent.
+func (l *Listener) Close() error {
+	l.closing.Do(func() {
+		close(l.done)
+		var st unix.Stat_t
+		// Through the directory fd. A small race remains between this stat
+		// and the unlink; rename is the only atomic step, and a newer tend
+		// always renames.
+		if unix.Fstatat(l.dir, l.name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == l.dev && st.Ino == l.ino {
+			if err := unix.Unlinkat(l.dir, l.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+				l.err = fmt.Errorf("remove socket %s: %w", l.path, err)
+			}
+		}
+		if err := l.ul.Close(); err != nil && l.err == nil {
+			l.err = err
+		}
+		unix.Close(l.dir)
+		l.endRefusals()
+	})
+	return l.err
 }
 
 // resolveGroup turns a group name or number into a gid; "" is -1 (no chown).
@@ -173,45 +195,6 @@ func resolveGroup(group string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// Accept waits for the next connection and returns it wrapped (see conn). A
-// connection whose peer credentials cannot be read is dropped.
-func (l *Listener) Accept() (net.Conn, error) {
-	for {
-		uc, err := l.ul.AcceptUnix()
-		if err != nil {
-			return nil, err
-		}
-		closer := l.closeFDs
-		if closer == nil {
-			closer = closeNow
-		}
-		c, err := newConn(uc, l.nextID.Add(1), closer)
-		if err == nil {
-			return c, nil
-		}
-		uc.Close() // the peer is gone already, or the kernel refused: next one
-	}
-}
-
-// Close stops listening and removes the socket file if it is still ours: a
-// newer tend may have replaced it. Close is idempotent.
-func (l *Listener) Close() error {
-	l.closing.Do(func() {
-		var st unix.Stat_t
-		// A small race remains between this Lstat and the unlink; rename is
-		// the only atomic step, and a newer tend always renames.
-		if unix.Lstat(l.path, &st) == nil && st.Dev == l.dev && st.Ino == l.ino {
-			if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				l.err = fmt.Errorf("remove socket %s: %w", l.path, err)
-			}
-		}
-		if err := l.ul.Close(); err != nil && l.err == nil {
-			l.err = err
-		}
-	})
-	return l.err
-}
-
 // Addr returns the socket's address.
 func (l *Listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
@@ -220,3 +203,8 @@ func (l *Listener) Path() string { return l.path }
 
 // Group returns the socket's group: its members may talk to tend.
 func (l *Listener) Group() int { return l.gid }
+
+// ViaPath says /proc was not mounted, so the socket was bound by its path
+// inside the private directory (whose mode bind(2) still got right from the
+// umask) rather than through the directory's fd.
+func (l *Listener) ViaPath() bool { return l.viaPath }

@@ -10,8 +10,9 @@ import (
 
 // 500 connections that never send anything, and 500 more left idle after a
 // request, do not stop anyone else from being served; Close ends them all.
+// (All are root's: the limits are raised above them.)
 func TestManyIdleConnections(t *testing.T) {
-	h := startServer(t, nil)
+	h := startServer(t, func(c *Config) { c.MaxConnections, c.MaxConnectionsPerUID = 1100, 1100 })
 	for range 500 {
 		h.dial(t) // silent: waiting for its first header
 	}

@@ -29,6 +29,7 @@ type fuzzJobs struct {
 	mu        sync.Mutex
 	submitted []Submit    // guarded by mu
 	signals   []JobSignal // guarded by mu
+	lists     []ListQuery // guarded by mu
 }
 
 func (f *fuzzJobs) Submit(_ context.Context, req Submit) (api.Job, error) {
@@ -46,8 +47,11 @@ func (f *fuzzJobs) Get(c Caller, id string) (api.Job, error) {
 	return running(id, c.UID), nil
 }
 
-func (f *fuzzJobs) List(c Caller, labels map[string]string) []api.Job {
-	return []api.Job{running("j-1", c.UID)}
+func (f *fuzzJobs) List(c Caller, q ListQuery) ([]api.Job, string, error) {
+	f.mu.Lock()
+	f.lists = append(f.lists, q)
+	f.mu.Unlock()
+	return []api.Job{running("j-1", c.UID)}, "", nil
 }
 
 func (f *fuzzJobs) Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error) {
@@ -64,8 +68,8 @@ func (f *fuzzJobs) Signal(c Caller, id string, req JobSignal) error {
 	return nil
 }
 
-func (f *fuzzJobs) ConnClosed(uint64)            {}
-func (f *fuzzJobs) Counters() (uint64, int, int) { return 0, 0, 0 }
+func (f *fuzzJobs) ConnClosed(uint64)      {}
+func (f *fuzzJobs) Counters() api.Counters { return api.Counters{} }
 
 // fuzzServices is a supervisor with two services that records every op.
 type fuzzServices struct {
@@ -93,10 +97,10 @@ func (f *fuzzServices) Reaped() (uint64, uint64) { return 0, 0 }
 
 // closedEvents is an event source that has nothing more to say: a request
 // for the event stream answers its header and ends.
-func closedEvents(int) (<-chan api.Event, func() bool, func()) {
-	c := make(chan api.Event)
+func closedEvents(int, int) (<-chan *api.Event, func() bool, func(), error) {
+	c := make(chan *api.Event)
 	close(c)
-	return c, func() bool { return false }, func() {}
+	return c, func() bool { return false }, func() {}, nil
 }
 
 // panicLog records whether anything was logged at Error level: a handler
@@ -316,6 +320,36 @@ func FuzzLabels(f *testing.F) {
 	})
 }
 
+// FuzzListQuery: whatever GET /v1/jobs's query, parseList answers a 400
+// with a short message (a quoted field is cut to 64 bytes, at most 4
+// bytes each quoted), or a query the table can page with: a limit from 1
+// to max_page_size, an after that is empty or a plausible id.
+func FuzzListQuery(f *testing.F) {
+	for _, q := range []string{"", "limit=1", "limit=1000", "limit=1001", "limit=0", "limit=-1", "limit=1e3",
+		"after=j-1&limit=5", "after=", "after=j-1&after=j-2", "limit=%", "label=a=b&limit=2&after=x", "limit=+5", "limit=0x10"} {
+		f.Add(q)
+	}
+	lim := DefaultLimits()
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := parseList(raw, lim)
+		if err != nil {
+			se, ok := err.(*api.StatusError)
+			if !ok || se.Code != http.StatusBadRequest || se.Msg == "" || len(se.Msg) > 512 {
+				t.Fatalf("parseList(%q) = %v, want a 400 with a short message", raw, err)
+			}
+			return
+		}
+		if q.Limit < 1 || q.Limit > lim.MaxPageSize || len(q.After) > maxCursor {
+			t.Fatalf("parseList(%q) = %+v: limit outside 1..%d or a long cursor", raw, q, lim.MaxPageSize)
+		}
+		if _, present := url.Values(must(url.ParseQuery(raw)))["after"]; present && q.After == "" {
+			t.Fatalf("parseList(%q): after given but empty in %+v", raw, q)
+		}
+	})
+}
+
+func must[T any](v T, _ error) T { return v }
+
 // wellFormed is what every Submit the backend gets must be, whatever was
 // sent: the parser's promises.
 func wellFormed(req Submit) bool {
@@ -323,8 +357,13 @@ func wellFormed(req Submit) bool {
 		req.Timeout < 0 || len(req.Files) > maxFDs || len(req.Stdio) != len(req.Files) {
 		return false
 	}
-	for k := range req.Labels {
-		if k == "" {
+	lim := DefaultLimits() // fuzzServe's
+	if len(req.Argv) > lim.MaxArgv || execBytes(req.Argv) > lim.MaxArgvBytes || len(req.Env) > lim.MaxEnv ||
+		execBytes(req.Env) > lim.MaxEnvBytes || len(req.Dir) > lim.MaxDirBytes || len(req.Labels) > lim.MaxLabels {
+		return false
+	}
+	for k, v := range req.Labels {
+		if k == "" || len(k) > lim.MaxLabelKeyBytes || len(v) > lim.MaxLabelValueBytes {
 			return false
 		}
 	}

@@ -20,16 +20,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
-// Defaults of the Config durations.
+// Defaults of the Config durations (the configurable ones, idle_timeout and
+// the connection limits, are config's).
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultIOTimeout         = 10 * time.Second
 	DefaultMode              = 0o600
-	// maxHeaderBytes is far more than any tend client sends.
+	// maxHeaderBytes is far more than any tend client sends. net/http
+	// answers 431 beyond it (and a little slack).
 	maxHeaderBytes = 64 << 10
+	// maxURLBytes bounds a request's target: longer ones get 414.
+	maxURLBytes = 8 << 10
 )
 
 // Jobs is the jobs side of the backend: the supervisor's loop, which owns
@@ -39,14 +43,24 @@ type Jobs interface {
 	// Submit starts or queues a job; it owns req.Files from the call on.
 	Submit(ctx context.Context, req Submit) (api.Job, error)
 	Get(c Caller, id string) (api.Job, error)
-	// List returns the jobs c may see, newest first, filtered by labels.
-	List(c Caller, labels map[string]string) []api.Job
+	// List returns a page of the jobs c may see, newest first, and the
+	// id to list after for the next page ("" when this is the last).
+	List(c Caller, q ListQuery) (page []api.Job, next string, err error)
 	// Wait returns the record once the job exited, or ctx's error.
 	Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error)
 	Signal(c Caller, id string, req JobSignal) error
 	// ConnClosed says connection conn is gone: jobs bound to it die.
 	ConnClosed(conn uint64)
-	Counters() (started uint64, running, queued int)
+	// Counters fills the jobs' counters (JobsStarted and the rest).
+	Counters() api.Counters
+}
+
+// ListQuery is one GET /v1/jobs, validated: the labels a job must carry,
+// the id to list after ("" = from the newest), at most Limit jobs (>= 1).
+type ListQuery struct {
+	Labels map[string]string
+	After  string
+	Limit  int
 }
 
 // Services is the supervisor as the API uses it.
@@ -60,11 +74,13 @@ type Services interface {
 	Reaped() (total, orphans uint64)
 }
 
-// Subscribe subscribes to tend's events with room for buffer of them. The
-// channel is closed when the subscriber fell behind (overflowed then reports
-// true) or the source stopped; cancel unsubscribes and is idempotent. For
-// an events.Hub: s := hub.Subscribe(n); return s.C, s.Overflowed, s.Close.
-type Subscribe func(buffer int) (events <-chan api.Event, overflowed func() bool, cancel func())
+// Subscribe subscribes uid to tend's events with room for buffer of them,
+// or refuses with an *api.StatusError naming the limit (subscribers in all,
+// or uid's). The channel is closed when the subscriber fell behind
+// (overflowed then reports true) or the source stopped; cancel unsubscribes
+// and is idempotent. For an events.Hub: s, err := hub.Subscribe(uid, n);
+// then s.C, s.Overflowed, s.Close.
+type Subscribe func(uid, buffer int) (events <-chan *api.Event, overflowed func() bool, cancel func(), err error)
 
 // Config configures Serve.
 type Config struct {
@@ -81,9 +97,19 @@ type Config struct {
 	// caller (blocking.Closer.Close); nil closes them at once.
 	CloseFDs func(fds ...int)
 
+	// Limits bound what callers may send and hold; the zero Limits is
+	// DefaultLimits.
+	Limits Limits
+
 	ReadHeaderTimeout time.Duration // a connection silent this long is closed; 0 = 10s
-	IdleTimeout       time.Duration // between requests; 0 = 2m
+	IdleTimeout       time.Duration // between requests; 0 = config.DefaultIdleTimeout
 	IOTimeout         time.Duration // for each request body, response and event line; 0 = 10s
+
+	// MaxConnections and MaxConnectionsPerUID bound the connections open
+	// at once, overall and per peer uid (root and tend's uid may go
+	// adminReserve beyond MaxConnections); 0 = config's defaults.
+	MaxConnections       int
+	MaxConnectionsPerUID int
 }
 
 // Server is a running control API.
@@ -93,6 +119,7 @@ type Server struct {
 	http   *http.Server
 	uid    int           // tend's own uid: may control services
 	served chan struct{} // closed when http.Server.Serve returned
+	parked *parked       // passed fds pending on every connection
 	// conns counts connections between StateNew and StateClosed; handlers
 	// run on their connection's goroutine, so it counts them too.
 	conns sync.WaitGroup
@@ -112,7 +139,13 @@ func Serve(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ln.closeFDs = cfg.CloseFDs
-	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{})}
+	ln.log = cfg.Log
+	ln.uid = os.Getuid()
+	ln.admit = newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerUID)
+	if ln.ViaPath() {
+		cfg.Log.Warn("no /proc: the control socket was bound by its path inside tend's private directory, not through its fd", "socket", cfg.Path)
+	}
+	s := &Server{cfg: cfg, ln: ln, uid: os.Getuid(), served: make(chan struct{}), parked: newParked(cfg.Limits)}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -120,7 +153,8 @@ func Serve(cfg Config) (*Server, error) {
 		// No ReadTimeout or WriteTimeout: they would cut long polls, event
 		// streams and bound connections. Handlers set their own deadlines.
 		MaxHeaderBytes: maxHeaderBytes,
-		// Accept failures (EMFILE) and recovered panics: tolerated failures.
+		// Recovered panics and the like: tolerated failures. Accept's
+		// EMFILE never gets here: Listener.Accept retries it itself.
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
@@ -141,11 +175,20 @@ func withDefaults(cfg Config) Config {
 	if cfg.Mode == 0 {
 		cfg.Mode = DefaultMode
 	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
+		cfg.IdleTimeout = config.DefaultIdleTimeout
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = config.DefaultMaxConnections
+	}
+	if cfg.MaxConnectionsPerUID <= 0 {
+		cfg.MaxConnectionsPerUID = config.DefaultMaxConnectionsPerUID
 	}
 	if cfg.IOTimeout <= 0 {
 		cfg.IOTimeout = DefaultIOTimeout
@@ -165,6 +208,9 @@ func (s *Server) connState(nc net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		s.conns.Add(1)
+		// Before the connection's first read: net/http runs this hook
+		// on the accepting goroutine, then starts the connection's.
+		c.parked = s.parked
 	case http.StateClosed, http.StateHijacked:
 		defer s.conns.Done()
 		c.release()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // on its face (with a 400 naming the field) and returns the request the
 // backend works with. The backend checks the rest against the caller (who
 // may name a user) and the filesystem (the command, dir).
-func parseJob(req api.JobRequest, files []int, c Caller, conn uint64) (Submit, error) {
+func parseJob(req api.JobRequest, files []int, c Caller, conn uint64, lim Limits) (Submit, error) {
 	bad := func(format string, args ...any) (Submit, error) {
 		return Submit{}, api.Errorf(http.StatusBadRequest, "body: "+format, args...)
 	}
@@ -30,9 +31,12 @@ func parseJob(req api.JobRequest, files []int, c Caller, conn uint64) (Submit, e
 	if req.Argv[0] == "" {
 		return bad("argv[0] is empty")
 	}
+	if err := checkSizes(req, lim); err != nil {
+		return Submit{}, err
+	}
 	if req.Dir != "" && !filepath.IsAbs(req.Dir) {
 		// tend's cwd means nothing to the caller.
-		return bad("dir %q is not an absolute path", req.Dir)
+		return bad("dir %s is not an absolute path", quoteCut(req.Dir))
 	}
 	sub := Submit{Caller: c, Conn: conn, Argv: req.Argv, Env: req.Env, Dir: req.Dir,
 		Labels: req.Labels, Bind: req.Bind, User: req.User, Files: files}
@@ -73,6 +77,101 @@ func parseJob(req api.JobRequest, files []int, c Caller, conn uint64) (Submit, e
 	return sub, nil
 }
 
+// checkSizes refuses, with a 413 naming the field and the [jobs] setting,
+// a request carrying more than a record or a start may hold: the body cap
+// alone would let one request keep a megabyte in tend for [jobs] keep.
+func checkSizes(req api.JobRequest, lim Limits) error {
+	tooBig := func(format string, args ...any) error {
+		return api.Errorf(http.StatusRequestEntityTooLarge, "body: "+format, args...)
+	}
+	if n := len(req.Argv); n > lim.MaxArgv {
+		return tooBig("argv has %d strings: the limit is %d ([jobs] max_argv)", n, lim.MaxArgv)
+	}
+	if n := execBytes(req.Argv); n > lim.MaxArgvBytes {
+		return tooBig("argv is %d bytes: the limit is %d ([jobs] max_argv_bytes)", n, lim.MaxArgvBytes)
+	}
+	if n := len(req.Env); n > lim.MaxEnv {
+		return tooBig("env has %d strings: the limit is %d ([jobs] max_env)", n, lim.MaxEnv)
+	}
+	if n := execBytes(req.Env); n > lim.MaxEnvBytes {
+		return tooBig("env is %d bytes: the limit is %d ([jobs] max_env_bytes)", n, lim.MaxEnvBytes)
+	}
+	if n := len(req.Dir); n > lim.MaxDirBytes {
+		return tooBig("dir is %d bytes: the limit is %d ([jobs] max_dir_bytes)", n, lim.MaxDirBytes)
+	}
+	if n := len(req.Labels); n > lim.MaxLabels {
+		return tooBig("%d labels: the limit is %d ([jobs] max_labels)", n, lim.MaxLabels)
+	}
+	for k, v := range req.Labels {
+		if len(k) > lim.MaxLabelKeyBytes {
+			return tooBig("label key %s is %d bytes: the limit is %d ([jobs] max_label_key_bytes)", quoteCut(k), len(k), lim.MaxLabelKeyBytes)
+		}
+		if len(v) > lim.MaxLabelValueBytes {
+			return tooBig("label %s's value is %d bytes: the limit is %d ([jobs] max_label_value_bytes)", quoteCut(k), len(v), lim.MaxLabelValueBytes)
+		}
+	}
+	return nil
+}
+
+// execBytes is the size of strs as execve(2) counts it: each string with
+// its terminating NUL.
+func execBytes(strs []string) int {
+	n := 0
+	for _, s := range strs {
+		n += len(s) + 1
+	}
+	return n
+}
+
+// quoteShown is the most of a caller's string an error message repeats.
+const quoteShown = 64
+
+// quoteCut quotes s for a message, cut to quoteShown bytes: an answer
+// never echoes a whole oversized field.
+func quoteCut(s string) string {
+	if len(s) <= quoteShown {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:quoteShown]) + "..."
+}
+
+// maxCursor is the longest after= a listing takes: far longer than any id.
+const maxCursor = 64
+
+// parseList reads GET /v1/jobs's query: label=k=v (repeatable, all must
+// match), limit=N (1 to [control] max_page_size; default page_size) and
+// after=ID (the last id of the previous page). Other parameters are ignored.
+func parseList(rawQuery string, lim Limits) (ListQuery, error) {
+	labels, err := parseLabels(rawQuery)
+	if err != nil {
+		return ListQuery{}, err
+	}
+	q, _ := url.ParseQuery(rawQuery) // parseLabels refused what does not parse
+	lq := ListQuery{Labels: labels, Limit: lim.PageSize}
+	if v, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(v[0])
+		switch {
+		case len(v) > 1:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "limit given %d times", len(v))
+		case err != nil || n < 1:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "limit %s: want a number of jobs from 1 to %d ([control] max_page_size)", quoteCut(v[0]), lim.MaxPageSize)
+		case n > lim.MaxPageSize:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "limit %d: the most a page holds is %d ([control] max_page_size)", n, lim.MaxPageSize)
+		}
+		lq.Limit = n
+	}
+	if v, ok := q["after"]; ok {
+		switch {
+		case len(v) > 1:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "after given %d times", len(v))
+		case v[0] == "" || len(v[0]) > maxCursor:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "after %s: want the id of the last job of the previous page", quoteCut(v[0]))
+		}
+		lq.After = v[0]
+	}
+	return lq, nil
+}
+
 // parseSignal reads a signal's name or number; "" is SIGTERM.
 func parseSignal(name string) (unix.Signal, error) {
 	if name == "" {
@@ -95,10 +194,10 @@ func parseLabels(rawQuery string) (map[string]string, error) {
 	for _, kv := range q["label"] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, api.Errorf(http.StatusBadRequest, "label %q: want key=value", kv)
+			return nil, api.Errorf(http.StatusBadRequest, "label %s: want key=value", quoteCut(kv))
 		}
 		if old, dup := labels[k]; dup && old != v {
-			return nil, api.Errorf(http.StatusBadRequest, "label %q given twice", k)
+			return nil, api.Errorf(http.StatusBadRequest, "label %s given twice", quoteCut(k))
 		}
 		if labels == nil {
 			labels = map[string]string{}

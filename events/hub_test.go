@@ -3,6 +3,10 @@
 package events
 
 import (
+	"errors"
+	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,8 +15,8 @@ import (
 )
 
 func TestPublishOrderAndSeq(t *testing.T) {
-	h := NewHub()
-	s := h.Subscribe(10)
+	h := NewHub(Limits{})
+	s := sub(t, h, 10)
 	defer s.Close()
 	fixed := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	h.Publish(api.Event{Type: api.EventJobStarted})
@@ -33,9 +37,9 @@ func TestPublishOrderAndSeq(t *testing.T) {
 }
 
 func TestLateSubscriberSeesOnlyLaterEvents(t *testing.T) {
-	h := NewHub()
+	h := NewHub(Limits{})
 	h.Publish(api.Event{Type: "a"})
-	s := h.Subscribe(1)
+	s := sub(t, h, 1)
 	defer s.Close()
 	h.Publish(api.Event{Type: "b"})
 	if ev := <-s.C; ev.Type != "b" || ev.Seq != 2 {
@@ -46,9 +50,9 @@ func TestLateSubscriberSeesOnlyLaterEvents(t *testing.T) {
 // TestStuckSubscriberIsCutOff: a subscriber that never reads must neither
 // block Publish nor keep the others from getting every event.
 func TestStuckSubscriberIsCutOff(t *testing.T) {
-	h := NewHub()
-	stuck := h.Subscribe(2)
-	live := h.Subscribe(1000)
+	h := NewHub(Limits{})
+	stuck := sub(t, h, 2)
+	live := sub(t, h, 1000)
 	defer live.Close()
 	done := make(chan struct{})
 	go func() {
@@ -87,8 +91,8 @@ func TestStuckSubscriberIsCutOff(t *testing.T) {
 }
 
 func TestCloseIdempotent(t *testing.T) {
-	h := NewHub()
-	s := h.Subscribe(0)
+	h := NewHub(Limits{})
+	s := sub(t, h, 0)
 	if cap(s.C) != DefaultBuffer {
 		t.Errorf("Subscribe(0) buffer = %d, want %d", cap(s.C), DefaultBuffer)
 	}
@@ -107,7 +111,7 @@ func TestCloseIdempotent(t *testing.T) {
 // goroutines at once; run it with -race. Every subscriber sees strictly
 // increasing sequence numbers.
 func TestConcurrent(t *testing.T) {
-	h := NewHub()
+	h := NewHub(Limits{})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
@@ -130,7 +134,7 @@ func TestConcurrent(t *testing.T) {
 		go func() {
 			defer subs.Done()
 			for range 50 {
-				s := h.Subscribe(1 + g*4)
+				s := sub(t, h, 1+g*4)
 				var last uint64
 				for range 20 {
 					ev, ok := <-s.C
@@ -153,4 +157,83 @@ func TestConcurrent(t *testing.T) {
 	if n := h.Subscribers(); n != 0 {
 		t.Errorf("Subscribers() = %d after every Close, want 0", n)
 	}
+}
+
+// sub subscribes as uid 0 to h, which has room.
+func sub(t *testing.T, h *Hub, buffer int) *Sub {
+	t.Helper()
+	s, err := h.Subscribe(0, buffer)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	return s
+}
+
+// TestSubscriberCaps: beyond PerUID a uid is refused with a 429, beyond Max
+// anyone with a 503, each naming its setting; a closed subscription frees
+// its place.
+func TestSubscriberCaps(t *testing.T) {
+	h := NewHub(Limits{Max: 3, PerUID: 2})
+	a, _ := h.Subscribe(1000, 4)
+	h.Subscribe(1000, 4)
+	if _, err := h.Subscribe(1000, 4); code(err) != http.StatusTooManyRequests || !strings.Contains(err.Error(), "[control] max_subscribers_per_uid") {
+		t.Errorf("uid 1000's third: %v, want a 429 naming max_subscribers_per_uid", err)
+	}
+	h.Subscribe(1001, 4)
+	if _, err := h.Subscribe(1002, 4); code(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "[control] max_subscribers)") {
+		t.Errorf("the fourth in all: %v, want a 503 naming max_subscribers", err)
+	}
+	a.Close()
+	a.Close()
+	if _, err := h.Subscribe(1002, 4); err != nil {
+		t.Errorf("after a close: %v", err)
+	}
+	if _, err := h.Subscribe(1000, 4); err == nil {
+		t.Error("a fifth subscription with 3 open")
+	}
+}
+
+// TestSubscriberMemory: a subscriber costs its channel of pointers (about
+// 8 KiB with a buffer of 1024), not a buffer of events, and gives it all
+// back when it is gone.
+func TestSubscriberMemory(t *testing.T) {
+	const n, buffer = 2000, 1024
+	h := NewHub(Limits{})
+	heap := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	base := heap()
+	subs := make([]*Sub, n)
+	for i := range subs {
+		subs[i] = sub(t, h, buffer)
+	}
+	h.Publish(api.Event{Type: api.EventJobStarted, Job: &api.Job{ID: "j-1"}})
+	open := heap()
+	for _, s := range subs {
+		s.Close()
+	}
+	subs = nil
+	gone := heap()
+	per := (open - base) / n
+	t.Logf("%d subscribers: %d bytes each; after they closed the heap is %+d bytes from before", n, per, gone-base)
+	if per > 12<<10 {
+		t.Errorf("a subscriber costs %d bytes, want at most 12 KiB", per)
+	}
+	if gone-base > 256<<10 {
+		t.Errorf("after every subscriber closed the heap is %d bytes above where it was", gone-base)
+	}
+	if h.Subscribers() != 0 || len(h.perUID) != 0 {
+		t.Errorf("hub still counts %d subscribers, %d uids", h.Subscribers(), len(h.perUID))
+	}
+}
+
+func code(err error) int {
+	var se *api.StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }

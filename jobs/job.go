@@ -21,6 +21,9 @@ type Job struct {
 	Rec api.Job // handed out by value; pointer fields are replaced, never written through
 	seq uint64  // creation order
 
+	all, ended, mine links // in the table's lists: every record, exit records, its uid's (records.go)
+	size             int64 // estimated heap bytes, once exited
+
 	Prep    *spawn.Prepared // the resolved command, until it is started or dropped
 	Files   []int           // fds passed with the request, until then too
 	Stdio   []int           // the job's fd for each of Files

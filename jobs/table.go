@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +23,12 @@ type Limits struct {
 	MaxRunning int           // >= 1; beyond it jobs queue
 	MaxQueued  int           // >= 0; beyond it the API answers 429
 	Keep       time.Duration // how long exit records stay queryable
-	MaxRecords int           // exit records kept at most, oldest forgotten first
+	MaxRecords int           // exit records kept at most, the largest holder's oldest forgotten first
+	// MaxRecordBytes is the budget of exit records' estimated size, shared
+	// fairly among uids (records.go); 0 = none.
+	MaxRecordBytes int64
+	// RecordArgvBytes is how much of its argv a record keeps; 0 = all.
+	RecordArgvBytes int
 }
 
 // Table is every job record, the queue and the bound connections. The zero
@@ -34,12 +39,16 @@ type Table struct {
 	jobs map[string]*Job // every record by id
 
 	queue   []*Job // queued jobs, oldest first
-	ended   []*Job // exited records, oldest first
 	running int
 	started uint64
 	seq     uint64
 
 	conns map[uint64]map[*Job]struct{} // open bound connection -> its unexited jobs
+
+	all        list           // every record, by creation (seq): what List walks
+	endedList  list           // exit records, by end: what Keep expires
+	owners     map[int]*owner // uid -> its exit records
+	endedBytes int64          // their estimated size in all
 }
 
 // Exited records are kept by the thousand, so label-less ones share one
@@ -48,7 +57,8 @@ var noLabels = map[string]string{}
 
 // New returns an empty table; now is time.Now, or a fake in tests.
 func New(lim Limits, now func() time.Time) *Table {
-	return &Table{lim: lim, now: now, jobs: make(map[string]*Job), conns: make(map[uint64]map[*Job]struct{})}
+	return &Table{lim: lim, now: now, jobs: make(map[string]*Job), conns: make(map[uint64]map[*Job]struct{}),
+		owners: make(map[int]*owner)}
 }
 
 // NewJob returns a job for argv, run as uid, with labels, not yet in any
@@ -91,7 +101,9 @@ func (t *Table) add(j *Job) {
 	}
 	t.seq++
 	j.seq = t.seq
+	j.Rec.Argv, j.Rec.ArgvTruncated = keptArgv(j.Rec.Argv, t.lim.RecordArgvBytes)
 	t.jobs[j.Rec.ID] = j
+	t.all.push(j, inAll)
 }
 
 // Forget removes an admitted job that never started and leaves no record
@@ -99,7 +111,10 @@ func (t *Table) add(j *Job) {
 func (t *Table) Forget(j *Job) {
 	t.Dequeue(j)
 	t.unbind(j)
-	delete(t.jobs, j.Rec.ID)
+	if _, ok := t.jobs[j.Rec.ID]; ok {
+		t.all.remove(j, inAll)
+		delete(t.jobs, j.Rec.ID)
+	}
 }
 
 // Started makes j running, as pid (0: not known yet, see SetPid).
@@ -152,7 +167,6 @@ func (t *Table) Exited(j *Job, ws unix.WaitStatus) {
 	t.running--
 	j.Run = nil
 	t.Finish(j, reason)
-	t.Prune()
 }
 
 // Dropped records that queued j ends without ever running, as if sig had
@@ -169,7 +183,8 @@ func (t *Table) Dropped(j *Job, sig unix.Signal, reason string) {
 // exit code 127 or 126, reason exec_failed, the error in the record.
 func (t *Table) Failed(j *Job, code int, err error) {
 	t.Dequeue(j)
-	j.Rec.ExitCode, j.Rec.Error = &code, err.Error()
+	// The error names the path: bounded as the argv it comes from.
+	j.Rec.ExitCode, j.Rec.Error = &code, strings.Clone(cutString(err.Error(), max(t.lim.RecordArgvBytes, minErrorBytes)))
 	t.Finish(j, api.ReasonExecFailed)
 }
 
@@ -180,8 +195,9 @@ func (t *Table) Finish(j *Job, reason string) {
 	j.Rec.State, j.Rec.Reason, j.Rec.EndedAt = api.StateExited, reason, &now
 	j.Prep, j.Files, j.Stdio = nil, nil, nil
 	t.unbind(j)
-	t.ended = append(t.ended, j)
+	t.keep(j)
 	j.complete()
+	t.Prune()
 }
 
 // NextQueued takes the oldest queued job if a slot is free, else nil.
@@ -219,10 +235,12 @@ func (t *Table) RunningJobs() []*Job {
 // Running is the number of running jobs.
 func (t *Table) Running() int { return t.running }
 
-// Counters returns how many jobs were started in all, and how many run and
-// wait in the queue now.
-func (t *Table) Counters() (started uint64, running, queued int) {
-	return t.started, t.running, len(t.queue)
+// Counters returns how many jobs were started in all, how many run and wait
+// in the queue now, and how many exit records are kept (api.Counters' jobs
+// fields; the rest are zero).
+func (t *Table) Counters() api.Counters {
+	t.Prune()
+	return api.Counters{JobsStarted: t.started, JobsRunning: t.running, JobsQueued: len(t.queue), JobsKept: t.endedList.n}
 }
 
 // Visible returns the job with id if c may see it, else nil: another uid's
@@ -243,24 +261,6 @@ func canSee(c control.Caller, j *Job) bool { return c.Root() || j.Rec.UID == c.U
 // NotFound is the answer for a job c may not see or that does not exist.
 func NotFound(id string) error { return api.Errorf(http.StatusNotFound, "no job %q", id) }
 
-// List returns the records c may see (all for root, its own otherwise) that
-// carry every label in labels, newest first. It never returns nil.
-func (t *Table) List(c control.Caller, labels map[string]string) []api.Job {
-	t.Prune()
-	var sel []*Job
-	for _, j := range t.jobs {
-		if canSee(c, j) && hasLabels(j.Rec.Labels, labels) {
-			sel = append(sel, j)
-		}
-	}
-	sort.Slice(sel, func(a, b int) bool { return sel[a].seq > sel[b].seq })
-	out := make([]api.Job, len(sel))
-	for i, j := range sel {
-		out[i] = j.Rec
-	}
-	return out
-}
-
 func hasLabels(have, want map[string]string) bool {
 	for k, v := range want {
 		if hv, ok := have[k]; !ok || hv != v {
@@ -270,16 +270,22 @@ func hasLabels(have, want map[string]string) bool {
 	return true
 }
 
-// Prune forgets exited records older than Keep and the oldest beyond
-// MaxRecords. It runs lazily (admissions, queries, exits), so an idle tend
-// has no timer for it.
+// minErrorBytes is the least of an exec error a record keeps.
+const minErrorBytes = 256
+
+// Prune forgets exited records older than Keep, then, while there are more
+// than MaxRecords or they are over MaxRecordBytes, the oldest record of the
+// uid holding the most (records.go). It runs lazily (admissions, queries,
+// exits), so an idle tend has no timer for it.
 func (t *Table) Prune() {
 	cutoff := t.now().Add(-t.lim.Keep)
-	n := 0
-	for n < len(t.ended) && (len(t.ended)-n > t.lim.MaxRecords || t.ended[n].Rec.EndedAt.Before(cutoff)) {
-		delete(t.jobs, t.ended[n].Rec.ID)
-		t.ended[n] = nil // the backing array must not keep it alive
-		n++
+	for j := t.endedList.head; j != nil && j.Rec.EndedAt.Before(cutoff); j = t.endedList.head {
+		t.drop(j)
 	}
-	t.ended = t.ended[n:]
+	for t.endedList.n > t.lim.MaxRecords {
+		t.drop(t.largest(byCount).recs.head)
+	}
+	for t.lim.MaxRecordBytes > 0 && t.endedBytes > t.lim.MaxRecordBytes {
+		t.drop(t.largest(byBytes).recs.head)
+	}
 }

@@ -79,13 +79,13 @@ func TestVisibilityAndList(t *testing.T) {
 	if tab.Visible(other, ids[0]) != nil || tab.Visible(mine, ids[0]) == nil || tab.Visible(root(), ids[1]) == nil {
 		t.Error("visibility: a uid sees only its own jobs, root sees all")
 	}
-	if l := tab.List(mine, nil); len(l) != 2 || l[0].ID != ids[2] || l[1].ID != ids[0] {
+	if l, _, _ := tab.List(mine, nil, "", 10); len(l) != 2 || l[0].ID != ids[2] || l[1].ID != ids[0] {
 		t.Errorf("List(mine) = %v, want its two jobs newest first", l)
 	}
-	if l := tab.List(root(), map[string]string{"n": "b"}); len(l) != 1 || l[0].ID != ids[1] {
+	if l, _, _ := tab.List(root(), map[string]string{"n": "b"}, "", 10); len(l) != 1 || l[0].ID != ids[1] {
 		t.Errorf("List(root, n=b) = %v", l)
 	}
-	if l := tab.List(other, map[string]string{"n": "a"}); len(l) != 0 {
+	if l, _, _ := tab.List(other, map[string]string{"n": "a"}, "", 10); len(l) != 0 {
 		t.Errorf("List(other, n=a) = %v: another uid's job", l)
 	}
 }

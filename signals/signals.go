@@ -130,6 +130,33 @@ func Catchable() []unix.Signal {
 	return out
 }
 
+// Reserved reports whether sig is one of 32-34, which glibc (32, 33) and
+// musl (34) keep for their threads: Go cannot catch them, and tend neither
+// forwards nor sends them.
+func Reserved(sig unix.Signal) bool { return sig >= 32 && sig < RTMin }
+
+// NotForwarded says why tend never forwards sig ("" when it does), for
+// messages that refuse a setting about it.
+func NotForwarded(sig unix.Signal) string {
+	switch {
+	case Reserved(sig):
+		return "reserved for libc's threads (glibc 32 and 33, musl 34): tend can neither catch nor forward it"
+	case sig == unix.SIGKILL || sig == unix.SIGSTOP:
+		return "never delivered to tend (no process can catch it)"
+	case sig == unix.SIGPROF:
+		return "the Go runtime's profiling signal: tend cannot catch it"
+	case sig == unix.SIGCHLD:
+		return "tend's own (it reaps on it), never forwarded"
+	case sig == unix.SIGTTIN || sig == unix.SIGTTOU:
+		return "sent to tend by the kernel for its own terminal reads and writes, never forwarded"
+	case sig == unix.SIGURG:
+		return "the Go runtime's preemption signal, never forwarded"
+	case !Forwardable(sig):
+		return "never forwarded"
+	}
+	return ""
+}
+
 // Forwardable reports whether a signal tend receives is passed on to the
 // main process or the services. CHLD is tend's own business, TTIN and TTOU
 // come from tend's own tty writes, and URG is sent by the Go runtime to

@@ -214,14 +214,16 @@ func (b backend) Get(c control.Caller, id string) (rec api.Job, err error) {
 	return rec, err
 }
 
-func (b backend) List(c control.Caller, labels map[string]string) (out []api.Job) {
-	b.do(func() { out = b.l.jobs.List(c, labels) })
-	return out
+func (b backend) List(c control.Caller, q control.ListQuery) (page []api.Job, next string, err error) {
+	if e := b.do(func() { page, next, err = b.l.jobs.List(c, q.Labels, q.After, q.Limit) }); e != nil {
+		return nil, "", e
+	}
+	return page, next, err
 }
 
-func (b backend) Counters() (started uint64, running, queued int) {
-	b.do(func() { started, running, queued = b.l.jobs.Counters() })
-	return started, running, queued
+func (b backend) Counters() (c api.Counters) {
+	b.do(func() { c = b.l.jobs.Counters() })
+	return c
 }
 
 // Wait returns j's record once it has exited. For a bound job, conn (when

@@ -121,19 +121,36 @@ func (l *loop) dropFiles(j *jobs.Job) {
 	}
 }
 
-// startError says which HTTP status a failed start gets.
+// startError says which HTTP status a failed start gets. EMFILE and ENFILE
+// come first, wherever in the start they arose (a pipe or the directory fd
+// in tend, execve in the child: all reported as an ExecError): they are
+// tend's resources running out, a 503, never a 422 blaming the command.
 func startError(err error) error {
 	var ee *spawn.ExecError
 	switch {
+	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
+		return api.Errorf(http.StatusServiceUnavailable, "%v: tend is out of file descriptors (%s), not the command's fault: try again later",
+			err, fdLimit(err))
 	case errors.As(err, &ee):
 		return api.Errorf(http.StatusUnprocessableEntity, "%s", ee.Error())
 	case errors.Is(err, unix.EAGAIN):
 		// pids.max or RLIMIT_NPROC: tend's limit, not the command's fault.
 		return api.Errorf(http.StatusServiceUnavailable, "%v (EAGAIN)", err)
-	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
-		return api.Errorf(http.StatusServiceUnavailable, "%v: tend is out of file descriptors", err)
 	}
 	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
+}
+
+// fdLimit names the limit an EMFILE or ENFILE met: tend's RLIMIT_NOFILE, or
+// the system's file table.
+func fdLimit(err error) string {
+	if errors.Is(err, unix.ENFILE) {
+		return "ENFILE: the system's file table, fs.file-max"
+	}
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil {
+		return "EMFILE: tend's RLIMIT_NOFILE"
+	}
+	return fmt.Sprintf("EMFILE: tend's RLIMIT_NOFILE is %d", rl.Cur)
 }
 
 // jobUnitEnded records a job's end (nothing of it is left), publishes it
@@ -175,6 +192,7 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 // jobExited records the exit of j's command, publishes it and fills the
 // freed slot from the queue.
 func (l *loop) jobExited(j *jobs.Job, u *unit) {
+	l.sd.ended("job " + j.Rec.ID)
 	l.disarmJob(j)
 	l.jobs.Exited(j, u.mainWS) // completes the Outcome first: a waiter holding it is woken
 	l.waits.Delete(j.Rec.ID)
@@ -225,6 +243,7 @@ func (l *loop) signalJob(j *jobs.Job, sig unix.Signal, tree bool) error {
 
 // killJob SIGKILLs all of a running job's unit.
 func (l *loop) killJob(j *jobs.Job) {
+	l.sd.markKilled("job " + j.Rec.ID)
 	u, _ := j.Run.(*unit)
 	if err := l.killUnit(u); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
 		l.log.Warn("kill job", "job", j.Rec.ID, "err", err)

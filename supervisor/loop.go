@@ -97,7 +97,8 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	l.fork = func(p *spawn.Prepared, pidfd *int) (int, error) { return p.Start(pidfd) }
 	l.signalAll = func(sig unix.Signal) error { return signalAll(r, sig, pid1) }
 	j := cfg.File.Jobs
-	l.jobs = jobs.New(jobs.Limits{MaxRunning: j.MaxRunning, MaxQueued: j.MaxQueued, Keep: j.Keep, MaxRecords: j.MaxRecords}, time.Now)
+	l.jobs = jobs.New(jobs.Limits{MaxRunning: j.MaxRunning, MaxQueued: j.MaxQueued, Keep: j.Keep, MaxRecords: j.MaxRecords,
+		MaxRecordBytes: int64(j.MaxRecordBytes), RecordArgvBytes: j.RecordArgvBytes}, time.Now)
 	if err := l.build(); err != nil {
 		l.closeCgroups()
 		unix.Close(null)

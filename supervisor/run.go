@@ -89,7 +89,7 @@ const teardownBound = time.Second
 func Run(cfg Config) (int, error) {
 	log := cfg.Log
 	pid1 := AdoptOrphans(log)
-	hub := events.NewHub()
+	hub := events.NewHub(events.Limits{Max: cfg.File.Control.MaxSubscribers, PerUID: cfg.File.Control.MaxSubscribersPerUID})
 	// The thread that signals with a caller's rights exists only where
 	// there can be callers, and only a root tend can take their uids.
 	r := reaper.New(reaper.Options{Orphan: OrphanHandler(log, cfg.WarnReap, hub.Publish), PidFDs: cfg.PidFDs,
@@ -156,10 +156,14 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 	be := newBackend(l, ctl.Socket)
 	srv, err := control.Serve(control.Config{
 		Path: ctl.Socket, Mode: ctl.Mode, Group: ctl.Group, Version: l.cfg.Version, Log: l.log,
-		Jobs: be, Services: be, CloseFDs: closer.Close,
-		Events: func(n int) (<-chan api.Event, func() bool, func()) {
-			s := hub.Subscribe(n)
-			return s.C, s.Overflowed, s.Close
+		IdleTimeout: ctl.IdleTimeout, MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
+		Jobs: be, Services: be, CloseFDs: closer.Close, Limits: control.LimitsOf(ctl, l.cfg.File.Jobs),
+		Events: func(uid, n int) (<-chan *api.Event, func() bool, func(), error) {
+			s, err := hub.Subscribe(uid, n)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			return s.C, s.Overflowed, s.Close, nil
 		},
 	})
 	if err != nil {

@@ -458,6 +458,7 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 		}
 	}
 	l.log.Info("service exited", args...)
+	l.sd.ended("service " + s.cfg.Name)
 	if s == l.main && l.sd.byMain {
 		l.code = s.lastCode
 	}

@@ -32,6 +32,8 @@ type shutdown struct {
 	level    int       // levels[level-1] is being stopped; 0: services done
 	sweeping bool      // the sweep has begun
 	killed   bool      // the final SIGKILL went out
+	started  time.Time
+	units    []*stopRecord // what was running at the start, in stop order; see summary.go
 }
 
 // left is what remains of the budget, or -1 without a budget.
@@ -72,6 +74,7 @@ func (l *loop) shutdown(reason string, code int, byMain bool) {
 		l.tm.after(g, l.graceOver)
 	}
 	l.log.Info("shutting down", "reason", reason, "grace", l.cfg.Grace)
+	l.recordRunning()
 	for _, s := range l.svcs {
 		if s.state == statePending || s.state == stateBackoff || (s.state == stateStarting && s.unit == nil) {
 			s.gen++ // a pending start, backoff or lookup does nothing now
@@ -190,6 +193,7 @@ func (l *loop) killService(s *service) {
 	if s.unit == nil {
 		return
 	}
+	l.sd.markKilled("service " + s.cfg.Name)
 	if err := l.killUnit(s.unit); err != nil && !errors.Is(err, reaper.ErrNotRunning) {
 		l.appendErr(fmt.Errorf("kill %s: %w", s.cfg.Name, err))
 	}
@@ -231,6 +235,9 @@ func (l *loop) killAll() {
 		return
 	}
 	l.sd.killed = true
+	if l.onlyLeftovers() {
+		l.sd.sweepKilled()
+	}
 	for _, s := range l.svcs {
 		l.killService(s)
 	}
@@ -250,6 +257,17 @@ func (l *loop) killAll() {
 	})
 }
 
+// onlyLeftovers reports whether what is still there belongs to no
+// service or job: the final SIGKILL then kills leftovers, not a unit.
+func (l *loop) onlyLeftovers() bool {
+	for _, s := range l.svcs {
+		if s.unit != nil {
+			return false
+		}
+	}
+	return l.jobs.Running() == 0 && !l.r.Idle()
+}
+
 // gone reports whether nothing is left: every service's and job's exit has
 // reached the loop, and tend has no child at all.
 func (l *loop) gone() bool {
@@ -263,6 +281,7 @@ func (l *loop) gone() bool {
 
 // finish ends the loop.
 func (l *loop) finish() {
+	l.summarize()
 	l.log.Info("stopped", "code", l.code, "reason", l.sd.reason, "orphans_reaped", l.r.Orphans())
 	l.finished = true
 }
@@ -277,6 +296,9 @@ func (l *loop) health() api.Health {
 		if s.cfg.Critical && s.state != stateRunning {
 			h.Healthy = false
 			h.NotReady = append(h.NotReady, s.cfg.Name)
+		}
+		if s.state == stateFailed {
+			h.Failed = append(h.Failed, s.cfg.Name)
 		}
 	}
 	return h

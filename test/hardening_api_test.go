@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,10 +232,13 @@ func TestHardeningTooManyFDs(t *testing.T) {
 }
 
 // 500 idle connections held open: real requests still succeed, and the
-// idle ones cost tend no more than their fds.
+// idle ones cost tend no more than their fds. (They are root's: the
+// per-uid limit is raised above them.)
 func TestHardeningIdleConnections(t *testing.T) {
 	t.Parallel()
-	r, sock := hServe(t, opts{}, hDir(t), nil)
+	dir := hDir(t)
+	body := "[control]\nsocket = " + svQuote(filepath.Join(dir, "s")) + "\nmax_connections_per_uid = 600\n"
+	r, sock := hConfig(t, opts{}, dir, body, "--", "sleep", "100000")
 	c := hClient(t, sock)
 	base := hRssAnon(t, r)
 	var idle []net.Conn

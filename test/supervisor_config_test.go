@@ -53,6 +53,10 @@ func TestSupervisorBadConfig(t *testing.T) {
 		{"unknown user with another error", bad("user = \"tend-no-such-user\"\nrestart = \"sometimes\""),
 			[]string{"2 errors", `service "bad": user: "tend-no-such-user": no such user`, `service "bad": restart: "sometimes"`}},
 		{"bad user form", bad(`user = "a:b"`), []string{`service "bad": user`, `"a:b"`}},
+		{"NUL bytes in command, env and dir", raw("[[service]]\nname = \"nul\"\ncommand = [\"sh\", \"-c\", \"x\\u0000y\"]\n" +
+			"env = { A = \"1\\u0000\" }\ndir = \"/tmp\\u0000\"\nuser = \"tend-no-such-user\"\n"),
+			[]string{"4 errors", `tend.toml:8:24: service "nul": command[2]: contains a NUL byte`, `tend.toml:9:9: service "nul": env: A: contains a NUL byte`,
+				`tend.toml:10:1: service "nul": dir: contains a NUL byte`, `tend.toml:11:1: service "nul": user: "tend-no-such-user": no such user`}},
 		{"bad ready", bad(`ready = "tcp:1"`), []string{`service "bad": ready`, `"tcp:1"`}},
 		{"TOML syntax", raw("[[service]]\nname = \n"), []string{"tend.toml:7:8: toml: expected value"}},
 		{"three errors", raw("[shutdown]\ngrace = \"x\"\n[[service]]\nname = \"p\"\n" + touch + "\nrestart = \"sometimes\"\n" +
