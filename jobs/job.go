@@ -32,6 +32,7 @@ type Job struct {
 	Conns   map[uint64]struct{}
 
 	Track     string           // how its processes are tracked (config.Track)
+	SignalAs  int              // the uid whose rights tend's signals to it carry; 0: tend's (root's jobs)
 	Run       any              // the loop's unit, while running
 	StartWait chan StartResult // while a submitter waits to learn whether its command started
 	Reason    string           // why tend is stopping it; "" while nobody is

@@ -22,7 +22,17 @@ type Child struct {
 	pidfd int
 
 	reaped bool // guarded by r.mu: the exit was collected, the number is free
+
+	// as is the uid whose rights every signal through this handle carries
+	// (Reaper.PidfdSignalAs); 0: tend's own. Set by the loop before its first signal.
+	as int
 }
+
+// SignalAs makes every later signal through c (Signal, SignalGroup,
+// SignalTree) carry uid's rights instead of tend's: it reaches only what a
+// process of uid could signal itself (DESIGN.md §1.7). 0 means tend's own
+// rights. Only the loop calls it, before it first signals c.
+func (c *Child) SignalAs(uid int) { c.as = uid }
 
 // Pid is the child's pid, as a number for logs and the API. Never signal or
 // compare it: use the handle.
@@ -39,9 +49,13 @@ func (c *Child) PidFD() int { return c.pidfd }
 // kernel then refuses a reaped process itself), else with kill(2) under the
 // reap lock while this registration is live: a zombie keeps its number until
 // it is reaped, and the reap pass takes the same lock to mark it reaped.
+//
+// With SignalAs the signal is sent from the signalling thread as that uid:
+// pidfd_send_signal(2) checks the calling thread's credentials as kill(2)
+// does, and EPERM says the child is no longer the caller's to signal.
 func (c *Child) Signal(sig unix.Signal) error {
 	if c.pidfd >= 0 && !c.r.noPidfdSignal.Load() {
-		err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0)
+		err := c.r.PidfdSignalAs(c.as, c.pidfd, sig)
 		switch {
 		case err == nil:
 			return nil
@@ -62,14 +76,18 @@ func (c *Child) Signal(sig unix.Signal) error {
 // that only the unit tracking may reach what is left of the group.
 func (c *Child) SignalGroup(sig unix.Signal) error { return c.kill(-c.pid, sig) }
 
-// kill signals target (pid or -pgid) while c is registered and unreaped.
+// kill signals target (pid or -pgid) while c is registered and unreaped,
+// with the rights of c's uid (SignalAs): the reap lock is held across the
+// hand-off to the signalling thread, which takes no lock itself. A group
+// signal as a caller skips the members the caller may not signal; EPERM
+// means there was none it could.
 func (c *Child) kill(target int, sig unix.Signal) error {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
 	if c.reaped {
 		return ErrNotRunning
 	}
-	if err := c.r.kill(target, sig); err != nil {
+	if err := c.r.killAs(c.as, target, sig); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			// A live group leader has a group; ESRCH here means it is a
 			// zombie whose group has emptied. It has exited all the same.

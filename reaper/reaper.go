@@ -85,6 +85,11 @@ type Options struct {
 	// kernel gives one: a signal to that child then needs no lock. The
 	// registry rule is the fallback and works alone.
 	PidFDs bool
+	// SignalAs makes, now, the OS thread that sends signals with a
+	// caller's rights (Child.SignalAs, Reaper.As; see caller.go). It needs
+	// tend to be root; without it a signal as a caller fails with
+	// ErrNoSignaller and nothing is sent.
+	SignalAs bool
 
 	// Wait4 and Kill replace unix.Wait4 and unix.Kill, for tests of the
 	// code above the reaper; nil means the real ones.
@@ -114,6 +119,10 @@ type Reaper struct {
 	// seccomp filter): handles then signal under the lock.
 	noPidfdSignal atomic.Bool
 
+	// sg sends signals with a caller's rights; nil without
+	// Options.SignalAs. Read-only after New.
+	sg *signaller
+
 	// wait4 is unix.Wait4; tests replace it. kill is unix.Kill.
 	wait4      func(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error)
 	kill       func(pid int, sig unix.Signal) error
@@ -140,10 +149,43 @@ func New(o Options) *Reaper {
 		r.kill = o.Kill
 	}
 	r.noChildren = o.NoChildren
+	if o.SignalAs {
+		r.sg = newSignaller()
+	}
 	if r.noChildren == nil {
 		r.noChildren = noChildren
 	}
 	return r
+}
+
+// PidfdSignalAs is pidfd_send_signal(fd, sig) with uid's rights: from the
+// signalling thread, whose real and effective uid are uid for that one call
+// (its saved uid stays 0; see caller.go). uid 0 sends it here, as tend. The
+// error is the call's (EPERM: not uid's to signal), or why it could not be
+// made as uid (ErrNoSignaller wrapped, or the failed setresuid).
+func (r *Reaper) PidfdSignalAs(uid, fd int, sig unix.Signal) error {
+	if uid == 0 {
+		return unix.PidfdSendSignal(fd, sig, nil, 0)
+	}
+	return r.sg.send(sigReq{uid: uid, pidfd: true, id: fd, sig: sig})
+}
+
+// killAs is kill(target, sig) with uid's rights, as PidfdSignalAs; uid 0
+// is r.kill. The caller holds r.mu for a pid's sake; the thread takes no
+// lock.
+func (r *Reaper) killAs(uid, target int, sig unix.Signal) error {
+	if uid == 0 {
+		return r.kill(target, sig)
+	}
+	return r.sg.send(sigReq{uid: uid, id: target, sig: sig})
+}
+
+// Close ends the signalling thread, if any; the Reaper must not signal as a
+// caller after. tend's Reaper lives as long as tend; tests close theirs.
+func (r *Reaper) Close() {
+	if r.sg != nil {
+		r.sg.close()
+	}
 }
 
 // Start calls start, which must create exactly one child and return its pid,

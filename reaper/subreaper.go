@@ -106,33 +106,36 @@ func (r *Reaper) SignalDescendants(sig unix.Signal) (int, error) {
 	}
 	n := 0
 	for _, pid := range kids {
-		n += r.signalFrom(pid, sig)
+		n += r.signalFrom(pid, sig, 0)
 	}
 	return n, nil
 }
 
 // SignalTree sends sig to c and every live descendant of c, by the rules
 // of SignalDescendants; nothing once c is reaped. It is the last resort for
-// a unit helper that does not end its unit itself.
+// a unit helper that does not end its unit itself. With SignalAs every
+// signal of the walk carries that uid's rights, so it reaches only what the
+// caller could signal, and counts only those; the walk itself reads /proc
+// as tend.
 func (c *Child) SignalTree(sig unix.Signal) int {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
 	if c.reaped {
 		return 0
 	}
-	return c.r.signalFrom(c.pid, sig)
+	return c.r.signalFrom(c.pid, sig, c.as)
 }
 
 // signalFrom signals the direct child pid (pinned: r.mu is held) and its
-// descendants through checked pidfds. r.mu must be held.
-func (r *Reaper) signalFrom(pid int, sig unix.Signal) int {
+// descendants through checked pidfds, each signal with uid's rights (0:
+// tend's), and returns how many got it. Each process's children are read
+// and pinned before it is signalled: a parent that dies of the signal
+// takes its list of children with it. r.mu must be held.
+func (r *Reaper) signalFrom(pid int, sig unix.Signal, uid int) int {
 	type pinned struct {
 		pid, fd int // fd -1: a direct child, pinned by the lock
 	}
-	if r.kill(pid, sig) != nil {
-		return 0
-	}
-	n := 1
+	n := 0
 	queue := []pinned{{pid, -1}}
 	for len(queue) > 0 {
 		p := queue[0]
@@ -144,16 +147,20 @@ func (r *Reaper) signalFrom(pid int, sig unix.Signal) int {
 				continue // gone, or no pidfds: a later sweep finds it as our child
 			}
 			if parentOf(g) == p.pid && stillThere(p.fd) {
-				if unix.PidfdSendSignal(fd, sig, nil, 0) == nil {
-					n++
-				}
 				queue = append(queue, pinned{g, fd})
 				continue
 			}
 			unix.Close(fd)
 		}
-		if p.fd >= 0 {
+		var err error
+		if p.fd < 0 {
+			err = r.killAs(uid, p.pid, sig)
+		} else {
+			err = r.PidfdSignalAs(uid, p.fd, sig)
 			unix.Close(p.fd)
+		}
+		if err == nil {
+			n++
 		}
 	}
 	return n
@@ -166,7 +173,10 @@ func stillThere(fd int) bool {
 	if fd < 0 {
 		return true
 	}
-	return unix.PidfdSendSignal(fd, 0, nil, 0) == nil
+	// EPERM (signalling as a caller, a process of another uid) says the
+	// process is there all the same.
+	err := unix.PidfdSendSignal(fd, 0, nil, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // parentOf reads the parent pid of pid from /proc/PID/stat, or -1.

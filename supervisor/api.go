@@ -119,6 +119,12 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	j.Prep, j.Files, j.Stdio, j.Timeout, j.Bound = prep, sub.Files, sub.Stdio, timeout, sub.Bind
 	j.Track = string(track)
 	j.Rec.Track = j.Track
+	if !sub.Caller.Root() && b.euid == 0 {
+		// Every signal tend sends to this job, asked for or its own
+		// policy (timeout, kill, bind), reaches only what the caller
+		// could signal itself (DESIGN.md §1.7).
+		j.SignalAs = sub.Caller.UID
+	}
 	return j, nil
 }
 
@@ -374,6 +380,11 @@ func (l *loop) signalRequest(c control.Caller, id string, req control.JobSignal)
 		if errors.Is(err, reaper.ErrNotRunning) {
 			// Reaped, its exit not yet taken: it has exited.
 			return api.Errorf(http.StatusConflict, "job %s has exited", id)
+		}
+		if errors.Is(err, unix.EPERM) {
+			// Signals carry the caller's rights: what is left of the job
+			// is no longer the caller's to signal (a setuid program).
+			return api.Errorf(http.StatusForbidden, "signal %s to job %s: %v: its processes left are not uid %d's to signal", signals.Name(req.Sig), id, err, c.UID)
 		}
 		return api.Errorf(http.StatusInternalServerError, "signal %s to job %s: %v", signals.Name(req.Sig), id, err)
 	}

@@ -123,7 +123,7 @@ func (l *loop) cgroupMainExited(u *unit) {
 	if u.spec.stopTimeout == 0 {
 		_ = u.cg.Kill()
 	} else {
-		_ = u.cg.Signal(u.spec.stopSignal)
+		_ = l.cgroupSignal(u, u.spec.stopSignal)
 		u.sweep = l.tm.after(u.spec.stopTimeout, func() {
 			u.sweep = 0
 			if !u.ended {

@@ -72,7 +72,7 @@ func (l *loop) startJob(j *jobs.Job) error {
 	var u *unit
 	if err == nil {
 		u, err = l.startUnit(j.Prep, unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
-			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit}, j)
+			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs}, j)
 	}
 	l.dropFiles(j)
 	if err != nil {

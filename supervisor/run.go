@@ -94,7 +94,10 @@ func Run(cfg Config) (int, error) {
 	log := cfg.Log
 	pid1 := AdoptOrphans(log)
 	hub := events.NewHub(events.Limits{Max: cfg.File.Control.MaxSubscribers, PerUID: cfg.File.Control.MaxSubscribersPerUID})
-	r := reaper.New(reaper.Options{Orphan: OrphanHandler(log, cfg.WarnReap, hub.Publish), PidFDs: cfg.PidFDs})
+	// The thread that signals with a caller's rights exists only where
+	// there can be callers, and only a root tend can take their uids.
+	r := reaper.New(reaper.Options{Orphan: OrphanHandler(log, cfg.WarnReap, hub.Publish), PidFDs: cfg.PidFDs,
+		SignalAs: cfg.File.Control.Socket != "" && os.Geteuid() == 0})
 	pool := blocking.New("path lookups", lookupWorkers)
 	var closer *blocking.Closer // fds reach tend only through the control socket
 	if cfg.File.Control.Socket != "" {

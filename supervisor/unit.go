@@ -76,6 +76,11 @@ type unitSpec struct {
 	stopSignal  unix.Signal
 	stopTimeout time.Duration // for leftovers once the main process ends
 	killMode    config.KillMode
+	// signalAs is the uid whose rights tend's signals to the unit carry
+	// (reaper.Child.SignalAs): a non-root caller's, for its jobs; 0:
+	// tend's own. cgroup.kill of the unit's own cgroup is not a signal
+	// of this kind: everything in that cgroup is the unit's.
+	signalAs int
 }
 
 // helperRescue is how long past its own deadline tend gives a unit helper
@@ -132,6 +137,7 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 			u.cg.Remove()
 			return nil, err
 		}
+		c.SignalAs(us.signalAs)
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
@@ -140,6 +146,7 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		if err != nil {
 			return nil, err
 		}
+		c.SignalAs(us.signalAs)
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
@@ -164,6 +171,10 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		mine.Close()
 		return nil, err
 	}
+	// The helper runs with the unit's credentials, so its own signals
+	// carry them; tend's last resort on its tree (armRescue) must too:
+	// the caller can stop his own helper to bring that about.
+	c.SignalAs(us.signalAs)
 	u.proc, u.conn = c, helper.NewConn(mine)
 	go l.relay(u)
 	return u, nil
@@ -199,6 +210,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		mine.Close()
 		return fail(err)
 	}
+	c.SignalAs(u.spec.signalAs)
 	u.proc, u.main, u.conn = c, c.Pid(), helper.NewConn(mine)
 	go l.relay(u)
 	return u, nil
@@ -381,7 +393,7 @@ func (l *loop) signalUnit(u *unit, sig unix.Signal) error {
 	}
 	switch u.track {
 	case config.TrackCgroup:
-		return u.cg.Signal(sig) // everything in it is the unit's
+		return l.cgroupSignal(u, sig)
 	case config.TrackSubreaper:
 		return l.helperSend(u, func() error { return u.conn.Tree(sig) })
 	}
@@ -415,7 +427,7 @@ func (l *loop) stopUnit(u *unit, sig unix.Signal, timeout time.Duration) error {
 		return reaper.ErrNotRunning
 	}
 	if u.track == config.TrackCgroup {
-		return u.cg.Signal(sig)
+		return l.cgroupSignal(u, sig)
 	}
 	if u.track != config.TrackSubreaper {
 		return u.proc.SignalGroup(sig)
@@ -423,6 +435,16 @@ func (l *loop) stopUnit(u *unit, sig unix.Signal, timeout time.Duration) error {
 	err := l.helperSend(u, func() error { return u.conn.Stop(syscall.Signal(sig), timeout) })
 	l.armRescue(u, timeout+helperRescue)
 	return err
+}
+
+// cgroupSignal sends sig to every process in u's cgroup that u's signalAs
+// uid may signal (all of them for tend's own units): a signal, unlike
+// cgroup.kill, is the caller's act, so it carries the caller's rights.
+func (l *loop) cgroupSignal(u *unit, sig unix.Signal) error {
+	if u.spec.signalAs == 0 {
+		return u.cg.Signal(sig)
+	}
+	return u.cg.SignalVia(sig, func(fd int, sig unix.Signal) error { return l.r.PidfdSignalAs(u.spec.signalAs, fd, sig) })
 }
 
 // helperSend sends one command to u's helper. A helper that is gone (its

@@ -99,6 +99,24 @@ func (g *Group) Signal(sig unix.Signal) error {
 	return err
 }
 
+// SignalVia is Signal with every pidfd_send_signal(2) made by send instead
+// (tend sends a non-root caller's signals with the caller's rights). A
+// process send gets EPERM for is skipped, as kill(2) skips the members of a
+// group its sender may not signal.
+func (g *Group) SignalVia(sig unix.Signal, send func(pidfd int, sig unix.Signal) error) error {
+	pids, err := g.Procs()
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, pid := range pids {
+		if _, err := g.signalOneVia(pid, sig, send); err != nil && !errors.Is(err, unix.EPERM) && first == nil {
+			first = fmt.Errorf("cgroup: signal %v to %d: %w", sig, pid, err)
+		}
+	}
+	return first
+}
+
 // signalPIDs is Signal on a given list of pids (a snapshot, possibly stale);
 // it returns how many processes got sig.
 func (g *Group) signalPIDs(pids []int, sig unix.Signal) (int, error) {
@@ -117,6 +135,10 @@ func (g *Group) signalPIDs(pids []int, sig unix.Signal) (int, error) {
 }
 
 func (g *Group) signalOne(pid int, sig unix.Signal) (bool, error) {
+	return g.signalOneVia(pid, sig, func(fd int, sig unix.Signal) error { return unix.PidfdSendSignal(fd, sig, nil, 0) })
+}
+
+func (g *Group) signalOneVia(pid int, sig unix.Signal, send func(int, unix.Signal) error) (bool, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return false, nil
@@ -128,7 +150,7 @@ func (g *Group) signalOne(pid int, sig unix.Signal) (bool, error) {
 	if !g.holds(pid) {
 		return false, nil
 	}
-	err = unix.PidfdSendSignal(fd, sig, nil, 0)
+	err = send(fd, sig)
 	if errors.Is(err, unix.ESRCH) {
 		return false, nil
 	}

@@ -69,7 +69,13 @@ type pinned struct {
 }
 
 func (p pinned) held() bool {
-	return p.fd < 0 || pidfdSignal(p.fd, 0) == 0
+	if p.fd < 0 {
+		return true
+	}
+	// EPERM: a member that is no longer the unit's uid's to signal (a
+	// setuid program; the helper runs as the unit) is there all the same.
+	errno := pidfdSignal(p.fd, 0)
+	return errno == 0 || errno == syscall.EPERM
 }
 
 // walk calls visit once for every process of the unit it can reach safely,
