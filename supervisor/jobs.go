@@ -71,8 +71,15 @@ func (l *loop) startJob(j *jobs.Job) error {
 	}
 	var u *unit
 	if err == nil {
-		u, err = l.startUnit(j.Prep, unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
-			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs}, j)
+		us := unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
+			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs}
+		if j.Rec.UID != 0 {
+			// Root is exempt from RLIMIT_NPROC anyway (the kernel's
+			// check skips it); only a non-root job can spend the pids
+			// that tend and root's units need (DESIGN.md §1.10).
+			us.nproc = l.nproc
+		}
+		u, err = l.startUnit(j.Prep, us, j)
 	}
 	l.dropFiles(j)
 	if err != nil {
@@ -136,6 +143,8 @@ func startError(err error) error {
 	case errors.Is(err, unix.EAGAIN):
 		// pids.max or RLIMIT_NPROC: tend's limit, not the command's fault.
 		return api.Errorf(http.StatusServiceUnavailable, "%v (EAGAIN)", err)
+	case errors.Is(err, errHelperEnded):
+		return api.Errorf(http.StatusServiceUnavailable, "%v: tend could not set up the unit (at pids.max, or RLIMIT_NPROC, the helper cannot make its threads): try again later", err)
 	}
 	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
 }

@@ -40,7 +40,11 @@ type unit struct {
 	track config.Track
 	owner any           // *service or *jobs.Job
 	proc  *reaper.Child // tend's child: the command, or the helper
-	conn  *helper.Conn  // subreaper: the helper's control socket
+	conn  *helper.Conn  // subreaper: the helper's control socket; tramp: its report socket
+	// tramp: tend's child is the exec trampoline (unit/helper's exec
+	// mode), which becomes the command: the command runs once its report
+	// socket closes at the exec.
+	tramp bool
 
 	main     int             // the command's pid; 0 until known
 	started  bool            // the command has been exec'd
@@ -76,12 +80,21 @@ type unitSpec struct {
 	stopSignal  unix.Signal
 	stopTimeout time.Duration // for leftovers once the main process ends
 	killMode    config.KillMode
+	// nproc > 0 is the RLIMIT_NPROC (soft = hard) the command gets, set
+	// before its exec by the trampoline or the helper: [jobs] nproc for a
+	// job that runs as a non-root uid.
+	nproc int
 	// signalAs is the uid whose rights tend's signals to the unit carry
 	// (reaper.Child.SignalAs): a non-root caller's, for its jobs; 0:
 	// tend's own. cgroup.kill of the unit's own cgroup is not a signal
 	// of this kind: everything in that cgroup is the unit's.
 	signalAs int
 }
+
+// errHelperEnded is a unit helper that died before it started its
+// command: tend's side of the start failed, not the command. At pids.max
+// its Go runtime cannot make a thread and exits 2.
+var errHelperEnded = errors.New("the unit helper ended before its command started")
 
 // helperRescue is how long past its own deadline tend gives a unit helper
 // to end its unit before tend kills the helper's tree itself.
@@ -127,7 +140,7 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		if err := l.newUnitCgroup(u, us.name); err != nil {
 			return nil, err
 		}
-		if !l.cg.clone3 {
+		if !l.cg.clone3 || us.nproc > 0 {
 			return l.startTrampoline(u, p, q)
 		}
 		cq := q.InCgroup(u.cg.FD())
@@ -141,6 +154,9 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
+	if u.track != config.TrackSubreaper && us.nproc > 0 {
+		return l.startTrampoline(u, p, q)
+	}
 	if u.track != config.TrackSubreaper {
 		c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(q, pidfd) }, u)
 		if err != nil {
@@ -152,7 +168,7 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 	}
 	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
 		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
-		Setsid: p.Spec().Setsid}
+		Setsid: p.Spec().Setsid, NProc: us.nproc}
 	// The control socket goes after the stdio and any fds passed on at
 	// their own numbers (socket activation): where Via puts it.
 	_, hs.CtlFD = q.Via(helper.Exe, nil, nil, 0)
@@ -180,18 +196,25 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 	return u, nil
 }
 
-// startTrampoline starts a cgroup unit without clone3: tend's child runs
-// the helper's exec mode as root, which joins the unit's cgroup (fd
-// FDCgroup) before anything else, drops to the unit's credentials and
-// becomes the command. Its report socket says why it failed, or reaches
-// EOF at the exec: only then is the command started.
+// startTrampoline starts a unit through the exec trampoline, where the
+// command needs something done in its own process before its exec that
+// Go's fork cannot do: joining the unit's cgroup without clone3, or an
+// RLIMIT_NPROC (a limit set by tend on itself would be tend's until it
+// is restored, and a hard limit once lowered cannot be raised again
+// without CAP_SYS_RESOURCE). tend's child runs the helper's exec mode as
+// root, which joins the unit's cgroup (fd FDCgroup, if it has one), sets
+// the limit, drops to the unit's credentials and becomes the command. Its
+// report socket says why it failed, or reaches EOF at the exec: only then
+// is the command started.
 func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	fail := func(err error) (*unit, error) {
-		l.cg.w.Unwatch(u.cg)
-		u.cg.Remove()
+		if u.cg != nil {
+			l.cg.w.Unwatch(u.cg)
+			u.cg.Remove()
+		}
 		return nil, err
 	}
-	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: true, Cred: q.Cred()}
+	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, NProc: u.spec.nproc, Cred: q.Cred()}
 	// The report socket and the cgroup's fd go after the stdio and any
 	// fds passed on at their own numbers: where Via puts them.
 	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)
@@ -203,7 +226,11 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	if err != nil {
 		return fail(err)
 	}
-	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, theirs.Fd(), uintptr(u.cg.FD()))
+	extra := []uintptr{theirs.Fd()}
+	if u.cg != nil {
+		extra = append(extra, uintptr(u.cg.FD()))
+	}
+	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, extra...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close()
 	if err != nil {
@@ -211,7 +238,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		return fail(err)
 	}
 	c.SignalAs(u.spec.signalAs)
-	u.proc, u.main, u.conn = c, c.Pid(), helper.NewConn(mine)
+	u.proc, u.main, u.conn, u.tramp = c, c.Pid(), helper.NewConn(mine), true
 	go l.relay(u)
 	return u, nil
 }
@@ -233,7 +260,7 @@ const helperDrain = time.Second
 // unitRelayDone: the helper's socket is read to the end.
 func (l *loop) unitRelayDone(u *unit) {
 	u.relayDone = true
-	if u.cg != nil && !u.started && u.startErr == nil && !u.ended {
+	if u.tramp && !u.started && u.startErr == nil && !u.ended {
 		// The trampoline's socket closed at its exec: the command runs
 		// (or ran: its exit may be here already).
 		u.started = true
@@ -324,7 +351,7 @@ func (l *loop) endUnit(u *unit, e reaper.Exit) {
 		// without saying how the command ended; its own status it is.
 		u.mainDone, u.mainWS = true, e.Status
 		if !u.started && u.startErr == nil {
-			u.startErr = fmt.Errorf("the unit helper ended before its command started: %s", reaper.Describe(e.Status))
+			u.startErr = fmt.Errorf("%w: %s", errHelperEnded, reaper.Describe(e.Status))
 		}
 	}
 	u.ended = true
