@@ -251,6 +251,8 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
 			&cli.StringFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"), // parsed below, to name a bad value
 				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
+			&cli.StringFlag{Name: "track", EnvVars: envTwin("track"), // parsed below, to name a bad value
+				Usage: "track the processes of services and jobs by `MODE`: auto, cgroup, subreaper or group (overrides [defaults] track; default auto; init mode's main process is always its own group, as tini's child)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
@@ -323,6 +325,14 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 			return -1, usageError{fmt.Sprintf("--killed-exit-code (or TEND_KILLED_EXIT_CODE): %v", err)}
 		}
 		cfg.File.Shutdown.KilledExitCode = n
+	}
+	if c.IsSet("track") {
+		v := c.String("track")
+		tr, err := config.ParseTrack(v)
+		if err != nil || tr == "" {
+			return -1, usageError{fmt.Sprintf("--track (or TEND_TRACK): %q is not one of auto, cgroup, subreaper, group", v)}
+		}
+		cfg.File.Defaults.Track = tr
 	}
 	stop := make(chan struct{})
 	defer close(stop)
