@@ -70,9 +70,19 @@ func (l *loop) startJob(j *jobs.Job) error {
 		fds[j.Stdio[i]] = uintptr(fd)
 	}
 	var u *unit
+	var limits limitPlan
 	if err == nil {
+		// Checked when the request came (prepareJob); the settings it
+		// reads are fixed at start.
+		limits, err = l.planLimits(config.Track(j.Track), j.Rec.MemoryMax, j.Rec.PidsMax)
+	}
+	if err == nil {
+		uid := 0
+		if c := j.Prep.Cred(); c != nil {
+			uid = int(c.Uid)
+		}
 		u, err = l.startUnit(j.Prep, unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
-			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs}, j)
+			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs, limits: limits, uid: uid}, j)
 	}
 	l.dropFiles(j)
 	if err != nil {
@@ -173,6 +183,7 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 		// Its command's exit was recorded when it came (jobExited);
 		// now the leftovers are gone too.
 		j.Rec.LeftoversKilled = u.left
+		j.Rec.OOMKills = int(u.oomKills)
 		return
 	}
 	if j.Run != u {
@@ -205,6 +216,11 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 func (l *loop) jobExited(j *jobs.Job, u *unit) {
 	l.sd.ended("job " + j.Rec.ID)
 	l.disarmJob(j)
+	l.sayOOM(u, "job "+j.Rec.ID)
+	j.Rec.OOMKills = int(u.oomKills)
+	if u.oomKilledMain() {
+		j.Reason = api.ReasonOOM // the kernel's SIGKILL, whatever tend sent
+	}
 	l.jobs.Exited(j, u.mainWS) // completes the Outcome first: a waiter holding it is woken
 	l.waits.Delete(j.Rec.ID)
 	l.publishJob(api.EventJobExited, j)

@@ -66,6 +66,15 @@ type unit struct {
 	exit      *reaper.Exit
 	populated bool
 	sweep     uint64 // timer: cgroup.kill of the leftovers
+
+	// tramp: tend's child is the exec trampoline, which becomes the
+	// command once its report socket reaches EOF.
+	tramp bool
+	// v1: the unit's cgroup v1 directories for its limits, removed when
+	// it ends; oomKills: the OOM killer's kills read from the cgroup
+	// holding its memory limit.
+	v1       []*cgroup.V1Group
+	oomKills uint64
 }
 
 // unitSpec is what a unit needs beyond its prepared command.
@@ -81,6 +90,8 @@ type unitSpec struct {
 	// tend's own. cgroup.kill of the unit's own cgroup is not a signal
 	// of this kind: everything in that cgroup is the unit's.
 	signalAs int
+	limits   limitPlan // memory_max, pids_max and where they go
+	uid      int       // the unit's uid (0: root or tend's own)
 }
 
 // helperRescue is how long past its own deadline tend gives a unit helper
@@ -123,11 +134,42 @@ func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, error) {
 	u := &unit{track: us.track, owner: owner, spec: us}
 	q := p.WithFiles(us.files)
+	if err := l.makeV1(u, us.name, l.v1Owner(us)); err != nil {
+		l.removeV1(u)
+		return nil, err
+	}
+	u, err := l.startUnitIn(u, p, q)
+	if err != nil {
+		l.removeV1(u)
+		return nil, err
+	}
+	u.closeV1FDs() // the child has its copies
+	return u, nil
+}
+
+// v1Owner is the uid to give a unit's v1 directories to: a subreaper
+// helper joins them with the unit's credentials; the trampoline joins as
+// root.
+func (l *loop) v1Owner(us unitSpec) int {
+	if us.track == config.TrackSubreaper {
+		return us.uid
+	}
+	return 0
+}
+
+// startUnitIn forks u once its v1 directories, if any, are made.
+func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
+	us := u.spec
 	if u.track == config.TrackCgroup {
 		if err := l.newUnitCgroup(u, us.name); err != nil {
-			return nil, err
+			return u, err
 		}
-		if !l.cg.clone3 {
+		if err := l.applyV2Limits(u); err != nil {
+			l.cg.w.Unwatch(u.cg)
+			u.cg.Remove()
+			return u, err
+		}
+		if !l.cg.clone3 || us.limits.needsTrampoline {
 			return l.startTrampoline(u, p, q)
 		}
 		cq := q.InCgroup(u.cg.FD())
@@ -135,16 +177,19 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		if err != nil {
 			l.cg.w.Unwatch(u.cg)
 			u.cg.Remove()
-			return nil, err
+			return u, err
 		}
 		c.SignalAs(us.signalAs)
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
+	if u.track != config.TrackSubreaper && us.limits.needsTrampoline {
+		return l.startTrampoline(u, p, q)
+	}
 	if u.track != config.TrackSubreaper {
 		c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(q, pidfd) }, u)
 		if err != nil {
-			return nil, err
+			return u, err
 		}
 		c.SignalAs(us.signalAs)
 		u.proc, u.main, u.started = c, c.Pid(), true
@@ -152,24 +197,25 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 	}
 	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
 		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
-		Setsid: p.Spec().Setsid}
+		Setsid: p.Spec().Setsid, Cgroups: len(u.v1)}
 	// The control socket goes after the stdio and any fds passed on at
-	// their own numbers (socket activation): where Via puts it.
+	// their own numbers (socket activation): where Via puts it; the v1
+	// directories to join follow it.
 	_, hs.CtlFD = q.Via(helper.Exe, nil, nil, 0)
 	argv, env, err := hs.Args()
 	if err != nil {
-		return nil, err
+		return u, err
 	}
 	mine, theirs, err := helper.Socketpair()
 	if err != nil {
-		return nil, err
+		return u, err
 	}
-	hq, _ := q.Via(helper.Exe, argv, env, theirs.Fd())
+	hq, _ := q.Via(helper.Exe, argv, env, append([]uintptr{theirs.Fd()}, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close() // the helper has its copy
 	if err != nil {
 		mine.Close()
-		return nil, err
+		return u, err
 	}
 	// The helper runs with the unit's credentials, so its own signals
 	// carry them; tend's last resort on its tree (armRescue) must too:
@@ -180,18 +226,22 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 	return u, nil
 }
 
-// startTrampoline starts a cgroup unit without clone3: tend's child runs
-// the helper's exec mode as root, which joins the unit's cgroup (fd
-// FDCgroup) before anything else, drops to the unit's credentials and
-// becomes the command. Its report socket says why it failed, or reaches
-// EOF at the exec: only then is the command started.
+// startTrampoline starts a unit through the exec trampoline: a cgroup unit
+// without clone3, or any unit with limits in cgroup v1 directories. tend's
+// child runs the helper's exec mode as root, which joins the unit's
+// cgroups (its v2 one at fd FDCgroup, then its v1 ones) before anything
+// else, drops to the unit's credentials and becomes the command. Its report
+// socket says why it failed, or reaches EOF at the exec: only then is the
+// command started.
 func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	fail := func(err error) (*unit, error) {
-		l.cg.w.Unwatch(u.cg)
-		u.cg.Remove()
-		return nil, err
+		if u.cg != nil {
+			l.cg.w.Unwatch(u.cg)
+			u.cg.Remove()
+		}
+		return u, err
 	}
-	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: true, Cred: q.Cred()}
+	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, V1: len(u.v1), Cred: q.Cred()}
 	// The report socket and the cgroup's fd go after the stdio and any
 	// fds passed on at their own numbers: where Via puts them.
 	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)
@@ -203,7 +253,11 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	if err != nil {
 		return fail(err)
 	}
-	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, theirs.Fd(), uintptr(u.cg.FD()))
+	fds := []uintptr{theirs.Fd()}
+	if u.cg != nil {
+		fds = append(fds, uintptr(u.cg.FD()))
+	}
+	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, append(fds, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close()
 	if err != nil {
@@ -211,7 +265,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		return fail(err)
 	}
 	c.SignalAs(u.spec.signalAs)
-	u.proc, u.main, u.conn = c, c.Pid(), helper.NewConn(mine)
+	u.proc, u.main, u.conn, u.tramp = c, c.Pid(), helper.NewConn(mine), true
 	go l.relay(u)
 	return u, nil
 }
@@ -233,7 +287,7 @@ const helperDrain = time.Second
 // unitRelayDone: the helper's socket is read to the end.
 func (l *loop) unitRelayDone(u *unit) {
 	u.relayDone = true
-	if u.cg != nil && !u.started && u.startErr == nil && !u.ended {
+	if u.tramp && !u.started && u.startErr == nil && !u.ended {
 		// The trampoline's socket closed at its exec: the command runs
 		// (or ran: its exit may be here already).
 		u.started = true
@@ -328,6 +382,8 @@ func (l *loop) endUnit(u *unit, e reaper.Exit) {
 		}
 	}
 	u.ended = true
+	l.readOOM(u)
+	l.removeV1(u)
 	if u.rescue != 0 {
 		l.tm.cancel(u.rescue)
 		u.rescue = 0
@@ -358,6 +414,7 @@ func (l *loop) unitStarted(u *unit) {
 // recorded now: its waiter learns the command's status when the command
 // ends, not when the last leftover is gone; its slot is free again.
 func (l *loop) unitMainExited(u *unit) {
+	l.readOOM(u)
 	l.log.Debug("main process exited, unit still ending", "pid", u.main, "status", reaper.Describe(u.mainWS))
 	if j, ok := u.owner.(*jobs.Job); ok && j.Run == u && u.started {
 		l.jobExited(j, u)
