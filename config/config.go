@@ -12,6 +12,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -49,6 +50,9 @@ const (
 	// DefaultMaxRecordBytes is the byte budget of exit records, shared
 	// fairly among the uids that hold them.
 	DefaultMaxRecordBytes = 64 << 20
+	// DefaultNProc is [jobs] nproc: RLIMIT_NPROC for non-root jobs derived
+	// from tend's own pids limit (NProcAuto).
+	DefaultNProc = NProcAuto
 	// Bounds of the API's answers and of what callers may hold open
 	// ([control] page_size and the rest).
 	DefaultPageSize             = 100
@@ -144,6 +148,30 @@ type Jobs struct {
 	// MaxRecordBytes is the budget of exit records (their estimated heap
 	// size), each uid's fair share of it protected; >= 64 KiB.
 	MaxRecordBytes int
+	// NProc is the RLIMIT_NPROC (soft = hard) a job that runs as a
+	// non-root uid gets: how many processes that uid may have when it
+	// forks. NProcAuto: tend's pids limit less a reserve (NProcFor), or
+	// none where tend has no pids limit; 0: none.
+	NProc int
+}
+
+// NProcAuto is [jobs] nproc = "auto".
+const NProcAuto = -1
+
+// NProcFor is what nproc = "auto" gives under a pids limit of limit
+// tasks: the limit less a reserve for root (tend's own threads, services,
+// root's jobs) of a quarter of it, at least 32 and at most 512 tasks; a
+// limit too small for that reserve is halved. limit <= 0 is no limit: 0.
+func NProcFor(limit int64) int {
+	if limit <= 0 {
+		return 0
+	}
+	reserve := min(max(limit/4, 32), 512)
+	n := limit - reserve
+	if n < 8 {
+		n = limit / 2
+	}
+	return int(max(min(n, math.MaxInt32), 1))
 }
 
 // Defaults is the [defaults] table: what services and jobs get unless they

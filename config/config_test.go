@@ -264,6 +264,7 @@ func limited(j Jobs) Jobs {
 	j.MaxLabels, j.MaxLabelKeyBytes, j.MaxLabelValueBytes = DefaultMaxLabels, DefaultMaxLabelKeyBytes, DefaultMaxLabelValueBytes
 	j.MaxArgv, j.MaxArgvBytes, j.MaxEnv, j.MaxEnvBytes = DefaultMaxArgv, DefaultMaxArgvBytes, DefaultMaxEnv, DefaultMaxEnvBytes
 	j.MaxDirBytes, j.RecordArgvBytes, j.MaxRecordBytes = DefaultMaxDirBytes, DefaultRecordArgvBytes, DefaultMaxRecordBytes
+	j.NProc = DefaultNProc
 	return j
 }
 
@@ -273,4 +274,43 @@ func paged(c Control) Control {
 	c.MaxSubscribers, c.MaxSubscribersPerUID = DefaultMaxSubscribers, DefaultMaxSubscribersPerUID
 	c.MaxParkedFDs, c.MaxParkedFDsPerUID = DefaultMaxParkedFDs, DefaultMaxParkedFDsPerUID
 	return c
+}
+
+func TestNProcFor(t *testing.T) {
+	for _, c := range []struct {
+		limit int64
+		want  int
+	}{{0, 0}, {-1, 0}, {10, 5}, {36, 18}, {40, 8}, {100, 68}, {210, 158}, {1000, 750}, {4096, 3584}, {1 << 20, 1<<20 - 512}} {
+		if got := NProcFor(c.limit); got != c.want {
+			t.Errorf("NProcFor(%d) = %d, want %d", c.limit, got, c.want)
+		}
+	}
+}
+
+func TestJobsNProc(t *testing.T) {
+	for _, c := range []struct {
+		toml string
+		want int
+		err  string
+	}{
+		{"", NProcAuto, ""},
+		{`nproc = "auto"`, NProcAuto, ""},
+		{`nproc = "off"`, 0, ""},
+		{`nproc = 0`, 0, ""},
+		{`nproc = 200`, 200, ""},
+		{`nproc = -3`, 0, `jobs: nproc: -3 is not "auto", "off" or a number of processes`},
+		{`nproc = "many"`, 0, `jobs: nproc: "many" is not "auto", "off" or a number of processes`},
+		{`nproc = 1.5`, 0, `jobs: nproc: must be "auto", "off" or an integer, not a float`},
+	} {
+		f, err := Parse([]byte("[jobs]\n"+c.toml+"\n"), "t.toml")
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: err %v, want one containing %q", c.toml, err, c.err)
+			}
+			continue
+		}
+		if err != nil || f.Jobs.NProc != c.want {
+			t.Errorf("%s: nproc %v (err %v), want %d", c.toml, f, err, c.want)
+		}
+	}
 }

@@ -210,7 +210,11 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"max_labels":  j.MaxLabels, "max_label_key_bytes": j.MaxLabelKeyBytes, "max_label_value_bytes": j.MaxLabelValueBytes,
 			"max_argv": j.MaxArgv, "max_argv_bytes": j.MaxArgvBytes, "max_env": j.MaxEnv, "max_env_bytes": j.MaxEnvBytes,
 			"max_dir_bytes": j.MaxDirBytes, "record_argv_bytes": j.RecordArgvBytes, "max_record_bytes": j.MaxRecordBytes,
+			"nproc": any(j.NProc),
 		},
+	}
+	if j.NProc == NProcAuto {
+		doc["jobs"].(map[string]any)["nproc"] = "auto"
 	}
 	var svcs []map[string]any
 	for _, s := range cfg.Services {

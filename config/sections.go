@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -131,6 +132,7 @@ func (d *decoder) jobs(t *table) Jobs {
 		MaxRecordBytes:     t.integer("max_record_bytes", DefaultMaxRecordBytes, minRecordBytes),
 	}
 	t.atMost("record_argv_bytes", j.RecordArgvBytes, "max_argv_bytes", j.MaxArgvBytes)
+	j.NProc = t.nproc("nproc")
 	t.unknown()
 	return j
 }
@@ -148,4 +150,30 @@ func (d *decoder) defaults(t *table) Defaults {
 	}
 	t.unknown()
 	return def
+}
+
+// nproc reads [jobs] nproc: "auto", "off" or 0 (none), or a count >= 1.
+func (t *table) nproc(key string) int {
+	v, present := t.get(key)
+	if !present {
+		return DefaultNProc
+	}
+	switch v := v.(type) {
+	case string:
+		switch v {
+		case "auto":
+			return NProcAuto
+		case "off":
+			return 0
+		}
+		t.errorf(key, "%q is not \"auto\", \"off\" or a number of processes", v)
+	case int64:
+		if v >= 0 && v <= math.MaxInt32 {
+			return int(v)
+		}
+		t.errorf(key, "%d is not \"auto\", \"off\" or a number of processes (0 to %d)", v, math.MaxInt32)
+	default:
+		t.typeErr(key, "\"auto\", \"off\" or an integer", v)
+	}
+	return DefaultNProc
 }

@@ -158,3 +158,29 @@ func (l *loop) cgroupEnd(u *unit) {
 	}
 	l.endUnit(u, *u.exit)
 }
+
+// setNProc resolves [jobs] nproc once, at start: "auto" is tend's own
+// pids limit (its cgroup's pids.max or an ancestor's, v1 or v2, read-only
+// is enough) less a reserve for root, so that a non-root caller's fork
+// bomb meets its RLIMIT_NPROC before the container's pids limit; where no
+// pids limit is set there is nothing to protect and no limit.
+func (l *loop) setNProc() {
+	n := l.cfg.File.Jobs.NProc
+	if n != config.NProcAuto {
+		l.nproc = n
+		if n > 0 {
+			l.log.Info("jobs of non-root users get RLIMIT_NPROC", "nproc", n, "setting", "[jobs] nproc")
+		}
+		return
+	}
+	limit, file, err := cgroup.PidsLimit()
+	if err != nil {
+		l.log.Debug("no pids limit found: jobs get no RLIMIT_NPROC", "err", err)
+		return
+	}
+	l.nproc = config.NProcFor(limit)
+	if l.nproc > 0 {
+		l.log.Info("jobs of non-root users get RLIMIT_NPROC", "nproc", l.nproc, "pids_max", limit, "file", file,
+			"reserved", limit-int64(l.nproc), "setting", `[jobs] nproc = "auto"`)
+	}
+}

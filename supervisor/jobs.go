@@ -77,12 +77,18 @@ func (l *loop) startJob(j *jobs.Job) error {
 		limits, err = l.planLimits(config.Track(j.Track), j.Rec.MemoryMax, j.Rec.PidsMax)
 	}
 	if err == nil {
-		uid := 0
+		us := unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
+			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs, limits: limits}
 		if c := j.Prep.Cred(); c != nil {
-			uid = int(c.Uid)
+			us.uid = int(c.Uid)
 		}
-		u, err = l.startUnit(j.Prep, unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
-			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs, limits: limits, uid: uid}, j)
+		if j.Rec.UID != 0 {
+			// Root is exempt from RLIMIT_NPROC anyway (the kernel's
+			// check skips it); only a non-root job can spend the pids
+			// that tend and root's units need (DESIGN.md §1.10).
+			us.nproc = l.nproc
+		}
+		u, err = l.startUnit(j.Prep, us, j)
 	}
 	l.dropFiles(j)
 	if err != nil {
@@ -146,6 +152,8 @@ func startError(err error) error {
 	case errors.Is(err, unix.EAGAIN):
 		// pids.max or RLIMIT_NPROC: tend's limit, not the command's fault.
 		return api.Errorf(http.StatusServiceUnavailable, "%v (EAGAIN)", err)
+	case errors.Is(err, errHelperEnded):
+		return api.Errorf(http.StatusServiceUnavailable, "%v: tend could not set up the unit (at pids.max, or RLIMIT_NPROC, the helper cannot make its threads): try again later", err)
 	}
 	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
 }

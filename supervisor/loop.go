@@ -57,6 +57,9 @@ type loop struct {
 	helperOK bool
 	cg       cgroups  // cgroup v2 tracking, where tend found a hierarchy
 	v1       v1Limits // cgroup v1 hierarchies for unit limits
+	// nproc is the RLIMIT_NPROC of jobs that run as a non-root uid
+	// ([jobs] nproc, "auto" resolved at start by setNProc); 0: none.
+	nproc int
 
 	// waits publishes the Outcome of each running unbound job by id, so
 	// that a wait request needs no round trip through the loop: written
@@ -100,6 +103,7 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	l.helperOK = err == nil
 	l.findCgroups()
 	l.findV1()
+	l.setNProc()
 	l.fork = func(p *spawn.Prepared, pidfd *int) (int, error) { return p.Start(pidfd) }
 	l.signalAll = func(sig unix.Signal) error { return signalAll(r, sig, pid1) }
 	j := cfg.File.Jobs

@@ -40,7 +40,11 @@ type unit struct {
 	track config.Track
 	owner any           // *service or *jobs.Job
 	proc  *reaper.Child // tend's child: the command, or the helper
-	conn  *helper.Conn  // subreaper: the helper's control socket
+	conn  *helper.Conn  // subreaper: the helper's control socket; tramp: its report socket
+	// tramp: tend's child is the exec trampoline (unit/helper's exec
+	// mode), which becomes the command: the command runs once its report
+	// socket closes at the exec.
+	tramp bool
 
 	main     int             // the command's pid; 0 until known
 	started  bool            // the command has been exec'd
@@ -67,9 +71,6 @@ type unit struct {
 	populated bool
 	sweep     uint64 // timer: cgroup.kill of the leftovers
 
-	// tramp: tend's child is the exec trampoline, which becomes the
-	// command once its report socket reaches EOF.
-	tramp bool
 	// v1: the unit's cgroup v1 directories for its limits, removed when
 	// it ends; oomKills: the OOM killer's kills read from the cgroup
 	// holding its memory limit.
@@ -85,6 +86,10 @@ type unitSpec struct {
 	stopSignal  unix.Signal
 	stopTimeout time.Duration // for leftovers once the main process ends
 	killMode    config.KillMode
+	// nproc > 0 is the RLIMIT_NPROC (soft = hard) the command gets, set
+	// before its exec by the trampoline or the helper: [jobs] nproc for a
+	// job that runs as a non-root uid.
+	nproc int
 	// signalAs is the uid whose rights tend's signals to the unit carry
 	// (reaper.Child.SignalAs): a non-root caller's, for its jobs; 0:
 	// tend's own. cgroup.kill of the unit's own cgroup is not a signal
@@ -93,6 +98,11 @@ type unitSpec struct {
 	limits   limitPlan // memory_max, pids_max and where they go
 	uid      int       // the unit's uid (0: root or tend's own)
 }
+
+// errHelperEnded is a unit helper that died before it started its
+// command: tend's side of the start failed, not the command. At pids.max
+// its Go runtime cannot make a thread and exits 2.
+var errHelperEnded = errors.New("the unit helper ended before its command started")
 
 // helperRescue is how long past its own deadline tend gives a unit helper
 // to end its unit before tend kills the helper's tree itself.
@@ -138,13 +148,13 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		l.removeV1(u)
 		return nil, err
 	}
-	u, err := l.startUnitIn(u, p, q)
+	started, err := l.startUnitIn(u, p, q)
 	if err != nil {
 		l.removeV1(u)
 		return nil, err
 	}
 	u.closeV1FDs() // the child has its copies
-	return u, nil
+	return started, nil
 }
 
 // v1Owner is the uid to give a unit's v1 directories to: a subreaper
@@ -162,14 +172,14 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	us := u.spec
 	if u.track == config.TrackCgroup {
 		if err := l.newUnitCgroup(u, us.name); err != nil {
-			return u, err
+			return nil, err
 		}
 		if err := l.applyV2Limits(u); err != nil {
 			l.cg.w.Unwatch(u.cg)
 			u.cg.Remove()
-			return u, err
+			return nil, err
 		}
-		if !l.cg.clone3 || us.limits.needsTrampoline {
+		if !l.cg.clone3 || us.nproc > 0 || us.limits.needsTrampoline {
 			return l.startTrampoline(u, p, q)
 		}
 		cq := q.InCgroup(u.cg.FD())
@@ -177,19 +187,19 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		if err != nil {
 			l.cg.w.Unwatch(u.cg)
 			u.cg.Remove()
-			return u, err
+			return nil, err
 		}
 		c.SignalAs(us.signalAs)
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
-	if u.track != config.TrackSubreaper && us.limits.needsTrampoline {
+	if u.track != config.TrackSubreaper && (us.nproc > 0 || us.limits.needsTrampoline) {
 		return l.startTrampoline(u, p, q)
 	}
 	if u.track != config.TrackSubreaper {
 		c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(q, pidfd) }, u)
 		if err != nil {
-			return u, err
+			return nil, err
 		}
 		c.SignalAs(us.signalAs)
 		u.proc, u.main, u.started = c, c.Pid(), true
@@ -197,25 +207,25 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	}
 	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
 		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
-		Setsid: p.Spec().Setsid, Cgroups: len(u.v1)}
+		Setsid: p.Spec().Setsid, NProc: us.nproc, Cgroups: len(u.v1)}
 	// The control socket goes after the stdio and any fds passed on at
 	// their own numbers (socket activation): where Via puts it; the v1
 	// directories to join follow it.
 	_, hs.CtlFD = q.Via(helper.Exe, nil, nil, 0)
 	argv, env, err := hs.Args()
 	if err != nil {
-		return u, err
+		return nil, err
 	}
 	mine, theirs, err := helper.Socketpair()
 	if err != nil {
-		return u, err
+		return nil, err
 	}
 	hq, _ := q.Via(helper.Exe, argv, env, append([]uintptr{theirs.Fd()}, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close() // the helper has its copy
 	if err != nil {
 		mine.Close()
-		return u, err
+		return nil, err
 	}
 	// The helper runs with the unit's credentials, so its own signals
 	// carry them; tend's last resort on its tree (armRescue) must too:
@@ -226,22 +236,27 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	return u, nil
 }
 
-// startTrampoline starts a unit through the exec trampoline: a cgroup unit
-// without clone3, or any unit with limits in cgroup v1 directories. tend's
-// child runs the helper's exec mode as root, which joins the unit's
-// cgroups (its v2 one at fd FDCgroup, then its v1 ones) before anything
-// else, drops to the unit's credentials and becomes the command. Its report
-// socket says why it failed, or reaches EOF at the exec: only then is the
-// command started.
+// startTrampoline starts a unit through the exec trampoline, where the
+// command needs something done in its own process before its exec that
+// Go's fork cannot do: joining the unit's cgroup without clone3, or an
+// RLIMIT_NPROC (a limit set by tend on itself would be tend's until it
+// is restored, and a hard limit once lowered cannot be raised again
+// without CAP_SYS_RESOURCE). tend's child runs the helper's exec mode as
+// root, which joins the unit's cgroup (fd FDCgroup, if it has one), sets
+// the limit, drops to the unit's credentials and becomes the command. Its
+// report socket says why it failed, or reaches EOF at the exec: only then
+// is the command started. A unit with limits in cgroup v1 directories goes
+// this way too: the trampoline joins them (fds after the v2 cgroup's)
+// before anything else, so no process of the unit runs outside them.
 func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	fail := func(err error) (*unit, error) {
 		if u.cg != nil {
 			l.cg.w.Unwatch(u.cg)
 			u.cg.Remove()
 		}
-		return u, err
+		return nil, err
 	}
-	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, V1: len(u.v1), Cred: q.Cred()}
+	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, V1: len(u.v1), NProc: u.spec.nproc, Cred: q.Cred()}
 	// The report socket and the cgroup's fd go after the stdio and any
 	// fds passed on at their own numbers: where Via puts them.
 	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)
@@ -253,11 +268,11 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	if err != nil {
 		return fail(err)
 	}
-	fds := []uintptr{theirs.Fd()}
+	extra := []uintptr{theirs.Fd()}
 	if u.cg != nil {
-		fds = append(fds, uintptr(u.cg.FD()))
+		extra = append(extra, uintptr(u.cg.FD()))
 	}
-	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, append(fds, u.v1FDs()...)...)
+	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, append(extra, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close()
 	if err != nil {
@@ -378,7 +393,7 @@ func (l *loop) endUnit(u *unit, e reaper.Exit) {
 		// without saying how the command ended; its own status it is.
 		u.mainDone, u.mainWS = true, e.Status
 		if !u.started && u.startErr == nil {
-			u.startErr = fmt.Errorf("the unit helper ended before its command started: %s", reaper.Describe(e.Status))
+			u.startErr = fmt.Errorf("%w: %s", errHelperEnded, reaper.Describe(e.Status))
 		}
 	}
 	u.ended = true

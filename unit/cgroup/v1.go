@@ -65,7 +65,7 @@ func FindV1(ctrl string) (*V1, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup v1 %s: %w", ctrl, err)
 	}
-	v, err := locateV1(cg, mi, ctrl)
+	v, err := findV1In(cg, mi, ctrl)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +75,10 @@ func FindV1(ctrl string) (*V1, error) {
 	return v, nil
 }
 
-// locateV1 is FindV1 on given data (tests feed other hosts').
-func locateV1(cg, mi []byte, ctrl string) (*V1, error) {
+// findV1In is FindV1 on given data (tests feed other hosts'). It is
+// pidslimit.go's locateV1 with the hierarchy's controllers and errors
+// that say what is missing.
+func findV1In(cg, mi []byte, ctrl string) (*V1, error) {
 	rel, ok := "", false
 	for line := range bytes.Lines(cg) {
 		f := strings.SplitN(strings.TrimRight(string(line), "\n"), ":", 3)

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestLocateV1(t *testing.T) {
+func TestFindV1In(t *testing.T) {
 	v1 := func(id, root, point, opts string) string {
 		return id + " 30 0:31 " + root + " " + point + " rw,relatime shared:9 - cgroup cgroup " + opts + "\n"
 	}
@@ -39,15 +39,15 @@ func TestLocateV1(t *testing.T) {
 		{"sibling subtree", "memory", "4:memory:/a/b\n", v1("34", "/a/bc", "/m", "rw,memory"), "", "under no mount", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			v, err := locateV1([]byte(c.cg), []byte(c.mi), c.ctrl)
+			v, err := findV1In([]byte(c.cg), []byte(c.mi), c.ctrl)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Errorf("locateV1() = %v, %v; want an error with %q", v, err, c.err)
+					t.Errorf("findV1In() = %v, %v; want an error with %q", v, err, c.err)
 				}
 				return
 			}
 			if err != nil || v.Dir() != c.dir || strings.Join(v.Controllers(), " ") != c.ctrls {
-				t.Errorf("locateV1() = %+v, %v; want dir %q, controllers %q", v, err, c.dir, c.ctrls)
+				t.Errorf("findV1In() = %+v, %v; want dir %q, controllers %q", v, err, c.dir, c.ctrls)
 			}
 		})
 	}
