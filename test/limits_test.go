@@ -32,7 +32,9 @@ const mem32 = `"32M"`
 // 137, reason "oom", the log line; the same with track = "subreaper", and
 // with cgroup tracking (its v2 cgroup has no memory controller here: the
 // limit is in v1 beside it). A job with no limit allocating the same exits
-// 0, reason exited. The unit's v1 directory is gone after each job.
+// 0, reason exited. The unit's v1 directory is gone after each job. A
+// job run as nobody is limited too (a subreaper helper joins as the job's
+// user: its directory's cgroup.procs is given to that uid).
 func TestLimitsMemoryJobOOM(t *testing.T) {
 	for _, mode := range []string{"group", "subreaper", "cgroup"} {
 		t.Run(mode, func(t *testing.T) {
@@ -42,10 +44,11 @@ func TestLimitsMemoryJobOOM(t *testing.T) {
 			for _, tc := range []struct {
 				name     string
 				argv     []string
-				signaled bool // the main itself was OOM-killed (else: its shell exited 137)
-			}{{"python", alloc200, true}, {"pipeline", pipe200, false}} {
+				signaled bool   // the main itself was OOM-killed (else: its shell exited 137)
+				user     string // "": root's
+			}{{"python", alloc200, true, ""}, {"pipeline", pipe200, false, ""}, {"python as nobody", alloc200, true, "nobody"}} {
 				start := time.Now()
-				j := jt.spawn(t, api.JobRequest{Argv: tc.argv, Track: mode, MemoryMax: json.RawMessage(mem32)})
+				j := jt.spawn(t, api.JobRequest{Argv: tc.argv, Track: mode, MemoryMax: json.RawMessage(mem32), User: tc.user})
 				waited := jobsRun(t, jt.tendCmd("wait", j.ID))
 				rec := jt.waitJob(t, j.ID)
 				t.Logf("%s %s: tend wait exit %d; record reason %q exit_code %v signal %v oom_kills %d memory_max %d track %s; %v",
