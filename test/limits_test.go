@@ -81,6 +81,14 @@ func TestLimitsMemoryJobOOM(t *testing.T) {
 			if units := v1Units(t, "memory", rel); len(units) != 0 {
 				t.Errorf("a job with no limit made v1 directories: %v", units)
 			}
+			if mode == "group" {
+				// tend spawn's flag, and its re-raise of the job's SIGKILL.
+				res := jobsRun(t, jt.tendCmd(append([]string{"spawn", "--memory-max", "32M", "--"}, alloc200...)...))
+				t.Logf("tend spawn --memory-max 32M: exit %d", res.code())
+				if res.code() != 137 || strings.Contains(res.stdout, "allocated") {
+					t.Errorf("tend spawn --memory-max 32M: exit %d, stdout %q; want 137 and no allocation", res.code(), res.stdout)
+				}
+			}
 			jt.expectHealthy(t)
 		})
 	}
