@@ -5,7 +5,10 @@
 // the server: the server and the client both import it.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Job states.
 const (
@@ -23,6 +26,11 @@ const (
 	ReasonShutdown     = "shutdown"     // tend stopped
 	ReasonExecFailed   = "exec_failed"  // a queued job whose command could not be run
 	ReasonDisconnected = "disconnected" // its bound connection closed first
+	// ReasonOOM: the OOM killer killed its main process (its unit's
+	// memory_max reached). It wins over timeout, killed, disconnected and
+	// shutdown: the main's SIGKILL (or a shell's 137 for it) is put down to
+	// the kernel whenever the unit's oom_kill counter is above 0.
+	ReasonOOM = "oom"
 )
 
 // JobRequest is the body of POST /v1/jobs. File descriptors passed with
@@ -38,6 +46,13 @@ type JobRequest struct {
 	User    string            `json:"user,omitempty"`  // root callers only
 	Stdio   []int             `json:"stdio,omitempty"` // target fd (0-2) of each passed fd
 	Track   string            `json:"track,omitempty"` // auto | cgroup | subreaper | group; "" = [defaults] track
+	// MemoryMax is the job's memory limit: a JSON integer (bytes) or a
+	// string such as "512M" (K, M, G, T: powers of 1024) or "max"; absent
+	// or null: none. PidsMax is its limit on tasks: an integer >= 1 or
+	// "max". Both need a cgroup controller (README, "Units"): where none
+	// can be had the request gets 422 naming it.
+	MemoryMax json.RawMessage `json:"memory_max,omitempty"`
+	PidsMax   json.RawMessage `json:"pids_max,omitempty"`
 }
 
 // Job is the job record.
@@ -65,6 +80,12 @@ type Job struct {
 	Track           string `json:"track,omitempty"`
 	Processes       *int   `json:"processes,omitempty"`
 	LeftoversKilled int    `json:"leftovers_killed,omitempty"`
+	// MemoryMax (bytes) and PidsMax (tasks) are the limits the job runs
+	// with, absent when none; OOMKills how many of its processes the OOM
+	// killer killed (the unit's oom_kill counter at its main's end).
+	MemoryMax int64 `json:"memory_max,omitempty"`
+	PidsMax   int64 `json:"pids_max,omitempty"`
+	OOMKills  int   `json:"oom_kills,omitempty"`
 }
 
 // SignalRequest is the body of POST /v1/jobs/{id}/signal and of
@@ -91,6 +112,13 @@ type Service struct {
 	Track           string `json:"track,omitempty"`
 	Processes       *int   `json:"processes,omitempty"`
 	LeftoversKilled int    `json:"leftovers_killed,omitempty"`
+	// LastReason says how the last run ended: exited, signaled, or oom
+	// (its main process killed by the OOM killer at memory_max).
+	LastReason string `json:"last_reason,omitempty"`
+	// MemoryMax (bytes) and PidsMax (tasks) are the limits each run gets,
+	// absent when none.
+	MemoryMax int64 `json:"memory_max,omitempty"`
+	PidsMax   int64 `json:"pids_max,omitempty"`
 }
 
 // Counters are tend's running totals.

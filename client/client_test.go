@@ -125,6 +125,8 @@ func TestClientExitCodes(t *testing.T) {
 		{[]string{"spawn"}, 2},
 		{[]string{"spawn", "--bogus", "--", "x"}, 2},
 		{[]string{"spawn", "--timeout", "soon", "--", "x"}, 2},
+		{[]string{"spawn", "--memory-max", "12Q", "--", "x"}, 2},
+		{[]string{"spawn", "--pids-max", "0", "--", "x"}, 2},
 		{[]string{"spawn", "--label", "novalue", "--", "x"}, 2},
 		{[]string{"spawn", "--json", "--", "x"}, 2},
 		{[]string{"wait", "j-exit3"}, 3},

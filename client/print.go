@@ -13,15 +13,17 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 // printStatus writes the services, the jobs and the counters as tables.
 func printStatus(w io.Writer, s api.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SERVICE\tSTATE\tPID\tRUNS\tLAST\tREADY\tCRITICAL\tSINCE\tTRACK\tPROCS\tLEFTOVERS\n")
+	fmt.Fprintf(tw, "SERVICE\tSTATE\tPID\tRUNS\tLAST\tWHY\tREADY\tCRITICAL\tSINCE\tTRACK\tPROCS\tLEFTOVERS\tLIMITS\n")
 	for _, v := range s.Services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", v.Name, v.State, optInt(v.PID), v.Runs,
-			optInt(v.LastCode), yesNo(v.Ready), yesNo(v.Critical), age(v.Since), orDash(v.Track), optInt(v.Processes), v.LeftoversKilled)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.State, optInt(v.PID), v.Runs,
+			optInt(v.LastCode), orDash(v.LastReason), yesNo(v.Ready), yesNo(v.Critical), age(v.Since), orDash(v.Track), optInt(v.Processes),
+			v.LeftoversKilled, limitsText(v.MemoryMax, v.PidsMax))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -46,12 +48,27 @@ func printStatus(w io.Writer, s api.Status) error {
 // printJobs writes jobs as a table.
 func printJobs(w io.Writer, jobs []api.Job) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "JOB\tSTATE\tPID\tEXIT\tREASON\tAGE\tLABELS\tCOMMAND\n")
+	fmt.Fprintf(tw, "JOB\tSTATE\tPID\tEXIT\tREASON\tAGE\tLIMITS\tLABELS\tCOMMAND\n")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.State, optInt(j.PID), jobEnd(j),
-			cmp.Or(j.Reason, "-"), age(j.QueuedAt), labelText(j.Labels), strings.Join(j.Argv, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.State, optInt(j.PID), jobEnd(j),
+			cmp.Or(j.Reason, "-"), age(j.QueuedAt), limitsText(j.MemoryMax, j.PidsMax), labelText(j.Labels), strings.Join(j.Argv, " "))
 	}
 	return tw.Flush()
+}
+
+// limitsText shows a unit's limits ("memory=32M pids=20"), "-" for none.
+func limitsText(memory, pids int64) string {
+	var parts []string
+	if memory != config.NoLimit {
+		parts = append(parts, "memory="+config.FormatBytes(memory))
+	}
+	if pids != config.NoLimit {
+		parts = append(parts, "pids="+strconv.FormatInt(pids, 10))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
 }
 
 // formatEvent is one event on one line.
@@ -67,6 +84,9 @@ func formatEvent(e api.Event) string {
 	case e.Service != nil:
 		v := e.Service
 		line += fmt.Sprintf(" service=%s pid=%s state=%s runs=%d", v.Name, optInt(v.PID), v.State, v.Runs)
+		if v.LastReason != "" {
+			line += " last=" + v.LastReason
+		}
 	case e.Type == api.EventOrphanReaped:
 		line += fmt.Sprintf(" pid=%d code=%s", e.PID, optInt(e.Code))
 	}

@@ -3,19 +3,22 @@
 package client
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 func spawnCommand() clientCmd {
 	return clientCmd{&cli.Command{Name: "spawn", Usage: "run a command as a job of tend and exit as it did",
-		UsageText: "tend spawn [--detach [--json]] [--label K=V]... [--timeout D] [--stdout FILE] [--stderr FILE] [-g] [--user U] -- CMD [ARG...]",
+		UsageText: "tend spawn [--detach [--json]] [--label K=V]... [--timeout D] [--stdout FILE] [--stderr FILE] [-g] [--user U] [--memory-max SIZE] [--pids-max N] -- CMD [ARG...]",
 		Description: "Bound by default: the job gets this process's stdin, stdout, stderr, cwd and environment, every\n" +
 			"signal tend spawn gets is forwarded to it, and it is killed if tend spawn dies. tend spawn exits with\n" +
 			"the job's code, or dies of the job's signal. 125: tend failed; 126/127: CMD cannot be executed.",
@@ -28,6 +31,8 @@ func spawnCommand() clientCmd {
 			&cli.StringFlag{Name: "stderr", Usage: "append the job's stderr to `FILE`, opened by tend spawn"},
 			&cli.BoolFlag{Name: "group", Aliases: []string{"g"}, Usage: "forward signals to the job's whole process group"},
 			&cli.StringFlag{Name: "user", Usage: "run as `USER` (name or uid[:gid]; root callers only)"},
+			&cli.StringFlag{Name: "memory-max", Usage: "limit the job's memory to `SIZE` (bytes, or with K, M, G, T: powers of 1024)"},
+			&cli.StringFlag{Name: "pids-max", Usage: "limit the job's tasks (threads included) to `N`"},
 		}}, runSpawn}
 }
 
@@ -46,6 +51,22 @@ func runSpawn(c *cli.Context, r *clientRun) int {
 		return usage(r.cio, cmd, "--json needs --detach")
 	}
 	req := api.JobRequest{Argv: c.Args().Slice(), Labels: labels(c), Timeout: c.String("timeout"), User: c.String("user")}
+	if v := c.String("memory-max"); v != "" {
+		if _, err := config.ParseMemoryMax(v); err != nil {
+			return usage(r.cio, cmd, fmt.Sprintf("--memory-max: %v", err))
+		}
+		req.MemoryMax, _ = json.Marshal(v)
+	}
+	if v := c.String("pids-max"); v != "" {
+		var arg any = v // "max"
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			arg = n
+		}
+		if _, err := config.ParsePidsMax(arg); err != nil {
+			return usage(r.cio, cmd, fmt.Sprintf("--pids-max: %v", err))
+		}
+		req.PidsMax, _ = json.Marshal(arg)
+	}
 	files, err := outputFiles(c.String("stdout"), c.String("stderr"))
 	if err != nil {
 		return r.fail(err)

@@ -70,6 +70,11 @@ const (
 	DefaultRestartWindow = 10 * time.Minute
 	DefaultReadyTimeout  = 60 * time.Second
 	DefaultStopSignal    = unix.SIGTERM
+	// NoLimit is a memory_max or pids_max that limits nothing: the key
+	// absent (the default: today's behaviour, nothing made for it) or "max".
+	NoLimit          int64 = 0
+	DefaultMemoryMax       = NoLimit
+	DefaultPidsMax         = NoLimit
 	// [control]: the keep-alive idle timeout and the connection limits.
 	DefaultIdleTimeout          = 2 * time.Minute
 	DefaultMaxConnections       = 1024
@@ -244,7 +249,11 @@ type Service struct {
 	LogPrefix bool
 	Track     Track    // "" = [defaults] track
 	KillMode  KillMode // [unit]
-	Line      int      // line of the service's table in the file; 0 = unknown
+	// MemoryMax (bytes) and PidsMax (tasks) limit each run of the service
+	// in a cgroup of its own (README, "Units"); NoLimit = none.
+	MemoryMax int64
+	PidsMax   int64
+	Line      int // line of the service's table in the file; 0 = unknown
 }
 
 // Ready says when a service counts as ready.
@@ -353,5 +362,7 @@ func defaultService() Service {
 		StopTimeout:   Unset,
 		ReadyTimeout:  DefaultReadyTimeout,
 		KillMode:      KillUnit,
+		MemoryMax:     DefaultMemoryMax,
+		PidsMax:       DefaultPidsMax,
 	}
 }

@@ -87,6 +87,8 @@ func (d *decoder) service(t *table) Service {
 			t.errorf("kill_mode", "%q is not one of unit, main-only", v)
 		}
 	}
+	s.MemoryMax = t.limit("memory_max", DefaultMemoryMax, ParseMemoryMax)
+	s.PidsMax = t.limit("pids_max", DefaultPidsMax, ParsePidsMax)
 	t.unknown()
 	return s
 }

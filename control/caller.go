@@ -46,6 +46,9 @@ type Submit struct {
 	Bind       bool
 	User       string // root callers only (checked by the backend)
 	Track      string // "", or a valid config.Track
+	// MemoryMax and PidsMax are the job's limits, config.NoLimit if none.
+	MemoryMax int64
+	PidsMax   int64
 
 	// Files are the fds passed with the request, raw, owned by the
 	// backend from the call on (it closes them: after the start, or on a

@@ -3,6 +3,8 @@
 package control
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -56,6 +58,13 @@ func parseJob(req api.JobRequest, files []int, c Caller, conn uint64, lim Limits
 		return bad("track: %v", err)
 	}
 	sub.Track = req.Track
+	var err error
+	if sub.MemoryMax, err = parseLimit(req.MemoryMax, config.ParseMemoryMax); err != nil {
+		return bad("memory_max: %v", err)
+	}
+	if sub.PidsMax, err = parseLimit(req.PidsMax, config.ParsePidsMax); err != nil {
+		return bad("pids_max: %v", err)
+	}
 	if len(files) > maxFDs {
 		return bad("%d fds passed, at most %d (stdin, stdout, stderr)", len(files), maxFDs)
 	}
@@ -75,6 +84,32 @@ func parseJob(req api.JobRequest, files []int, c Caller, conn uint64, lim Limits
 	}
 	sub.Stdio = req.Stdio
 	return sub, nil
+}
+
+// parseLimit reads a limit of a job request with config's own parser
+// (the same words as in the file): absent or null is config.NoLimit, a JSON
+// string is given as a string, a JSON integer as an int64 (read from its
+// text, so no float rounds it).
+func parseLimit(raw json.RawMessage, parse func(any) (int64, error)) (int64, error) {
+	text := strings.TrimSpace(string(raw))
+	switch {
+	case text == "" || text == "null":
+		return config.NoLimit, nil
+	case text[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, err
+		}
+		if len(s) > quoteShown {
+			return 0, fmt.Errorf("%s is not a limit", quoteCut(s))
+		}
+		return parse(s)
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: want an integer or a string", quoteCut(text))
+	}
+	return parse(n)
 }
 
 // checkSizes refuses, with a 413 naming the field and the [jobs] setting,

@@ -92,6 +92,9 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	if err != nil {
 		return nil, api.Errorf(http.StatusUnprocessableEntity, "%v", err)
 	}
+	if _, err := b.l.planLimits(track, sub.MemoryMax, sub.PidsMax); err != nil {
+		return nil, api.Errorf(http.StatusUnprocessableEntity, "%v", err)
+	}
 	cred, uid, home, err := b.identity(ctx, sub)
 	if err != nil {
 		return nil, err
@@ -119,6 +122,7 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	j.Prep, j.Files, j.Stdio, j.Timeout, j.Bound = prep, sub.Files, sub.Stdio, timeout, sub.Bind
 	j.Track = string(track)
 	j.Rec.Track = j.Track
+	j.Rec.MemoryMax, j.Rec.PidsMax = sub.MemoryMax, sub.PidsMax
 	if !sub.Caller.Root() && b.euid == 0 {
 		// Every signal tend sends to this job, asked for or its own
 		// policy (timeout, kill, bind), reaches only what the caller

@@ -70,9 +70,18 @@ func (l *loop) startJob(j *jobs.Job) error {
 		fds[j.Stdio[i]] = uintptr(fd)
 	}
 	var u *unit
+	var limits limitPlan
+	if err == nil {
+		// Checked when the request came (prepareJob); the settings it
+		// reads are fixed at start.
+		limits, err = l.planLimits(config.Track(j.Track), j.Rec.MemoryMax, j.Rec.PidsMax)
+	}
 	if err == nil {
 		us := unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
-			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs}
+			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs, limits: limits}
+		if c := j.Prep.Cred(); c != nil {
+			us.uid = int(c.Uid)
+		}
 		if j.Rec.UID != 0 {
 			// Root is exempt from RLIMIT_NPROC anyway (the kernel's
 			// check skips it); only a non-root job can spend the pids
@@ -182,6 +191,7 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 		// Its command's exit was recorded when it came (jobExited);
 		// now the leftovers are gone too.
 		j.Rec.LeftoversKilled = u.left
+		j.Rec.OOMKills = int(u.oomKills)
 		return
 	}
 	if j.Run != u {
@@ -214,6 +224,11 @@ func (l *loop) jobUnitEnded(j *jobs.Job, u *unit) {
 func (l *loop) jobExited(j *jobs.Job, u *unit) {
 	l.sd.ended("job " + j.Rec.ID)
 	l.disarmJob(j)
+	l.sayOOM(u, "job "+j.Rec.ID)
+	j.Rec.OOMKills = int(u.oomKills)
+	if u.oomKilledMain() {
+		j.Reason = api.ReasonOOM // the kernel's SIGKILL, whatever tend sent
+	}
 	l.jobs.Exited(j, u.mainWS) // completes the Outcome first: a waiter holding it is woken
 	l.waits.Delete(j.Rec.ID)
 	l.publishJob(api.EventJobExited, j)

@@ -55,7 +55,8 @@ type loop struct {
 	// helperOK says a unit helper can be started: tend's own binary is
 	// there to exec (/proc/self/exe).
 	helperOK bool
-	cg       cgroups // cgroup v2 tracking, where tend found a hierarchy
+	cg       cgroups  // cgroup v2 tracking, where tend found a hierarchy
+	v1       v1Limits // cgroup v1 hierarchies for unit limits
 	// nproc is the RLIMIT_NPROC of jobs that run as a non-root uid
 	// ([jobs] nproc, "auto" resolved at start by setNProc); 0: none.
 	nproc int
@@ -101,6 +102,7 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	_, err = os.Stat(helper.Exe)
 	l.helperOK = err == nil
 	l.findCgroups()
+	l.findV1()
 	l.setNProc()
 	l.fork = func(p *spawn.Prepared, pidfd *int) (int, error) { return p.Start(pidfd) }
 	l.signalAll = func(sig unix.Signal) error { return signalAll(r, sig, pid1) }

@@ -59,11 +59,14 @@ type service struct {
 	everUp    bool // has been ready once: its dependents may start
 	failing   bool // readiness timed out: the exit that follows is a failure for good
 	lastCode  int  // exit code of the last run, 128+N for signal N
-	ended     bool // a run has ended: lastCode means something
-	tracker   *restart.Tracker
-	probeGap  time.Duration
-	since     time.Time // of the current state
-	stopSent  bool      // init mode: the signal that stops it was forwarded already
+	// lastReason is how the last run ended: exited, signaled, oom,
+	// exec_failed.
+	lastReason string
+	ended      bool // a run has ended: lastCode means something
+	tracker    *restart.Tracker
+	probeGap   time.Duration
+	since      time.Time // of the current state
+	stopSent   bool      // init mode: the signal that stops it was forwarded already
 
 	// Set by the control API: the exit that follows a stop request ends
 	// the service (or, with restartAfterStop, starts it afresh) whatever
@@ -91,6 +94,10 @@ func (l *loop) build() error {
 	for _, c := range svcs {
 		s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c)), since: time.Now()}
 		if _, err := l.resolveTrack(c.Track); err != nil && !l.cfg.Init {
+			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
+			continue
+		}
+		if _, err := l.planLimits(c.Track, c.MemoryMax, c.PidsMax); err != nil {
 			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
 			continue
 		}
@@ -272,7 +279,13 @@ func (l *loop) serviceUnitSpec(s *service, files []uintptr) unitSpec {
 			timeout = config.DefaultGrace
 		}
 	}
-	return unitSpec{name: "service-" + s.cfg.Name, track: track, files: files, stopSignal: s.cfg.StopSignal, stopTimeout: timeout, killMode: s.cfg.KillMode}
+	limits, _ := l.planLimits(track, s.cfg.MemoryMax, s.cfg.PidsMax) // checked by build
+	uid := 0
+	if s.spec.Cred != nil {
+		uid = int(s.spec.Cred.Uid)
+	}
+	return unitSpec{name: "service-" + s.cfg.Name, track: track, files: files, stopSignal: s.cfg.StopSignal, stopTimeout: timeout,
+		killMode: s.cfg.KillMode, limits: limits, uid: uid}
 }
 
 // startFailed ends a run whose command could not be started.
@@ -283,6 +296,7 @@ func (l *loop) startFailed(s *service, err error) {
 		code = ee.Code()
 	}
 	l.log.Error("service cannot start", "service", s.cfg.Name, "err", err, "code", code)
+	s.lastReason = api.ReasonExecFailed
 	l.exited(s, unix.WaitStatus(code<<8))
 }
 
@@ -441,6 +455,15 @@ func (l *loop) serviceUnitEnded(s *service, u *unit) {
 			noun = "leftover"
 		}
 		l.log.Warn(fmt.Sprintf("service %s: %d %s killed", s.cfg.Name, u.left, noun), "service", s.cfg.Name, "leftovers", u.left)
+	}
+	l.sayOOM(u, "service "+s.cfg.Name)
+	switch {
+	case u.oomKilledMain():
+		s.lastReason = api.ReasonOOM
+	case u.mainWS.Signaled():
+		s.lastReason = api.ReasonSignaled
+	default:
+		s.lastReason = api.ReasonExited
 	}
 	l.exited(s, u.mainWS)
 }

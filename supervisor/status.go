@@ -18,6 +18,8 @@ func serviceStatus(s *service) api.Service {
 		Critical: s.cfg.Critical, Ready: s.state == stateRunning, Since: s.since}
 	out.PID = unitPid(s.unit)
 	out.LeftoversKilled = s.leftovers
+	out.LastReason = s.lastReason
+	out.MemoryMax, out.PidsMax = s.cfg.MemoryMax, s.cfg.PidsMax
 	if s.unit != nil {
 		out.Track = string(s.unit.track)
 	}

@@ -70,6 +70,12 @@ type unit struct {
 	exit      *reaper.Exit
 	populated bool
 	sweep     uint64 // timer: cgroup.kill of the leftovers
+
+	// v1: the unit's cgroup v1 directories for its limits, removed when
+	// it ends; oomKills: the OOM killer's kills read from the cgroup
+	// holding its memory limit.
+	v1       []*cgroup.V1Group
+	oomKills uint64
 }
 
 // unitSpec is what a unit needs beyond its prepared command.
@@ -89,6 +95,8 @@ type unitSpec struct {
 	// tend's own. cgroup.kill of the unit's own cgroup is not a signal
 	// of this kind: everything in that cgroup is the unit's.
 	signalAs int
+	limits   limitPlan // memory_max, pids_max and where they go
+	uid      int       // the unit's uid (0: root or tend's own)
 }
 
 // errHelperEnded is a unit helper that died before it started its
@@ -136,11 +144,42 @@ func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, error) {
 	u := &unit{track: us.track, owner: owner, spec: us}
 	q := p.WithFiles(us.files)
+	if err := l.makeV1(u, us.name, l.v1Owner(us)); err != nil {
+		l.removeV1(u)
+		return nil, err
+	}
+	started, err := l.startUnitIn(u, p, q)
+	if err != nil {
+		l.removeV1(u)
+		return nil, err
+	}
+	u.closeV1FDs() // the child has its copies
+	return started, nil
+}
+
+// v1Owner is the uid to give a unit's v1 directories to: a subreaper
+// helper joins them with the unit's credentials; the trampoline joins as
+// root.
+func (l *loop) v1Owner(us unitSpec) int {
+	if us.track == config.TrackSubreaper {
+		return us.uid
+	}
+	return 0
+}
+
+// startUnitIn forks u once its v1 directories, if any, are made.
+func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
+	us := u.spec
 	if u.track == config.TrackCgroup {
 		if err := l.newUnitCgroup(u, us.name); err != nil {
 			return nil, err
 		}
-		if !l.cg.clone3 || us.nproc > 0 {
+		if err := l.applyV2Limits(u); err != nil {
+			l.cg.w.Unwatch(u.cg)
+			u.cg.Remove()
+			return nil, err
+		}
+		if !l.cg.clone3 || us.nproc > 0 || us.limits.needsTrampoline {
 			return l.startTrampoline(u, p, q)
 		}
 		cq := q.InCgroup(u.cg.FD())
@@ -154,7 +193,7 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
-	if u.track != config.TrackSubreaper && us.nproc > 0 {
+	if u.track != config.TrackSubreaper && (us.nproc > 0 || us.limits.needsTrampoline) {
 		return l.startTrampoline(u, p, q)
 	}
 	if u.track != config.TrackSubreaper {
@@ -168,9 +207,10 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 	}
 	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
 		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
-		Setsid: p.Spec().Setsid, NProc: us.nproc}
+		Setsid: p.Spec().Setsid, NProc: us.nproc, Cgroups: len(u.v1)}
 	// The control socket goes after the stdio and any fds passed on at
-	// their own numbers (socket activation): where Via puts it.
+	// their own numbers (socket activation): where Via puts it; the v1
+	// directories to join follow it.
 	_, hs.CtlFD = q.Via(helper.Exe, nil, nil, 0)
 	argv, env, err := hs.Args()
 	if err != nil {
@@ -180,7 +220,7 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 	if err != nil {
 		return nil, err
 	}
-	hq, _ := q.Via(helper.Exe, argv, env, theirs.Fd())
+	hq, _ := q.Via(helper.Exe, argv, env, append([]uintptr{theirs.Fd()}, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close() // the helper has its copy
 	if err != nil {
@@ -205,7 +245,9 @@ func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, erro
 // root, which joins the unit's cgroup (fd FDCgroup, if it has one), sets
 // the limit, drops to the unit's credentials and becomes the command. Its
 // report socket says why it failed, or reaches EOF at the exec: only then
-// is the command started.
+// is the command started. A unit with limits in cgroup v1 directories goes
+// this way too: the trampoline joins them (fds after the v2 cgroup's)
+// before anything else, so no process of the unit runs outside them.
 func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	fail := func(err error) (*unit, error) {
 		if u.cg != nil {
@@ -214,7 +256,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		}
 		return nil, err
 	}
-	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, NProc: u.spec.nproc, Cred: q.Cred()}
+	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, V1: len(u.v1), NProc: u.spec.nproc, Cred: q.Cred()}
 	// The report socket and the cgroup's fd go after the stdio and any
 	// fds passed on at their own numbers: where Via puts them.
 	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)
@@ -230,7 +272,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	if u.cg != nil {
 		extra = append(extra, uintptr(u.cg.FD()))
 	}
-	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, extra...)
+	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, append(extra, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close()
 	if err != nil {
@@ -355,6 +397,8 @@ func (l *loop) endUnit(u *unit, e reaper.Exit) {
 		}
 	}
 	u.ended = true
+	l.readOOM(u)
+	l.removeV1(u)
 	if u.rescue != 0 {
 		l.tm.cancel(u.rescue)
 		u.rescue = 0
@@ -385,6 +429,7 @@ func (l *loop) unitStarted(u *unit) {
 // recorded now: its waiter learns the command's status when the command
 // ends, not when the last leftover is gone; its slot is free again.
 func (l *loop) unitMainExited(u *unit) {
+	l.readOOM(u)
 	l.log.Debug("main process exited, unit still ending", "pid", u.main, "status", reaper.Describe(u.mainWS))
 	if j, ok := u.owner.(*jobs.Job); ok && j.Run == u && u.started {
 		l.jobExited(j, u)

@@ -47,6 +47,10 @@
 //
 // # cgroup v1
 //
-// Under v1 there is no per-unit tracking here; V1OOMKills only reads the OOM
-// kill counter of a v1 memory cgroup so that tend can report OOM kills.
+// Under v1 there is no per-unit tracking here. Where the v2 tree lacks the
+// memory or pids controller (a hybrid host binds them to v1), FindV1 finds
+// tend's own cgroup in the v1 hierarchy of that controller and V1.New makes
+// a directory per unit for its limits (memory.limit_in_bytes, pids.max);
+// the unit's process joins it by itself before exec (unit/helper), and
+// V1OOMKills reads its OOM kill counter so that tend can report OOM kills.
 package cgroup

@@ -43,6 +43,7 @@ var helpers = map[string]func(args []string) int{
 	"alloc":   helperAlloc,
 	"seccomp": helperSeccomp,
 	"find":    helperFind,
+	"findv1":  helperFindV1,
 }
 
 func TestMain(m *testing.M) {

@@ -12,9 +12,10 @@
 //     setsids or double-forks stays its descendant; it reaps them, names them,
 //     counts them and kills them, and reports the main process's raw wait
 //     status.
-//   - Exec (a trampoline): it joins the unit's cgroup, sets limits, drops to
+//   - Exec (a trampoline): it joins the unit's cgroups, sets limits, drops to
 //     the unit's credentials and execs the command; for where clone3 with
-//     CLONE_INTO_CGROUP is refused.
+//     CLONE_INTO_CGROUP is refused, and for units limited through cgroup v1
+//     directories, which no clone can put a child in.
 //
 // This package never starts, waits for or signals a process itself: tend
 // starts Exe with the argv, environment and fds described here, under the
@@ -41,6 +42,19 @@ const (
 	FDControl = 3 // Subreaper: the control socket; Exec: the report socket
 	FDCgroup  = 4 // Exec with Cgroup: an O_DIRECTORY fd of the unit's cgroup
 )
+
+// cgroupOpt is the option that joins the n cgroup directories whose fds
+// follow the control socket's, first, or "" when n is 0.
+func cgroupOpt(first, n int) string {
+	if n == 0 {
+		return ""
+	}
+	fds := make([]string, n)
+	for i := range fds {
+		fds[i] = strconv.Itoa(first + i)
+	}
+	return boot.OptCgroup + "=" + strings.Join(fds, ",")
+}
 
 // KillMode says what happens to the rest of the unit when its main process
 // exits.
@@ -69,6 +83,11 @@ type Subreaper struct {
 	NProc       int            // > 0: RLIMIT_NPROC soft = hard = NProc for the command
 	Setsid      bool           // the command leads a session (jobs), not only a group
 	CtlFD       int            // the control socket's fd in the helper; 0: FDControl
+	// Cgroups is how many cgroup directory fds (O_PATH or O_DIRECTORY)
+	// follow the control socket's: the unit's cgroup v1 directories,
+	// which the helper joins (writing "0" to each cgroup.procs) before it
+	// forks the command.
+	Cgroups int
 }
 
 // Exec describes a helper in exec-trampoline mode. tend starts it as root,
@@ -79,6 +98,7 @@ type Exec struct {
 	Env  []string
 
 	Cgroup bool                // join the cgroup of fd FDCgroup (CtlFD+1 when CtlFD is set)
+	V1     int                 // join as many cgroup v1 directories, fds after those
 	CtlFD  int                 // the report socket's fd; 0: FDControl
 	NProc  int                 // > 0: RLIMIT_NPROC soft = hard = NProc
 	Cred   *syscall.Credential // nil: stay root; Groups set unless NoSetGroups
@@ -108,11 +128,19 @@ func (s Subreaper) Args() (argv, env []string, err error) {
 	if s.Setsid {
 		opts = append(opts, opt(boot.OptSetsid, 1))
 	}
+	ctl := FDControl
 	if s.CtlFD != 0 && s.CtlFD != FDControl {
 		if s.CtlFD < FDControl {
 			return nil, nil, fmt.Errorf("unit helper: control fd %d would sit on stdio", s.CtlFD)
 		}
 		opts = append(opts, opt(boot.OptCtlFD, s.CtlFD))
+		ctl = s.CtlFD
+	}
+	if s.Cgroups < 0 {
+		return nil, nil, fmt.Errorf("unit helper: %d cgroups", s.Cgroups)
+	}
+	if o := cgroupOpt(ctl+1, s.Cgroups); o != "" {
+		opts = append(opts, o)
 	}
 	return build(boot.ModeSubreaper, opts, s.Path, s.Argv, s.Env)
 }
@@ -128,8 +156,15 @@ func (e Exec) Args() (argv, env []string, err error) {
 		opts = append(opts, opt(boot.OptCtlFD, e.CtlFD))
 		cg = e.CtlFD + 1
 	}
+	n := e.V1
 	if e.Cgroup {
-		opts = append(opts, opt(boot.OptCgroup, cg))
+		n++
+	}
+	if e.V1 < 0 {
+		return nil, nil, fmt.Errorf("unit helper: %d cgroup v1 directories", e.V1)
+	}
+	if o := cgroupOpt(cg, n); o != "" {
+		opts = append(opts, o)
 	}
 	if e.NProc > 0 {
 		opts = append(opts, opt(boot.OptNProc, e.NProc))

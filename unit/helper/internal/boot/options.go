@@ -15,7 +15,7 @@ const (
 	OptNProc       = "nproc"           // both: RLIMIT_NPROC soft = hard
 	OptCtlFD       = "ctl-fd"          // both: the control (report) socket's fd when not 3
 	OptSetsid      = "setsid"          // subreaper: 1: the command leads a session, not only a group
-	OptCgroup      = "cgroup"          // exec: fd of the unit's cgroup directory
+	OptCgroup      = "cgroup"          // both: comma-separated fds of cgroup directories to join (v2, v1 ...)
 	OptUID         = "uid"             // exec: setuid
 	OptGID         = "gid"             // exec: setgid
 	OptGroups      = "groups"          // exec: comma-separated; empty: setgroups(0)
@@ -40,7 +40,7 @@ type options struct {
 	nproc       int64
 	setsid      bool
 	ctlFD       int
-	cgroupFD    int
+	cgroupFDs   []int // joined in order before the command starts
 	uid, gid    int
 	groups      []int
 	setGroups   bool
@@ -49,7 +49,7 @@ type options struct {
 }
 
 func parseOptions(args []string) (*options, error) {
-	o := &options{stopSig: syscall.SIGTERM, stopTimeout: 10000, nproc: -1, cgroupFD: -1, uid: -1, gid: -1}
+	o := &options{stopSig: syscall.SIGTERM, stopTimeout: 10000, nproc: -1, uid: -1, gid: -1}
 	for i, a := range args {
 		if a == "--" {
 			rest := args[i+1:]
@@ -74,7 +74,7 @@ func (o *options) set(word string) error {
 	}
 	var n int64
 	var err error
-	if key != OptKillMode && key != OptGroups {
+	if key != OptKillMode && key != OptGroups && key != OptCgroup {
 		if n, err = atoi(val); err != nil {
 			return errors.New("bad option " + word)
 		}
@@ -105,7 +105,7 @@ func (o *options) set(word string) error {
 		}
 		o.setsid = n == 1
 	case OptCgroup:
-		o.cgroupFD = int(n)
+		return o.setCgroups(val)
 	case OptUID:
 		o.uid = int(n)
 	case OptGID:
@@ -116,6 +116,23 @@ func (o *options) set(word string) error {
 		return errors.New("unknown option " + word)
 	}
 	return nil
+}
+
+// setCgroups reads the fds of OptCgroup: at least one, each above stdio.
+func (o *options) setCgroups(val string) error {
+	o.cgroupFDs = nil
+	for {
+		var f string
+		f, val, _ = cut(val, ',')
+		n, err := atoi(f)
+		if err != nil || n < 3 || n > 1<<20 {
+			return errors.New("bad cgroup fd " + f)
+		}
+		o.cgroupFDs = append(o.cgroupFDs, int(n))
+		if val == "" {
+			return nil
+		}
+	}
 }
 
 func (o *options) setGroupList(val string) error {

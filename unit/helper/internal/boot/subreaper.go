@@ -37,6 +37,12 @@ func runSubreaper(o *options) int {
 	if err == nil {
 		err = setNProc(o.nproc)
 	}
+	if err == nil {
+		// The unit's limits (cgroup v1 directories): the helper joins
+		// before forking the command, so the command and all it makes
+		// are born inside, and so is the helper, whose threads count.
+		err = joinCgroups(o.cgroupFDs)
+	}
 	if err != nil {
 		errno, _ := err.(syscall.Errno)
 		report(ctlFD, failed(errno, "setup"))

@@ -6,9 +6,11 @@ import "syscall"
 
 // runExec is the exec trampoline: tend starts it (as root) where it cannot
 // clone straight into the unit's cgroup (clone3 refused, e.g. by Docker's
-// seccomp profile, which answers ENOSYS). In order it joins the cgroup of
-// fd o.cgroupFD, sets RLIMIT_NPROC, drops to the unit's credentials and
-// execs the command. fd 3 is the report socket, close-on-exec: a
+// seccomp profile, which answers ENOSYS), or where the unit has cgroup v1
+// directories for its limits, which no clone joins. In order it joins the
+// cgroups of fds o.cgroupFDs (the unit's v2 cgroup, its v1 ones), sets
+// RLIMIT_NPROC, drops to the unit's credentials and execs the command:
+// every process the command makes is born inside. fd 3 is the report socket, close-on-exec: a
 // successful execve closes it and tend reads EOF; any failure is sent as
 // "failed ERRNO WHAT" and the helper exits 126 (127 for ENOENT, ENOTDIR).
 // It returns only on failure.
@@ -29,12 +31,8 @@ func runExec(o *options) int {
 
 // prepareExec does every step before execve and names the one that failed.
 func prepareExec(o *options) (string, error) {
-	if o.cgroupFD >= 0 {
-		syscall.CloseOnExec(o.cgroupFD)
-		if err := joinCgroup(o.cgroupFD); err != nil {
-			return "cgroup.procs", err
-		}
-		syscall.Close(o.cgroupFD)
+	if err := joinCgroups(o.cgroupFDs); err != nil {
+		return "cgroup.procs", err
 	}
 	if err := setNProc(o.nproc); err != nil {
 		return "setrlimit", err
@@ -60,9 +58,25 @@ func prepareExec(o *options) (string, error) {
 	return "", nil
 }
 
+// joinCgroups joins each cgroup of fds, in order, and closes the fds: none
+// reaches the command.
+func joinCgroups(fds []int) error {
+	for _, fd := range fds {
+		syscall.CloseOnExec(fd)
+	}
+	for _, fd := range fds {
+		if err := joinCgroup(fd); err != nil {
+			return err
+		}
+		syscall.Close(fd)
+	}
+	return nil
+}
+
 // joinCgroup moves the helper, and so the command it becomes, into the
 // cgroup whose directory is dirfd: "0" written to cgroup.procs means the
-// writer (cgroups(7)).
+// writer (cgroups(7)), in v2 and v1 alike. In v1 it moves the writing thread's
+// whole thread group; the helper joins before making any child.
 func joinCgroup(dirfd int) error {
 	fd, err := openat(dirfd, "cgroup.procs", syscall.O_WRONLY|syscall.O_CLOEXEC)
 	if err != nil {
