@@ -3,12 +3,9 @@
 package cgroup
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -33,8 +30,8 @@ func PidsLimit() (limit int64, file string, err error) {
 	if mnt, _, dir, err := locate(cg, mi); err == nil {
 		dirs = append(dirs, [2]string{mnt, dir})
 	}
-	if mnt, dir, err := locateV1(cg, mi, "pids"); err == nil {
-		dirs = append(dirs, [2]string{mnt, dir})
+	if v, err := findV1In(cg, mi, "pids"); err == nil {
+		dirs = append(dirs, [2]string{v.mount, v.dir})
 	}
 	for _, d := range dirs {
 		n, f := lowestPidsMax(d[0], d[1])
@@ -62,44 +59,4 @@ func lowestPidsMax(mnt, dir string) (int64, string) {
 			return low, file
 		}
 	}
-}
-
-// locateV1 finds tend's directory in the v1 hierarchy of controller ctrl:
-// the "N:ctrl,...:/path" line of /proc/self/cgroup joined onto the v1
-// mount whose super options name ctrl and whose root contains the path.
-func locateV1(cg, mi []byte, ctrl string) (mnt, dir string, err error) {
-	var rel string
-	found := false
-	for line := range bytes.Lines(cg) {
-		f := strings.SplitN(strings.TrimRight(string(line), "\n"), ":", 3)
-		if len(f) == 3 && slices.Contains(strings.Split(f[1], ","), ctrl) {
-			rel, found = f[2], true
-			break
-		}
-	}
-	if !found {
-		return "", "", fmt.Errorf("cgroup: no v1 %s hierarchy in /proc/self/cgroup", ctrl)
-	}
-	best := -1
-	var ms []mount
-	for line := range bytes.Lines(mi) {
-		f := strings.Fields(string(line))
-		sep := slices.Index(f, "-")
-		if sep < 6 || sep+3 >= len(f) || f[sep+1] != "cgroup" {
-			continue
-		}
-		if !slices.Contains(strings.Split(f[sep+3], ","), ctrl) {
-			continue
-		}
-		m := mount{point: unescape(f[4]), root: unescape(f[3])}
-		if within(rel, m.root) && (best < 0 || len(m.root) >= len(ms[best].root)) {
-			best = len(ms)
-		}
-		ms = append(ms, m)
-	}
-	if best < 0 {
-		return "", "", errors.New("cgroup: tend's v1 " + ctrl + " cgroup " + rel + " is under no mount of it")
-	}
-	m := ms[best]
-	return m.point, filepath.Join(m.point, strings.TrimPrefix(rel, m.root)), nil
 }

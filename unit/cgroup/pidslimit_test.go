@@ -8,31 +8,6 @@ import (
 	"testing"
 )
 
-func TestLocateV1(t *testing.T) {
-	cg := []byte("12:pids:/docker/abc\n11:cpu,cpuacct:/docker/abc\n0::/docker/abc\n")
-	mi := []byte("30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n" +
-		"31 25 0:27 /docker/abc /sys/fs/cgroup/pids ro,nosuid - cgroup cgroup rw,pids\n")
-	mnt, dir, err := locateV1(cg, mi, "pids")
-	if err != nil || mnt != "/sys/fs/cgroup/pids" || dir != "/sys/fs/cgroup/pids" {
-		t.Errorf("namespaced pids: %q %q %v; want the mount itself", mnt, dir, err)
-	}
-	mi2 := []byte("31 25 0:27 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids\n")
-	if _, dir, err := locateV1(cg, mi2, "pids"); err != nil || dir != "/sys/fs/cgroup/pids/docker/abc" {
-		t.Errorf("host view: %q %v", dir, err)
-	}
-	if _, _, err := locateV1(cg, mi2, "memory"); err == nil {
-		t.Error("no memory line: no error")
-	}
-	if _, _, err := locateV1([]byte("3:memory:/x\n"), mi2, "memory"); err == nil {
-		t.Error("no memory mount: no error")
-	}
-	// A mount of another cgroup's subtree does not hold tend's.
-	mi3 := []byte("31 25 0:27 /other /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n")
-	if _, _, err := locateV1(cg, mi3, "pids"); err == nil {
-		t.Error("sibling's subtree: no error")
-	}
-}
-
 func TestLowestPidsMax(t *testing.T) {
 	mnt := t.TempDir()
 	dir := filepath.Join(mnt, "a", "b")

@@ -75,9 +75,8 @@ func FindV1(ctrl string) (*V1, error) {
 	return v, nil
 }
 
-// findV1In is FindV1 on given data (tests feed other hosts'). It is
-// pidslimit.go's locateV1 with the hierarchy's controllers and errors
-// that say what is missing.
+// findV1In is FindV1 on given data (tests feed other hosts'); PidsLimit
+// reads a v1 pids hierarchy's pids.max through it too.
 func findV1In(cg, mi []byte, ctrl string) (*V1, error) {
 	rel, ok := "", false
 	for line := range bytes.Lines(cg) {
