@@ -21,6 +21,8 @@ const eventBuffer = 1024
 // streams open at once are capped in all and per uid (the source refuses
 // beyond, naming the setting).
 func (s *Server) events(w http.ResponseWriter, r *http.Request, c *conn) {
+	s.streamStart()
+	defer s.streamEnd()
 	ch, overflowed, cancel, err := s.cfg.Events(c.caller.UID, eventBuffer)
 	if err != nil {
 		s.fail(w, err)

@@ -5,12 +5,16 @@ package control
 import (
 	"bufio"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/events"
 )
 
 // waitFor fails the test unless ch yields within 5 s.
@@ -119,4 +123,55 @@ func TestEventsSlowReaderCut(t *testing.T) {
 		}
 	}()
 	waitFor(t, h.hub.canceled, "the slow reader to be cut off")
+}
+
+// TestEventsDrainedOnClose: what a subscriber was sent before Close (a
+// shutdown's last events) reaches it, then the stream ends cleanly;
+// without EndEvents, Close cut the connection under a full buffer.
+func TestEventsDrainedOnClose(t *testing.T) {
+	hub := events.NewHub(events.Limits{})
+	path := filepath.Join(t.TempDir(), "tend.sock")
+	srv, err := Serve(Config{Path: path, Version: "test", Jobs: newFakeJobs(), Services: &fakeServices{healthy: true},
+		Events: func(uid, n int) (<-chan *api.Event, func() bool, func(), error) {
+			s, err := hub.Subscribe(uid, n)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			return s.C, s.Overflowed, s.Close, nil
+		},
+		EndEvents: hub.End,
+		Log:       slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /v1/events HTTP/1.1\r\nHost: tend\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/events: %v %v", resp, err)
+	}
+	const n = 1000 // under the 1024 a stream may fall behind
+	for i := range n {
+		hub.Publish(api.Event{Type: api.EventOrphanReaped, PID: i + 1})
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close(time.Now().Add(5 * time.Second)) }()
+	lines := bufio.NewScanner(resp.Body)
+	got := 0
+	for lines.Scan() {
+		got++
+	}
+	if got != n || lines.Err() != nil {
+		t.Errorf("%d events then %v, want all %d then the end of the stream", got, lines.Err(), n)
+	}
+	if err := waitFor(t, closed, "Close"); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := hub.Subscribe(0, 1); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("Subscribe after Close = %v, want a refusal naming the stop", err)
+	}
 }

@@ -92,7 +92,11 @@ type Config struct {
 	Jobs     Jobs
 	Services Services
 	Events   Subscribe
-	Log      *slog.Logger
+	// EndEvents, when set, ends every event subscription (their channels
+	// close) and refuses new ones; Close calls it first and lets the
+	// streams write what they hold before it closes the connections.
+	EndEvents func()
+	Log       *slog.Logger
 	// CloseFDs closes passed fds nobody claimed, without blocking the
 	// caller (blocking.Closer.Close); nil closes them at once.
 	CloseFDs func(fds ...int)
@@ -123,6 +127,10 @@ type Server struct {
 	// conns counts connections between StateNew and StateClosed; handlers
 	// run on their connection's goroutine, so it counts them too.
 	conns sync.WaitGroup
+
+	smu      sync.Mutex
+	nstreams int           // guarded by smu; event streams subscribed or about to be
+	sidle    chan struct{} // guarded by smu; closed when nstreams drops to 0
 }
 
 type connKey struct{}
@@ -223,7 +231,21 @@ func (s *Server) Path() string { return s.ln.Path() }
 
 // Close stops listening, removes the socket, closes every connection (which
 // cancels the requests on them) and waits for the handlers until deadline.
+//
+// With Config.EndEvents, the event streams are ended first and given half
+// the time to the deadline to write what they hold: the last events of a
+// shutdown (shutdown.forced, the final job.exited) reach a subscriber
+// instead of dying in a buffer when the connection is cut.
 func (s *Server) Close(deadline time.Time) error {
+	if s.cfg.EndEvents != nil {
+		s.cfg.EndEvents()
+		t := time.NewTimer(time.Until(deadline) / 2)
+		select {
+		case <-s.streamsIdle():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	err := s.http.Close()
 	// Also close it ourselves: a Close that comes before Serve has started
 	// makes Serve return without closing the listener.
@@ -245,6 +267,39 @@ func (s *Server) Close(deadline time.Time) error {
 		err = errors.Join(err, errors.New("control: handlers still running at the deadline"))
 	}
 	return err
+}
+
+// streamStart counts an event stream before it subscribes, so that one
+// subscribed before EndEvents is always waited for.
+func (s *Server) streamStart() {
+	s.smu.Lock()
+	s.nstreams++
+	s.smu.Unlock()
+}
+
+// streamEnd uncounts an event stream.
+func (s *Server) streamEnd() {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.nstreams--; s.nstreams == 0 && s.sidle != nil {
+		close(s.sidle)
+		s.sidle = nil
+	}
+}
+
+// streamsIdle is closed once no event stream is left.
+func (s *Server) streamsIdle() <-chan struct{} {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.nstreams == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if s.sidle == nil {
+		s.sidle = make(chan struct{})
+	}
+	return s.sidle
 }
 
 // recoverLog logs a panic instead of letting it end tend.

@@ -41,6 +41,7 @@ type Hub struct {
 	seq    uint64            // guarded by mu; the last Seq given out
 	subs   map[*Sub]struct{} // guarded by mu; open subscriptions only
 	perUID map[int]int       // guarded by mu; open subscriptions by uid, > 0
+	ended  bool              // guarded by mu; End was called
 	lim    Limits
 	now    func() time.Time // time.Now; tests replace it
 }
@@ -102,6 +103,9 @@ func (h *Hub) Subscribe(uid, buffer int) (*Sub, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.ended {
+		return nil, api.Errorf(http.StatusServiceUnavailable, "tend is stopping: no new event streams")
+	}
 	if h.lim.Max > 0 && len(h.subs) >= h.lim.Max {
 		return nil, api.Errorf(http.StatusServiceUnavailable,
 			"%d event streams are open, the limit ([control] max_subscribers): try again later", len(h.subs))
@@ -115,6 +119,19 @@ func (h *Hub) Subscribe(uid, buffer int) (*Sub, error) {
 	h.subs[s] = struct{}{}
 	h.perUID[uid]++
 	return s, nil
+}
+
+// End closes every subscription, as Close would, and refuses new ones:
+// tend's last events (shutdown.forced) are published before it, so a
+// subscriber receives everything buffered and then the end of its channel
+// instead of a connection cut under it. Publish after End is a no-op.
+func (h *Hub) End() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ended = true
+	for s := range h.subs {
+		h.remove(s)
+	}
 }
 
 // Subscribers is the number of open subscriptions.

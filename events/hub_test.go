@@ -237,3 +237,29 @@ func code(err error) int {
 	}
 	return 0
 }
+
+// TestEnd: End closes every subscription after what it holds, refuses new
+// ones with a 503, and Publish after it neither panics nor delivers.
+func TestEnd(t *testing.T) {
+	h := NewHub(Limits{})
+	a, b := sub(t, h, 4), sub(t, h, 4)
+	h.Publish(api.Event{Type: "last"})
+	h.End()
+	h.Publish(api.Event{Type: "after"})
+	for _, s := range []*Sub{a, b} {
+		if e, ok := <-s.C; !ok || e.Type != "last" {
+			t.Errorf("first receive after End = %v %v, want the event published before it", e, ok)
+		}
+		if e, ok := <-s.C; ok {
+			t.Errorf("C open after End: %v", e)
+		}
+		s.Close() // still safe
+	}
+	var se *api.StatusError
+	if _, err := h.Subscribe(0, 1); !errors.As(err, &se) || se.Code != 503 {
+		t.Errorf("Subscribe after End = %v, want 503", err)
+	}
+	if n := h.Subscribers(); n != 0 {
+		t.Errorf("%d subscribers after End", n)
+	}
+}

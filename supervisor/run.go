@@ -170,6 +170,7 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 			}
 			return s.C, s.Overflowed, s.Close, nil
 		},
+		EndEvents: hub.End,
 	})
 	if err != nil {
 		if !l.cfg.SocketExplicit {

@@ -92,7 +92,8 @@ func (l *loop) summarize() {
 		}
 		u := api.ShutdownUnit{Name: r.name, TookMS: took.Milliseconds(), Ended: r.done || r.name == "sweep", Killed: r.killed}
 		units = append(units, u)
-		p := fmt.Sprintf("%s %s", r.name, took.Round(time.Millisecond))
+		// Always in ms ("0ms", not time.Duration's "0s"): one format to read.
+		p := fmt.Sprintf("%s %dms", r.name, took.Milliseconds())
 		if r.name == "sweep" {
 			p = "sweep"
 		}
