@@ -22,22 +22,24 @@ type Job struct {
 	seq uint64  // creation order
 
 	all, ended, mine links // in the table's lists: every record, exit records, its uid's (records.go)
-	size             int64 // estimated heap bytes, once exited
+	// size and Bound share a word: a record's bytes are counted 10,000
+	// times over (TestHardeningTenThousandJobs), and its size class is
+	// what the heap pays.
+	size  int32 // estimated heap bytes, once exited (int32: the request caps bound it far below)
+	Bound bool  // dies when its last bound connection closes
 
 	Prep    *spawn.Prepared // the resolved command, until it is started or dropped
 	Files   []int           // fds passed with the request, until then too
 	Stdio   []int           // the job's fd for each of Files
 	Timeout time.Duration   // 0: none
-	Bound   bool            // dies when its last bound connection closes
 	Conns   map[uint64]struct{}
 
-	Track     string           // how its processes are tracked (config.Track)
 	SignalAs  int              // the uid whose rights tend's signals to it carry; 0: tend's (root's jobs)
 	Run       any              // the loop's unit, while running
 	StartWait chan StartResult // while a submitter waits to learn whether its command started
 	Reason    string           // why tend is stopping it; "" while nobody is
 	Timer     uint64           // the loop's pending timer for it (timeout or SIGKILL); 0: none
-	KillAt    time.Time        // when a pending SIGKILL is due; zero when none
+	KillAt    int64            // when a pending SIGKILL is due, on the loop's monotonic clock (ns); 0: none
 
 	outcome *Outcome // created for the first waiter, completed at exit
 }

@@ -3,6 +3,7 @@
 package jobs
 
 import (
+	"math"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -136,7 +137,7 @@ func cutString(s string, n int) string {
 
 // keep puts exited j in the budget's accounts.
 func (t *Table) keep(j *Job) {
-	j.size = recordSize(j)
+	j.size = int32(min(recordSize(j), math.MaxInt32)) // bounded far below by the request caps
 	t.endedList.push(j, inEnded)
 	o := t.owners[j.Rec.UID]
 	if o == nil {
@@ -144,8 +145,8 @@ func (t *Table) keep(j *Job) {
 		t.owners[j.Rec.UID] = o
 	}
 	o.recs.push(j, inOwner)
-	o.bytes += j.size
-	t.endedBytes += j.size
+	o.bytes += int64(j.size)
+	t.endedBytes += int64(j.size)
 }
 
 // drop forgets exit record j.
@@ -153,12 +154,12 @@ func (t *Table) drop(j *Job) {
 	t.endedList.remove(j, inEnded)
 	if o := t.owners[j.Rec.UID]; o != nil {
 		o.recs.remove(j, inOwner)
-		o.bytes -= j.size
+		o.bytes -= int64(j.size)
 		if o.recs.n == 0 {
 			delete(t.owners, j.Rec.UID)
 		}
 	}
-	t.endedBytes -= j.size
+	t.endedBytes -= int64(j.size)
 	t.all.remove(j, inAll)
 	delete(t.jobs, j.Rec.ID)
 }

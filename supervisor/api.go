@@ -120,8 +120,7 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	}
 	j := jobs.NewJob(sub.Argv, uid, sub.Labels, time.Now())
 	j.Prep, j.Files, j.Stdio, j.Timeout, j.Bound = prep, sub.Files, sub.Stdio, timeout, sub.Bind
-	j.Track = string(track)
-	j.Rec.Track = j.Track
+	j.Rec.Track = string(track) // how its processes are tracked (config.Track)
 	j.Rec.MemoryMax, j.Rec.PidsMax = sub.MemoryMax, sub.PidsMax
 	if !sub.Caller.Root() && b.euid == 0 {
 		// Every signal tend sends to this job, asked for or its own

@@ -74,10 +74,10 @@ func (l *loop) startJob(j *jobs.Job) error {
 	if err == nil {
 		// Checked when the request came (prepareJob); the settings it
 		// reads are fixed at start.
-		limits, err = l.planLimits(config.Track(j.Track), j.Rec.MemoryMax, j.Rec.PidsMax)
+		limits, err = l.planLimits(config.Track(j.Rec.Track), j.Rec.MemoryMax, j.Rec.PidsMax)
 	}
 	if err == nil {
-		us := unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Track), files: fds, stopSignal: unix.SIGTERM,
+		us := unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Rec.Track), files: fds, stopSignal: unix.SIGTERM,
 			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs, limits: limits}
 		if c := j.Prep.Cred(); c != nil {
 			us.uid = int(c.Uid)
@@ -315,13 +315,20 @@ func (l *loop) stopJob(j *jobs.Job, reason string) {
 // killJobAfter schedules SIGKILL of j's group after d unless one is due
 // sooner; it replaces a pending timeout: the job is being stopped anyway.
 func (l *loop) killJobAfter(j *jobs.Job, d time.Duration) {
-	due := time.Now().Add(d)
-	if !j.KillAt.IsZero() && !due.Before(j.KillAt) {
+	due := monoNow() + int64(d)
+	if j.KillAt != 0 && due >= j.KillAt {
 		return
 	}
 	l.armJob(j, d, func() { l.killJob(j) })
 	j.KillAt = due
 }
+
+// monoBase is the origin of monoNow.
+var monoBase = time.Now()
+
+// monoNow is the time on the monotonic clock in ns since monoBase, from 1:
+// a job's KillAt in 8 bytes instead of a time.Time's 24.
+func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
 
 // disconnected ends a bound job whose last bound connection is gone: a
 // queued one is dropped, a running one stopped.
@@ -355,7 +362,7 @@ func (l *loop) stopJobs() {
 func (l *loop) armJob(j *jobs.Job, d time.Duration, fire func()) {
 	l.disarmJob(j)
 	j.Timer = l.tm.after(d, func() {
-		j.Timer, j.KillAt = 0, time.Time{}
+		j.Timer, j.KillAt = 0, 0
 		if j.Rec.State == api.StateRunning {
 			fire()
 		}
@@ -368,7 +375,7 @@ func (l *loop) disarmJob(j *jobs.Job) {
 		l.tm.cancel(j.Timer)
 		j.Timer = 0
 	}
-	j.KillAt = time.Time{}
+	j.KillAt = 0
 }
 
 // publishJob sends a copy of j's record as an event: on the loop, so each
