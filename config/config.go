@@ -256,11 +256,20 @@ type Service struct {
 	Line      int // line of the service's table in the file; 0 = unknown
 }
 
-// Ready says when a service counts as ready.
+// Ready says when a service counts as ready. At most one field is set;
+// none means ready as soon as started.
 type Ready struct {
-	// Exec is polled until it exits 0; nil means ready as soon as started.
+	// Exec is polled until it exits 0.
 	Exec []string
+	// TCP ("HOST:PORT") is polled until a connection to it is accepted.
+	TCP string
+	// HTTP (an http:// URL) is polled until a GET of it answers 200-399
+	// (Kubernetes' rule), redirects not followed, no proxy.
+	HTTP string
 }
+
+// Polled reports whether readiness is a probe tend repeats.
+func (r Ready) Polled() bool { return r.Exec != nil || r.TCP != "" || r.HTTP != "" }
 
 // Options are checks that Parse leaves to the caller, made inside the
 // same collection of errors, so that a file is refused with every problem

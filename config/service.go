@@ -5,6 +5,8 @@ package config
 import (
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -227,20 +229,78 @@ func parseSignal(v any) (unix.Signal, error) {
 	return 0, fmt.Errorf("must be a signal name or number, not %s", tomlType(v))
 }
 
-// parseReady reads "started" or "exec:CMD".
+// parseReady reads "started", "exec:CMD", "tcp:HOST:PORT" or
+// "http://HOST[:PORT]/PATH". A network probe may only reach the container
+// itself: HOST is localhost, a loopback address or one of this machine's
+// own interface addresses (a probe of another host would make one
+// service's readiness someone else's).
 func parseReady(s string) (Ready, error) {
-	if s == "started" {
+	switch {
+	case s == "started":
 		return Ready{}, nil
+	case strings.HasPrefix(s, "exec:"):
+		argv, err := splitArgs(strings.TrimPrefix(s, "exec:"))
+		if err != nil {
+			return Ready{}, fmt.Errorf("exec: %w", err)
+		}
+		return Ready{Exec: argv}, nil
+	case strings.HasPrefix(s, "tcp:"):
+		addr := strings.TrimPrefix(s, "tcp:")
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return Ready{}, fmt.Errorf("tcp: %q is not HOST:PORT: %v", addr, err)
+		}
+		if err := checkProbeHost(host, port, false); err != nil {
+			return Ready{}, fmt.Errorf("tcp: %w", err)
+		}
+		return Ready{TCP: addr}, nil
+	case strings.HasPrefix(s, "http://"):
+		u, err := url.Parse(s)
+		if err != nil {
+			return Ready{}, fmt.Errorf("http: %v", err)
+		}
+		if u.User != nil || u.Fragment != "" {
+			return Ready{}, fmt.Errorf("http: %q: no user info or #fragment in a probe URL", s)
+		}
+		if err := checkProbeHost(u.Hostname(), u.Port(), true); err != nil {
+			return Ready{}, fmt.Errorf("http: %w", err)
+		}
+		return Ready{HTTP: s}, nil
 	}
-	cmd, ok := strings.CutPrefix(s, "exec:")
-	if !ok {
-		return Ready{}, fmt.Errorf("%q is not \"started\" or \"exec:CMD\"", s)
+	return Ready{}, fmt.Errorf("%q is not \"started\", \"exec:CMD\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"", s)
+}
+
+// ownAddrs lists this machine's interface addresses; tests replace it.
+var ownAddrs = net.InterfaceAddrs
+
+// checkProbeHost accepts localhost, a loopback address or an address of
+// this machine's own interfaces, and a port 1-65535 (optional for http).
+func checkProbeHost(host, port string, portOptional bool) error {
+	if port != "" || !portOptional {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not 1-65535", port)
+		}
 	}
-	argv, err := splitArgs(cmd)
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Errorf("host %q: an IP address or localhost (no name lookups: a probe must reach this container)", host)
+	}
+	if ip.IsLoopback() {
+		return nil
+	}
+	addrs, err := ownAddrs()
 	if err != nil {
-		return Ready{}, fmt.Errorf("exec: %w", err)
+		return fmt.Errorf("host %s: cannot list this container's addresses: %v", host, err)
 	}
-	return Ready{Exec: argv}, nil
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %s is not loopback nor an address of this container: a probe must reach the container itself", host)
 }
 
 // checkUser checks the form of a user: a name, or uid[:gid] in numbers.

@@ -50,15 +50,17 @@ type service struct {
 	state state
 	level int
 
-	unit      *unit         // the current run, nil when none runs
-	probe     *reaper.Child // the running ready probe, or nil
-	leftovers int           // killed when the last run's main process ended
-	gen       int           // bumped at every start and stop: older timers and lookups do nothing
-	started   time.Time     // of the current run
-	runs      int
-	everUp    bool // has been ready once: its dependents may start
-	failing   bool // readiness timed out: the exit that follows is a failure for good
-	lastCode  int  // exit code of the last run, 128+N for signal N
+	unit  *unit         // the current run, nil when none runs
+	probe *reaper.Child // the running ready probe, or nil
+	// netProbing: a tcp or http ready probe of this run is in flight.
+	netProbing bool
+	leftovers  int       // killed when the last run's main process ended
+	gen        int       // bumped at every start and stop: older timers and lookups do nothing
+	started    time.Time // of the current run
+	runs       int
+	everUp     bool // has been ready once: its dependents may start
+	failing    bool // readiness timed out: the exit that follows is a failure for good
+	lastCode   int  // exit code of the last run, 128+N for signal N
 	// lastReason is how the last run ended: exited, signaled, oom,
 	// exec_failed.
 	lastReason string
@@ -311,12 +313,12 @@ func (l *loop) serviceStarted(s *service, u *unit) {
 func (l *loop) afterStart(s *service) {
 	s.started = time.Now()
 	l.log.Info("service started", "service", s.cfg.Name, "pid", s.unit.main, "run", s.runs, "track", string(s.unit.track))
-	if s.cfg.Ready.Exec == nil {
+	if !s.cfg.Ready.Polled() {
 		l.ready(s)
 		return
 	}
 	gen := s.gen
-	s.probeGap = probeFirst
+	s.probeGap, s.netProbing = probeFirst, false
 	l.tm.after(s.cfg.ReadyTimeout, func() {
 		if s.gen == gen && s.state == stateStarting {
 			l.log.Error("service not ready in time: stopping it", "service", s.cfg.Name, "ready_timeout", s.cfg.ReadyTimeout)
@@ -364,8 +366,13 @@ func (l *loop) pruneStreams() {
 	})
 }
 
-// runProbe runs the ready command once; its exit comes back to serviceExit.
+// runProbe runs the ready probe once: a command, whose exit comes back to
+// serviceExit, or a tcp or http probe (netprobe.go).
 func (l *loop) runProbe(s *service) {
+	if s.cfg.Ready.Exec == nil {
+		l.runNetProbe(s)
+		return
+	}
 	spec := s.spec
 	spec.Argv = s.cfg.Ready.Exec
 	spec.Setpgid, spec.Foreground, spec.InheritFDs = false, false, false
@@ -395,7 +402,7 @@ func (l *loop) probeAgain(s *service) {
 	gap := s.probeGap
 	s.probeGap = min(2*s.probeGap, probeMax)
 	l.tm.after(gap, func() {
-		if s.gen == gen && s.state == stateStarting && s.probe == nil {
+		if s.gen == gen && s.state == stateStarting && s.probe == nil && !s.netProbing {
 			l.runProbe(s)
 		}
 	})
