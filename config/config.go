@@ -266,10 +266,14 @@ type Ready struct {
 	// HTTP (an http:// URL) is polled until a GET of it answers 200-399
 	// (Kubernetes' rule), redirects not followed, no proxy.
 	HTTP string
+	// FD (3-255) is the notification fd of s6 and dinit: the service is
+	// ready when it writes a newline to its fd FD, a pipe tend reads.
+	FD int
 }
 
-// Polled reports whether readiness is a probe tend repeats.
-func (r Ready) Polled() bool { return r.Exec != nil || r.TCP != "" || r.HTTP != "" }
+// Polled reports whether readiness waits for something after the start
+// (a probe tend repeats, or the notification fd).
+func (r Ready) Polled() bool { return r.Exec != nil || r.TCP != "" || r.HTTP != "" || r.FD > 0 }
 
 // Options are checks that Parse leaves to the caller, made inside the
 // same collection of errors, so that a file is refused with every problem

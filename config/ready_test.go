@@ -38,8 +38,13 @@ func TestParseReady(t *testing.T) {
 		{"http://10.9.9.9/", Ready{}, "not loopback nor an address"},
 		{"http://u:p@127.0.0.1/", Ready{}, "no user info"},
 		{"http://127.0.0.1:99999/", Ready{}, "1-65535"},
-		{"https://127.0.0.1/", Ready{}, `is not "started", "exec:CMD", "tcp:HOST:PORT" or "http://HOST:PORT/PATH"`},
+		{"https://127.0.0.1/", Ready{}, `is not "started", "exec:CMD", "fd:N", "tcp:HOST:PORT" or "http://HOST:PORT/PATH"`},
 		{"ready", Ready{}, "is not \"started\""},
+		{"fd:3", Ready{FD: 3}, ""},
+		{"fd:255", Ready{FD: 255}, ""},
+		{"fd:2", Ready{}, `"2" is not a number 3-255`},
+		{"fd:256", Ready{}, "3-255"},
+		{"fd:x", Ready{}, "3-255"},
 	} {
 		got, err := parseReady(tc.in)
 		switch {
@@ -47,7 +52,7 @@ func TestParseReady(t *testing.T) {
 			t.Errorf("parseReady(%q) = %v", tc.in, err)
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("parseReady(%q) = %+v, %v; want an error with %q", tc.in, got, err, tc.err)
-		case tc.err == "" && (got.TCP != tc.want.TCP || got.HTTP != tc.want.HTTP || len(got.Exec) != len(tc.want.Exec)):
+		case tc.err == "" && (got.TCP != tc.want.TCP || got.HTTP != tc.want.HTTP || got.FD != tc.want.FD || len(got.Exec) != len(tc.want.Exec)):
 			t.Errorf("parseReady(%q) = %+v, want %+v", tc.in, got, tc.want)
 		}
 		if tc.err == "" && got.Polled() != (tc.in != "started") {

@@ -229,7 +229,7 @@ func parseSignal(v any) (unix.Signal, error) {
 	return 0, fmt.Errorf("must be a signal name or number, not %s", tomlType(v))
 }
 
-// parseReady reads "started", "exec:CMD", "tcp:HOST:PORT" or
+// parseReady reads "started", "exec:CMD", "fd:N", "tcp:HOST:PORT" or
 // "http://HOST[:PORT]/PATH". A network probe may only reach the container
 // itself: HOST is localhost, a loopback address or one of this machine's
 // own interface addresses (a probe of another host would make one
@@ -244,6 +244,12 @@ func parseReady(s string) (Ready, error) {
 			return Ready{}, fmt.Errorf("exec: %w", err)
 		}
 		return Ready{Exec: argv}, nil
+	case strings.HasPrefix(s, "fd:"):
+		n, err := strconv.Atoi(strings.TrimPrefix(s, "fd:"))
+		if err != nil || n < 3 || n > 255 {
+			return Ready{}, fmt.Errorf("fd: %q is not a number 3-255 (0-2 are stdio)", strings.TrimPrefix(s, "fd:"))
+		}
+		return Ready{FD: n}, nil
 	case strings.HasPrefix(s, "tcp:"):
 		addr := strings.TrimPrefix(s, "tcp:")
 		host, port, err := net.SplitHostPort(addr)
@@ -267,7 +273,7 @@ func parseReady(s string) (Ready, error) {
 		}
 		return Ready{HTTP: s}, nil
 	}
-	return Ready{}, fmt.Errorf("%q is not \"started\", \"exec:CMD\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"", s)
+	return Ready{}, fmt.Errorf("%q is not \"started\", \"exec:CMD\", \"fd:N\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"", s)
 }
 
 // ownAddrs lists this machine's interface addresses; tests replace it.

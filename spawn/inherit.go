@@ -4,6 +4,7 @@ package spawn
 
 import (
 	"os"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -60,3 +61,7 @@ func withInherited(files []uintptr) []uintptr {
 
 // HasInherited reports whether tend inherited fds above 2 to pass on.
 func HasInherited() bool { return len(inherited) > 0 }
+
+// IsInherited reports whether fd is one tend inherited and passes on at
+// its number.
+func IsInherited(fd int) bool { return slices.Contains(inherited, fd) }

@@ -3,12 +3,17 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
+
+	"github.com/tendinit/tend/spawn"
 )
 
 // netProbeTimeout bounds one tcp or http ready probe: a listener that
@@ -85,4 +90,70 @@ func probeHTTP(ctx context.Context, url string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// notifyFD gives a run of s with ready = "fd:N" its notification pipe: the
+// write end goes to the child as fd N (files grows to hold it, the gap
+// closed), the read end is read off the loop until a newline, which makes
+// the run ready (s6's and dinit's notification fd). EOF first means the
+// service closed it without saying ready: ready_timeout decides. A fd that
+// tend inherited at N would be replaced by it: refused.
+func (l *loop) notifyFD(s *service, files []uintptr) ([]uintptr, *os.File, error) {
+	n := s.cfg.Ready.FD
+	if spawn.IsInherited(n) {
+		return nil, nil, fmt.Errorf("ready = \"fd:%d\": tend inherited fd %d, which it passes on at that number: choose another", n, n)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	for len(files) <= n {
+		files = append(files, ^uintptr(0)) // closed in the child
+	}
+	files[n] = w.Fd()
+	gen := s.gen
+	s.notified = false
+	go func() {
+		defer r.Close()
+		buf := make([]byte, 256)
+		for {
+			k, err := r.Read(buf)
+			if bytes.IndexByte(buf[:k], '\n') >= 0 {
+				l.post(func() { l.notifyReady(s, gen) }, nil)
+				return
+			}
+			if err != nil {
+				if !errors.Is(err, os.ErrClosed) {
+					l.post(func() {
+						if s.gen == gen {
+							l.log.Warn("the notification fd was closed without a newline: not ready", "service", s.cfg.Name, "fd", n)
+						}
+					}, nil)
+				}
+				return
+			}
+		}
+	}()
+	s.notifyR = r
+	return files, w, nil
+}
+
+// notifyReady is the newline on s's notification fd of run gen.
+func (l *loop) notifyReady(s *service, gen int) {
+	if s.gen != gen || l.sd.active || s.state != stateStarting {
+		return
+	}
+	if s.unit == nil || !s.unit.started {
+		s.notified = true // before its helper said it runs: afterStart decides
+		return
+	}
+	l.ready(s)
+}
+
+// closeNotify stops reading s's notification fd (its run ended).
+func (l *loop) closeNotify(s *service) {
+	if s.notifyR != nil {
+		s.notifyR.Close()
+		s.notifyR = nil
+	}
 }

@@ -54,6 +54,8 @@ type service struct {
 	probe *reaper.Child // the running ready probe, or nil
 	// netProbing: a tcp or http ready probe of this run is in flight.
 	netProbing bool
+	notifyR    *os.File  // ready = "fd:N": the read end of this run's pipe, read off the loop
+	notified   bool      // the newline came before the run's command was known to run
 	leftovers  int       // killed when the last run's main process ended
 	gen        int       // bumped at every start and stop: older timers and lookups do nothing
 	started    time.Time // of the current run
@@ -247,8 +249,18 @@ func (l *loop) launch(s *service, p *spawn.Prepared, err error) {
 	if err == nil {
 		files, closeAfter, err = l.stdio(s)
 	}
+	l.closeNotify(s) // a previous run's, if still read
+	if err == nil && s.cfg.Ready.FD > 0 {
+		var w *os.File
+		if files, w, err = l.notifyFD(s, files); w != nil {
+			closeAfter = append(closeAfter, w)
+		}
+	}
 	if err == nil {
 		s.unit, err = l.startUnit(p, l.serviceUnitSpec(s, files), s)
+	}
+	if err != nil {
+		l.closeNotify(s)
 	}
 	for _, f := range closeAfter {
 		f.Close() // the child has its copies; ours would keep the pipes open
@@ -313,7 +325,7 @@ func (l *loop) serviceStarted(s *service, u *unit) {
 func (l *loop) afterStart(s *service) {
 	s.started = time.Now()
 	l.log.Info("service started", "service", s.cfg.Name, "pid", s.unit.main, "run", s.runs, "track", string(s.unit.track))
-	if !s.cfg.Ready.Polled() {
+	if !s.cfg.Ready.Polled() || s.notified {
 		l.ready(s)
 		return
 	}
@@ -369,6 +381,9 @@ func (l *loop) pruneStreams() {
 // runProbe runs the ready probe once: a command, whose exit comes back to
 // serviceExit, or a tcp or http probe (netprobe.go).
 func (l *loop) runProbe(s *service) {
+	if s.cfg.Ready.FD > 0 {
+		return // the notification fd is read since the start (notifyFD)
+	}
 	if s.cfg.Ready.Exec == nil {
 		l.runNetProbe(s)
 		return
@@ -444,6 +459,7 @@ func (l *loop) serviceUnitEnded(s *service, u *unit) {
 		return
 	}
 	s.unit = nil
+	l.closeNotify(s)
 	if s.probe != nil {
 		_ = s.probe.Signal(unix.SIGKILL)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,7 +93,9 @@ func TestSupervisorReadyNet(t *testing.T) {
 				if n, _ := strconv.Atoi(string(b)); n < 3 {
 					t.Errorf("a's server got %q GETs, want the probe repeated past the 503s", b)
 				}
-				svTermAndExit(t, r)
+				if code := r.wait(); code != 1 { // b failed with its dependency: every service ended
+					t.Errorf("tend exit code = %d, want 1", code)
+				}
 				return
 			}
 			svWaitLines(t, r, filepath.Join(dir, "b.start"), 1)
@@ -120,6 +123,48 @@ func TestSupervisorReadyNet(t *testing.T) {
 		code := r.wait()
 		if stderr := r.stderrAll(); code != 2 || !strings.Contains(stderr, "192.0.2.1 is not loopback nor an address of this container") {
 			t.Errorf("exit %d, want 2 naming the address; stderr:\n%s", code, stderr)
+		}
+	})
+}
+
+// TestSupervisorReadyFD: ready = "fd:N" (s6's notification fd): a
+// dependent starts only after the newline on fd N; fds 3..N-1 are closed in
+// the service; a service that closes fd N without a newline is never ready
+// (a warning names the fd) and fails at its ready_timeout.
+func TestSupervisorReadyFD(t *testing.T) {
+	t.Parallel()
+	t.Run("newline", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		cfg := svShell("a", dir, `ls /proc/self/fd > "$D/a.fds"; sleep 0.3; date +%s%N > "$D/said"; echo >&5; exec sleep 1000`,
+			`ready = "fd:5"`) +
+			svShell("b", dir, `date +%s%N > "$D/b.start"; exec sleep 1000`, `after = ["a"]`)
+		r := svStart(t, opts{pid1: true}, dir, cfg)
+		svWaitLines(t, r, filepath.Join(dir, "b.start"), 1)
+		if said, b := svStamp(t, filepath.Join(dir, "said")), svStamp(t, filepath.Join(dir, "b.start")); !b.After(said) {
+			t.Errorf("b started %v before a wrote its newline", said.Sub(b))
+		}
+		fds := strings.Fields(strings.Join(svLines(filepath.Join(dir, "a.fds")), " "))
+		if !slices.Contains(fds, "5") || slices.Contains(fds, "4") {
+			t.Errorf("a's fds %v: want 5 (the notification fd) and not 4", fds)
+		}
+		if code, _ := svTermAndExit(t, r); code != 143 {
+			t.Errorf("tend exit code = %d, want 143", code)
+		}
+	})
+	t.Run("closed without a newline", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		cfg := svShell("a", dir, `printf x >&3; exec 3>&-; exec sleep 1000`, `ready = "fd:3"`, `ready_timeout = "1s"`, `restart = "never"`) +
+			svShell("b", dir, `: > "$D/b.start"; exec sleep 1000`, `after = ["a"]`)
+		r := svStart(t, opts{pid1: true}, dir, cfg)
+		svWaitLog(t, r, "service failed", "a")
+		stderr := r.stderrNow()
+		if svExists(filepath.Join(dir, "b.start")) || !strings.Contains(stderr, `msg="the notification fd was closed without a newline: not ready" service=a fd=3`) {
+			t.Errorf("b started, or no warning naming fd 3; stderr:\n%s", stderr)
+		}
+		if code := r.wait(); code != 1 { // b failed with its dependency: every service ended
+			t.Errorf("tend exit code = %d, want 1", code)
 		}
 	})
 }

@@ -277,8 +277,16 @@ class ArgumentsTest(TendTestCase):
 
     def test_pid_is_the_process_running_argv(self):
         p = self.popen(["sleep", "30"])
-        with open("/proc/%d/cmdline" % p.pid, "rb") as f:
-            self.assertEqual(f.read(), b"sleep\x0030\x00")
+        # The start is known once exec has closed the child's close-on-exec
+        # pipe, which the kernel does before it sets up the new argv: for a
+        # moment after, cmdline reads empty.
+        for _ in range(100):
+            with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+                cmdline = f.read()
+            if cmdline:
+                break
+            time.sleep(0.01)
+        self.assertEqual(cmdline, b"sleep\x0030\x00")
         state, ppid, _ = proc_stat(p.pid)
         self.assertNotEqual(ppid, os.getpid(), "the job must be tend's child, not ours")
         self.assertNotIn(p.pid, children(os.getpid()))
