@@ -254,22 +254,22 @@ func parseReady(s string) (Ready, error) {
 		addr := strings.TrimPrefix(s, "tcp:")
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
-			return Ready{}, fmt.Errorf("tcp: %q is not HOST:PORT: %v", addr, err)
+			return Ready{}, fmt.Errorf("%q: %q is not HOST:PORT: %v", s, addr, err)
 		}
 		if err := checkProbeHost(host, port, false); err != nil {
-			return Ready{}, fmt.Errorf("tcp: %w", err)
+			return Ready{}, fmt.Errorf("%q: %w", s, err)
 		}
 		return Ready{TCP: addr}, nil
 	case strings.HasPrefix(s, "http://"):
 		u, err := url.Parse(s)
 		if err != nil {
-			return Ready{}, fmt.Errorf("http: %v", err)
+			return Ready{}, fmt.Errorf("%q: %v", s, err)
 		}
 		if u.User != nil || u.Fragment != "" {
-			return Ready{}, fmt.Errorf("http: %q: no user info or #fragment in a probe URL", s)
+			return Ready{}, fmt.Errorf("%q: no user info or #fragment in a probe URL", s)
 		}
 		if err := checkProbeHost(u.Hostname(), u.Port(), true); err != nil {
-			return Ready{}, fmt.Errorf("http: %w", err)
+			return Ready{}, fmt.Errorf("%q: %w", s, err)
 		}
 		return Ready{HTTP: s}, nil
 	}
