@@ -132,15 +132,8 @@ func TestEventsDrainedOnClose(t *testing.T) {
 	hub := events.NewHub(events.Limits{})
 	path := filepath.Join(t.TempDir(), "tend.sock")
 	srv, err := Serve(Config{Path: path, Version: "test", Jobs: newFakeJobs(), Services: &fakeServices{healthy: true},
-		Events: func(uid, n int) (<-chan *api.Event, func() bool, func(), error) {
-			s, err := hub.Subscribe(uid, n)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			return s.C, s.Overflowed, s.Close, nil
-		},
-		EndEvents: hub.End,
-		Log:       slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Events: hub.Attach, EndEvents: hub.End,
+		Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

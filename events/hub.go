@@ -121,6 +121,17 @@ func (h *Hub) Subscribe(uid, buffer int) (*Sub, error) {
 	return s, nil
 }
 
+// Attach is Subscribe in the shape the control server takes (its
+// control.Subscribe): the channel, Overflowed and Close of the new
+// subscription.
+func (h *Hub) Attach(uid, buffer int) (<-chan *api.Event, func() bool, func(), error) {
+	s, err := h.Subscribe(uid, buffer)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return s.C, s.Overflowed, s.Close, nil
+}
+
 // End closes every subscription, as Close would, and refuses new ones:
 // tend's last events (shutdown.forced) are published before it, so a
 // subscriber receives everything buffered and then the end of its channel

@@ -163,14 +163,7 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 		Path: ctl.Socket, Mode: ctl.Mode, Group: ctl.Group, Version: l.cfg.Version, Log: l.log,
 		IdleTimeout: ctl.IdleTimeout, MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
 		Jobs: be, Services: be, CloseFDs: closer.Close, Limits: control.LimitsOf(ctl, l.cfg.File.Jobs),
-		Events: func(uid, n int) (<-chan *api.Event, func() bool, func(), error) {
-			s, err := hub.Subscribe(uid, n)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			return s.C, s.Overflowed, s.Close, nil
-		},
-		EndEvents: hub.End,
+		Events: hub.Attach, EndEvents: hub.End,
 	})
 	if err != nil {
 		if !l.cfg.SocketExplicit {

@@ -379,10 +379,10 @@ func (l *loop) pruneStreams() {
 }
 
 // runProbe runs the ready probe once: a command, whose exit comes back to
-// serviceExit, or a tcp or http probe (netprobe.go).
+// serviceExit, or a tcp or http probe (ready.go).
 func (l *loop) runProbe(s *service) {
 	if s.cfg.Ready.FD > 0 {
-		return // the notification fd is read since the start (notifyFD)
+		return // the notification fd is read since the start (notifyFD, ready.go)
 	}
 	if s.cfg.Ready.Exec == nil {
 		l.runNetProbe(s)

@@ -29,7 +29,7 @@ func TestPostgresKillNineRecovers(t *testing.T) {
 	data, run := filepath.Join(dir, "data"), filepath.Join(dir, "run")
 	pgMkdirs(t, pg, data, run)
 	pgInitdb(t, pg, dir, data)
-	port := pgFreePort(t)
+	port := freePort(t)
 	sock := filepath.Join(dir, "tend.sock")
 	path := filepath.Join(dir, "tend.toml")
 	if err := os.WriteFile(path, []byte("[defaults]\ntrack = \"subreaper\"\n"+pgConfig(t, data, run, sock, port)), 0o644); err != nil {

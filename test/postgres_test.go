@@ -42,7 +42,7 @@ func TestPostgresFastShutdown(t *testing.T) {
 	data, run := filepath.Join(dir, "data"), filepath.Join(dir, "run")
 	pgMkdirs(t, pg, data, run)
 	pgInitdb(t, pg, dir, data)
-	port := pgFreePort(t)
+	port := freePort(t)
 	sock := filepath.Join(dir, "tend.sock")
 	path := filepath.Join(dir, "tend.toml")
 	if err := os.WriteFile(path, []byte(pgConfig(t, data, run, sock, port)), 0o644); err != nil {
@@ -152,8 +152,8 @@ func pgInitdb(t *testing.T, pg *user.User, dir, data string) {
 	t.Logf("initdb took %v", time.Since(t0).Round(time.Millisecond))
 }
 
-// pgFreePort returns a loopback TCP port nobody listens on right now.
-func pgFreePort(t *testing.T) int {
+// freePort returns a loopback TCP port nobody listens on right now.
+func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

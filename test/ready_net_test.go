@@ -3,7 +3,6 @@
 package test
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,17 +10,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// freePort is a loopback port nobody listened on a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // netServer is a python3 program on 127.0.0.1:PORT: a bare TCP listener
 // (http false) or an HTTP server answering 503 to its first two GETs and

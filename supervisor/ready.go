@@ -63,7 +63,7 @@ func probeTCP(ctx context.Context, addr string) error {
 	return c.Close()
 }
 
-// probeTransport is the http probes' client: no proxy (a proxy from the
+// probeClient is the http probes' client: no proxy (a proxy from the
 // environment would answer for the service), no keep-alive (a probe is one
 // request), no redirects followed (a 3xx is an answer, as for Kubernetes).
 var probeClient = &http.Client{
