@@ -300,6 +300,13 @@ func (r *tendRun) wait() int {
 	case <-time.After(exitTimeout):
 		r.t.Fatalf("tend still running %v later; stderr:\n%s", exitTimeout, r.stderrNow())
 	}
+	// The stderr reader may not have read tend's last lines yet (CI saw an
+	// exit 2 with an empty stderr): give it a moment to reach the end.
+	// Not longer: a process tend left behind may hold the pipe open.
+	select {
+	case <-r.errDone:
+	case <-time.After(time.Second):
+	}
 	return shellCode(r.cmd.ProcessState)
 }
 
