@@ -32,10 +32,18 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
-// Health returns GET /v1/health. A 503 that carries a Health body is an
-// answer, not an error: it returns that Health (Healthy false) and nil.
-func (c *Client) Health(ctx context.Context) (Health, error) {
-	resp, err := c.send(ctx, http.MethodGet, "/v1/health", nil)
+// Health returns GET /v1/health (level ready). A 503 that carries a Health
+// body is an answer, not an error: it returns that Health (Healthy false)
+// and nil.
+func (c *Client) Health(ctx context.Context) (Health, error) { return c.HealthAt(ctx, "") }
+
+// HealthAt is Health at a level: HealthAlive, HealthReady, or "" (ready).
+func (c *Client) HealthAt(ctx context.Context, level string) (Health, error) {
+	path := "/v1/health"
+	if level != "" {
+		path += "?level=" + url.QueryEscape(level)
+	}
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return Health{}, err
 	}

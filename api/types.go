@@ -119,7 +119,33 @@ type Service struct {
 	// absent when none.
 	MemoryMax int64 `json:"memory_max,omitempty"`
 	PidsMax   int64 `json:"pids_max,omitempty"`
+	// StatusText is the last STATUS= of the current run (ready =
+	// "notify"); NotifyStopping: the run sent STOPPING=1.
+	StatusText     string `json:"status_text,omitempty"`
+	NotifyStopping bool   `json:"notify_stopping,omitempty"`
+	// Checks are the service's [[service.check]]s, in file order.
+	Checks []Check `json:"checks,omitempty"`
 }
+
+// Check is the state of one [[service.check]] of a service.
+type Check struct {
+	Name      string `json:"name"`
+	Probe     string `json:"probe"`      // as the config spells it
+	OnFailure string `json:"on_failure"` // restart, stop or ignore
+	// State: pending (not probed yet in this ready run, or the service is
+	// not ready), passing, or failing (threshold failures in a row).
+	State     string     `json:"state"`
+	Failures  int        `json:"failures"` // in a row, now
+	LastError string     `json:"last_error,omitempty"`
+	LastAt    *time.Time `json:"last_at,omitempty"` // of the last probe's end
+}
+
+// The states of a Check.
+const (
+	CheckPending = "pending"
+	CheckPassing = "passing"
+	CheckFailing = "failing"
+)
 
 // Counters are tend's running totals.
 type Counters struct {
@@ -169,7 +195,12 @@ type Event struct {
 	Code    *int      `json:"code,omitempty"` // orphan.reaped; shutdown.forced: tend's exit code
 	// Units is every unit a forced shutdown stopped (shutdown.forced).
 	Units []ShutdownUnit `json:"units,omitempty"`
+	// Check names the check of Service whose state changed (service.check).
+	Check string `json:"check,omitempty"`
 }
+
+// EventServiceCheck is a check of a service becoming passing or failing.
+const EventServiceCheck = "service.check"
 
 // EventShutdownForced is published once when a shutdown had to SIGKILL
 // anything, just before tend exits.
@@ -191,10 +222,32 @@ type Error struct {
 
 // Health is the body of GET /v1/health.
 type Health struct {
-	Healthy  bool     `json:"healthy"`
-	NotReady []string `json:"not_ready,omitempty"` // critical services not ready
+	Healthy bool   `json:"healthy"`
+	Level   string `json:"level"`             // alive or ready, as asked
+	Include string `json:"include,omitempty"` // critical or all ([health] include)
+	Down    []Down `json:"down,omitempty"`    // what makes it unhealthy
+	// NotReady names the counted services that are not ready (level
+	// ready), as Down does with the reasons.
+	NotReady []string `json:"not_ready,omitempty"`
 	// Failed names every service that has failed for good (no restart
-	// left), critical or not. A non-critical one does not make Healthy
-	// false: it is there for a person or a probe's log to see.
+	// left), counted or not: a non-counted one does not make Healthy
+	// false, it is there for a person or a probe's log to see.
 	Failed []string `json:"failed,omitempty"`
 }
+
+// Down is one thing that makes GET /v1/health unhealthy.
+type Down struct {
+	Service string `json:"service,omitempty"` // "" for tend itself (stopping)
+	Reason  string `json:"reason"`            // "failed", "starting", "check http failing", ...
+}
+
+// The levels of GET /v1/health?level=.
+const (
+	// HealthAlive: tend answers, is not stopping, and no counted service
+	// has failed for good or has a failing check with on_failure =
+	// "ignore" (one that restarts or stops is being dealt with).
+	HealthAlive = "alive"
+	// HealthReady (the default): every counted service is ready, has not
+	// sent STOPPING=1, and no check of it is failing.
+	HealthReady = "ready"
+)

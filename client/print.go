@@ -28,6 +28,24 @@ func printStatus(w io.Writer, s api.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, v := range s.Services { // what does not fit in a column
+		if v.StatusText != "" || v.NotifyStopping {
+			stopping := map[bool]string{true: " (STOPPING=1)"}[v.NotifyStopping]
+			if err := printf(w, "%s: status %q%s\n", v.Name, v.StatusText, stopping); err != nil {
+				return err
+			}
+		}
+		for _, c := range v.Checks {
+			last := ""
+			if c.LastError != "" {
+				last = ": " + c.LastError
+			}
+			if err := printf(w, "%s: check %s (%s) %s, %d failures in a row, on failure %s%s\n", v.Name, c.Name, c.Probe,
+				c.State, c.Failures, c.OnFailure, last); err != nil {
+				return err
+			}
+		}
+	}
 	if err := printf(w, "\n"); err != nil {
 		return err
 	}
@@ -86,6 +104,11 @@ func formatEvent(e api.Event) string {
 		line += fmt.Sprintf(" service=%s pid=%s state=%s runs=%d", v.Name, optInt(v.PID), v.State, v.Runs)
 		if v.LastReason != "" {
 			line += " last=" + v.LastReason
+		}
+		for _, c := range v.Checks {
+			if c.Name == e.Check {
+				line += fmt.Sprintf(" check=%s check_state=%s failures=%d", c.Name, c.State, c.Failures)
+			}
 		}
 	case e.Type == api.EventOrphanReaped:
 		line += fmt.Sprintf(" pid=%d code=%s", e.PID, optInt(e.Code))

@@ -5,6 +5,7 @@ package client
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -175,24 +176,56 @@ func eventsCommand() clientCmd {
 }
 
 func healthCommand() clientCmd {
-	return clientCmd{&cli.Command{Name: "health", Usage: "exit 0 when every critical service is ready, 1 when not (125: tend cannot say)",
-		UsageText: "tend health"}, func(c *cli.Context, r *clientRun) int {
+	return clientCmd{&cli.Command{Name: "health", Usage: "exit 0 when healthy, 1 when not (125: tend cannot say)",
+		UsageText: "tend health [--level alive|ready] [--json]",
+		Description: "ready (the default): every counted service ([health] include: the critical ones, or all) is ready and no check of it fails.\n" +
+			"alive: none has failed for good, and no check with on_failure = \"ignore\" fails: for a liveness probe.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "level", Usage: "alive or ready", Value: api.HealthReady},
+			&cli.BoolFlag{Name: "json", Usage: "print the answer as JSON"},
+		}}, func(c *cli.Context, r *clientRun) int {
 		if c.NArg() != 0 {
 			return usage(r.cio, c.Command, "no arguments expected")
 		}
-		h, err := r.client.Health(r.ctx)
+		level := c.String("level")
+		if level != api.HealthAlive && level != api.HealthReady {
+			return usage(r.cio, c.Command, fmt.Sprintf("--level: %q is not %s or %s", level, api.HealthAlive, api.HealthReady))
+		}
+		h, err := r.client.HealthAt(r.ctx, level)
 		if err != nil {
 			return r.fail(err)
 		}
+		code := 0
+		if !h.Healthy {
+			code = exitUnhealthy
+		}
+		if c.Bool("json") {
+			if r.printed(r.printJSON(h)) != 0 {
+				return exitFailure
+			}
+			return code
+		}
 		failed := ""
-		if len(h.Failed) > 0 { // non-critical ones do not fail the probe, but are named
+		if len(h.Failed) > 0 { // services not counted do not fail the probe, but are named
 			failed = "; failed: " + strings.Join(h.Failed, ", ")
 		}
 		if h.Healthy {
 			r.wrote(printf(r.cio.stdout, "healthy%s\n", failed))
 			return 0
 		}
-		r.wrote(printf(r.cio.stdout, "not ready: %s%s\n", strings.Join(h.NotReady, ", "), failed))
+		down := make([]string, 0, len(h.Down))
+		for _, d := range h.Down {
+			if d.Service == "" {
+				down = append(down, d.Reason)
+			} else {
+				down = append(down, d.Service+" ("+d.Reason+")")
+			}
+		}
+		what := "not ready"
+		if level == api.HealthAlive {
+			what = "not alive"
+		}
+		r.wrote(printf(r.cio.stdout, "%s: %s%s\n", what, strings.Join(down, ", "), failed))
 		return exitUnhealthy
 	}}
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -69,7 +71,16 @@ const (
 	DefaultMaxRestarts   = 10
 	DefaultRestartWindow = 10 * time.Minute
 	DefaultReadyTimeout  = 60 * time.Second
-	DefaultStopSignal    = unix.SIGTERM
+	// ReadyProbeTimeout bounds each try of an exec ready probe: one that
+	// hangs is killed and tried again, within ready_timeout.
+	ReadyProbeTimeout = 5 * time.Second
+	// [[service.check]]: Kubernetes' period and threshold, a timeout that
+	// a slow command still meets, and a liveness probe's restart.
+	DefaultCheckPeriod    = 10 * time.Second
+	DefaultCheckTimeout   = 5 * time.Second
+	DefaultCheckThreshold = 3
+	DefaultOnFailure      = OnFailureRestart
+	DefaultStopSignal     = unix.SIGTERM
 	// NoLimit is a memory_max or pids_max that limits nothing: the key
 	// absent (the default: today's behaviour, nothing made for it) or "max".
 	NoLimit          int64 = 0
@@ -91,6 +102,7 @@ type Config struct {
 	Shutdown Shutdown
 	Jobs     Jobs
 	Defaults Defaults
+	Health   Health
 	Services []Service // in file order; StartLevels gives the start order
 }
 
@@ -241,6 +253,10 @@ type Service struct {
 	After         []string      // names of services that must be ready first
 	Ready         Ready
 	ReadyTimeout  time.Duration
+	// Watchdog (ready = "notify" only; 0 = none) restarts a ready run that
+	// has not sent WATCHDOG=1 for this long, as a failure.
+	Watchdog time.Duration
+	Checks   []Check // run while the service is ready, in file order
 	// Signals routes signals sent to tend: a value of 0 means the key signal
 	// is not forwarded to this service; a signal absent from the map takes
 	// the default route (INT and TERM start the shutdown, the rest are
@@ -256,24 +272,97 @@ type Service struct {
 	Line      int // line of the service's table in the file; 0 = unknown
 }
 
-// Ready says when a service counts as ready. At most one field is set;
-// none means ready as soon as started.
+// Ready says when a service counts as ready. At most one of its ways is
+// set; none means ready as soon as started.
 type Ready struct {
-	// Exec is polled until it exits 0.
-	Exec []string
-	// TCP ("HOST:PORT") is polled until a connection to it is accepted.
-	TCP string
-	// HTTP (an http:// URL) is polled until a GET of it answers 200-399
-	// (Kubernetes' rule), redirects not followed, no proxy.
-	HTTP string
+	// Probe, when set, is polled until it succeeds (each try bounded:
+	// ReadyProbeTimeout for a command, 1 s for tcp and http).
+	Probe
 	// FD (3-255) is the notification fd of s6 and dinit: the service is
 	// ready when it writes a newline to its fd FD, a pipe tend reads.
 	FD int
+	// Notify is systemd's sd_notify: the service is ready when a process
+	// of its unit sends READY=1 to $NOTIFY_SOCKET.
+	Notify bool
+}
+
+// String is r as the config spells it (Probe's String would say "" for
+// notify and fd).
+func (r Ready) String() string {
+	switch {
+	case r.Notify:
+		return "notify"
+	case r.FD > 0:
+		return "fd:" + strconv.Itoa(r.FD)
+	case r.Probe.Set():
+		return r.Probe.String()
+	}
+	return "started"
 }
 
 // Polled reports whether readiness waits for something after the start
-// (a probe tend repeats, or the notification fd).
-func (r Ready) Polled() bool { return r.Exec != nil || r.TCP != "" || r.HTTP != "" || r.FD > 0 }
+// (a probe tend repeats, the notification fd, or sd_notify).
+func (r Ready) Polled() bool { return r.Probe.Set() || r.FD > 0 || r.Notify }
+
+// Probe is one way to ask a service whether it is well: a command that
+// exits 0, a tcp port that accepts, or an http GET that answers 200-399.
+// At most one field is set.
+type Probe struct {
+	// Exec is a command, run with the service's user, env and dir.
+	Exec []string
+	// TCP ("HOST:PORT") succeeds when a connection to it is accepted.
+	TCP string
+	// HTTP (an http:// URL) succeeds when a GET of it answers 200-399
+	// (Kubernetes' rule), redirects not followed, no proxy.
+	HTTP string
+}
+
+// Set reports whether p names a probe.
+func (p Probe) Set() bool { return p.Exec != nil || p.TCP != "" || p.HTTP != "" }
+
+// String is p as the config spells it.
+func (p Probe) String() string {
+	switch {
+	case p.Exec != nil:
+		return "exec:" + strings.Join(p.Exec, " ")
+	case p.TCP != "":
+		return "tcp:" + p.TCP
+	}
+	return p.HTTP
+}
+
+// OnFailure is what a [[service.check]] that failed threshold times in a
+// row does.
+type OnFailure string
+
+const (
+	// OnFailureRestart stops the run and starts it again, as a failure:
+	// the backoff and max_restarts apply, whatever the restart policy.
+	OnFailureRestart OnFailure = "restart"
+	// OnFailureStop stops the service for good: it has failed (a critical
+	// one stops the container).
+	OnFailureStop OnFailure = "stop"
+	// OnFailureIgnore only reports it: status, events and /v1/health.
+	OnFailureIgnore OnFailure = "ignore"
+)
+
+// Check is one [[service.check]]: a probe repeated while the service is
+// ready.
+type Check struct {
+	Name      string // unique within the service; default "check-N" (N from 1)
+	Probe     Probe
+	Period    time.Duration // from the end of one probe to the start of the next
+	Timeout   time.Duration // a probe still running then is killed and has failed
+	Threshold int           // failures in a row that make the check fail
+	OnFailure OnFailure
+}
+
+// Health is the [health] table: what GET /v1/health counts.
+type Health struct {
+	// IncludeAll counts every service; false (include = "critical", the
+	// default) only the critical ones.
+	IncludeAll bool
+}
 
 // Options are checks that Parse leaves to the caller, made inside the
 // same collection of errors, so that a file is refused with every problem
@@ -328,6 +417,7 @@ func ParseWith(data []byte, source string, o Options) (*Config, error) {
 		Shutdown: d.shutdown(root.table("shutdown")),
 		Jobs:     d.jobs(root.table("jobs")),
 		Defaults: d.defaults(root.table("defaults")),
+		Health:   d.health(root.table("health")),
 	}
 	services := root.tables("service")
 	root.unknown() // every top-level key has been asked for by now

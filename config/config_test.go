@@ -90,7 +90,7 @@ func TestParseFull(t *testing.T) {
 				StopSignal:    unix.SIGINT,
 				StopTimeout:   20 * time.Second,
 				After:         []string{"db"},
-				Ready:         Ready{Exec: []string{"curl", "-fsS", "http://127.0.0.1:8080/a b", `x"y`}},
+				Ready:         Ready{Probe: Probe{Exec: []string{"curl", "-fsS", "http://127.0.0.1:8080/a b", `x"y`}}},
 				ReadyTimeout:  2 * time.Minute,
 				Signals: map[unix.Signal]unix.Signal{
 					unix.SIGHUP: unix.SIGUSR1, unix.SIGUSR2: 0, unix.SIGWINCH: unix.SIGUSR1, 35: unix.SIGTERM,

@@ -90,7 +90,7 @@ func TestParseRefuses(t *testing.T) {
 		{"stop signal out of range", svc("a", `stop_signal = 65`), []string{`service "a": stop_signal: signal number 65 out of range`}},
 		{"negative stop_timeout", svc("a", `stop_timeout = "-5s"`), []string{`service "a": stop_timeout: negative duration`}},
 		{"zero ready_timeout", svc("a", `ready_timeout = "0"`), []string{`service "a": ready_timeout: must be more than 0`}},
-		{"ready notify", svc("a", `ready = "notify"`), []string{`service "a": ready: "notify" is not "started", "exec:CMD", "fd:N", "tcp:HOST:PORT" or "http://HOST:PORT/PATH"`}},
+		{"ready unknown", svc("a", `ready = "socket"`), []string{`service "a": ready: "socket" is not "started", "notify", "fd:N", "exec:CMD", "tcp:HOST:PORT" or "http://HOST:PORT/PATH"`}},
 		{"empty ready exec", svc("a", `ready = "exec:  "`), []string{`service "a": ready: exec: empty command`}},
 		{"unterminated ready exec", svc("a", `ready = "exec:curl 'http://x"`), []string{`service "a": ready: exec: unterminated '`}},
 		{"unknown signal key", svc("a", `signals = { SIGBOGUS = "" }`), []string{`service "a": signals: unknown signal "SIGBOGUS"`}},

@@ -35,6 +35,8 @@ func FuzzParseRoundTrip(f *testing.F) {
 	f.Add([]byte("[[service]]\nname = \"a\"\ncommand = [\"true\"]\nafter = [\"a\"]\n"))
 	f.Add([]byte("service = [{name = \"x\", command = [\"sh\"]}]\n"))
 	f.Add([]byte("[[service]]\nname=\"b\"\ncommand=[\"x\"]\nready=\"exec:'a b' \\\"c\\\\\"\"\nsignals={1=\"\",HUP=2}\n"))
+	f.Add([]byte("[health]\ninclude=\"all\"\n[[service]]\nname=\"n\"\ncommand=[\"x\"]\nready=\"notify\"\nwatchdog=\"3s\"\n" +
+		"[[service.check]]\nprobe=\"tcp:127.0.0.1:1\"\n[[service.check]]\nname=\"e\"\nprobe=\"exec:a 'b c'\"\non_failure=\"ignore\"\nthreshold=2\n"))
 	f.Add([]byte("[[service]]\nname=\"a\"\ncommand=[\"a\",\"\\u0000\"]\ndir=\"/\\u0000\"\nenv={A=\"\\u0000\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data, "fuzz.toml")
@@ -203,6 +205,7 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"max_parked_fds": c.MaxParkedFDs, "max_parked_fds_per_uid": c.MaxParkedFDsPerUID},
 		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String(), "killed_exit_code": cfg.Shutdown.KilledExitCode},
 		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},
+		"health":   map[string]any{"include": map[bool]string{true: "all", false: "critical"}[cfg.Health.IncludeAll]},
 		"jobs": map[string]any{
 			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,
 			"timeout": cfg.Jobs.Timeout.String(), "stop_grace": cfg.Jobs.StopGrace.String(), "keep": cfg.Jobs.Keep.String(),
@@ -244,8 +247,24 @@ func encode(t *testing.T, cfg *Config) []byte {
 		if s.After != nil {
 			m["after"] = s.After
 		}
-		if s.Ready.Exec != nil {
-			m["ready"] = "exec:" + shellQuote(s.Ready.Exec)
+		switch {
+		case s.Ready.Probe.Set():
+			m["ready"] = probeText(s.Ready.Probe)
+		case s.Ready.FD > 0:
+			m["ready"] = "fd:" + strconv.Itoa(s.Ready.FD)
+		case s.Ready.Notify:
+			m["ready"] = "notify"
+		}
+		if s.Watchdog > 0 {
+			m["watchdog"] = s.Watchdog.String()
+		}
+		var checks []map[string]any
+		for _, c := range s.Checks {
+			checks = append(checks, map[string]any{"name": c.Name, "probe": probeText(c.Probe), "period": c.Period.String(),
+				"timeout": c.Timeout.String(), "threshold": c.Threshold, "on_failure": string(c.OnFailure)})
+		}
+		if checks != nil {
+			m["check"] = checks
 		}
 		if s.Signals != nil {
 			routes := map[string]any{}
@@ -279,6 +298,14 @@ func ints(codes []int) []int64 {
 		out[i] = int64(c)
 	}
 	return out
+}
+
+// probeText is p as the config spells it, an exec probe's words quoted.
+func probeText(p Probe) string {
+	if p.Exec != nil {
+		return "exec:" + shellQuote(p.Exec)
+	}
+	return p.String()
 }
 
 // shellQuote quotes argv for splitArgs: each word in single quotes.

@@ -152,6 +152,22 @@ func (d *decoder) defaults(t *table) Defaults {
 	return def
 }
 
+// health reads [health].
+func (d *decoder) health(t *table) Health {
+	var h Health
+	if v, ok := t.str("include"); ok {
+		switch v {
+		case "critical":
+		case "all":
+			h.IncludeAll = true
+		default:
+			t.errorf("include", "%q is not \"critical\" or \"all\"", v)
+		}
+	}
+	t.unknown()
+	return h
+}
+
 // nproc reads [jobs] nproc: "auto", "off" or 0 (none), or a count >= 1.
 func (t *table) nproc(key string) int {
 	v, present := t.get(key)

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -73,6 +74,11 @@ func (d *decoder) service(t *table) Service {
 		}
 	}
 	s.ReadyTimeout = t.duration("ready_timeout", DefaultReadyTimeout, true)
+	if s.Watchdog = t.duration("watchdog", 0, true); s.Watchdog > 0 && !s.Ready.Notify {
+		// The pings come over NOTIFY_SOCKET, which only ready = "notify" gives.
+		t.errorf("watchdog", "needs ready = \"notify\": WATCHDOG=1 comes over $NOTIFY_SOCKET")
+	}
+	s.Checks = t.checks("check")
 	s.Signals = t.signalMap("signals")
 	s.LogPrefix = t.boolean("log_prefix")
 	if v, ok := t.str("track"); ok {
@@ -229,51 +235,111 @@ func parseSignal(v any) (unix.Signal, error) {
 	return 0, fmt.Errorf("must be a signal name or number, not %s", tomlType(v))
 }
 
-// parseReady reads "started", "exec:CMD", "fd:N", "tcp:HOST:PORT" or
-// "http://HOST[:PORT]/PATH". A network probe may only reach the container
-// itself: HOST is localhost, a loopback address or one of this machine's
-// own interface addresses (a probe of another host would make one
-// service's readiness someone else's).
+// parseReady reads "started", "notify", "fd:N" or a probe (parseProbe).
 func parseReady(s string) (Ready, error) {
 	switch {
 	case s == "started":
 		return Ready{}, nil
-	case strings.HasPrefix(s, "exec:"):
-		argv, err := splitArgs(strings.TrimPrefix(s, "exec:"))
-		if err != nil {
-			return Ready{}, fmt.Errorf("exec: %w", err)
-		}
-		return Ready{Exec: argv}, nil
+	case s == "notify":
+		return Ready{Notify: true}, nil
 	case strings.HasPrefix(s, "fd:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(s, "fd:"))
 		if err != nil || n < 3 || n > 255 {
 			return Ready{}, fmt.Errorf("fd: %q is not a number 3-255 (0-2 are stdio)", strings.TrimPrefix(s, "fd:"))
 		}
 		return Ready{FD: n}, nil
+	}
+	p, err := parseProbe(s)
+	if errors.Is(err, errNotProbe) {
+		return Ready{}, fmt.Errorf("%q is not \"started\", \"notify\", \"fd:N\", \"exec:CMD\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"", s)
+	}
+	return Ready{Probe: p}, err
+}
+
+// errNotProbe: a string of none of the probe forms.
+var errNotProbe = errors.New("not a probe")
+
+// parseProbe reads "exec:CMD", "tcp:HOST:PORT" or "http://HOST[:PORT]/PATH".
+// A network probe may only reach the container itself: HOST is localhost,
+// a loopback address or one of this machine's own interface addresses (a
+// probe of another host would make one service's health someone else's).
+func parseProbe(s string) (Probe, error) {
+	switch {
+	case strings.HasPrefix(s, "exec:"):
+		argv, err := splitArgs(strings.TrimPrefix(s, "exec:"))
+		if err != nil {
+			return Probe{}, fmt.Errorf("exec: %w", err)
+		}
+		return Probe{Exec: argv}, nil
 	case strings.HasPrefix(s, "tcp:"):
 		addr := strings.TrimPrefix(s, "tcp:")
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
-			return Ready{}, fmt.Errorf("%q: %q is not HOST:PORT: %v", s, addr, err)
+			return Probe{}, fmt.Errorf("%q: %q is not HOST:PORT: %v", s, addr, err)
 		}
 		if err := checkProbeHost(host, port, false); err != nil {
-			return Ready{}, fmt.Errorf("%q: %w", s, err)
+			return Probe{}, fmt.Errorf("%q: %w", s, err)
 		}
-		return Ready{TCP: addr}, nil
+		return Probe{TCP: addr}, nil
 	case strings.HasPrefix(s, "http://"):
 		u, err := url.Parse(s)
 		if err != nil {
-			return Ready{}, fmt.Errorf("%q: %v", s, err)
+			return Probe{}, fmt.Errorf("%q: %v", s, err)
 		}
 		if u.User != nil || u.Fragment != "" {
-			return Ready{}, fmt.Errorf("%q: no user info or #fragment in a probe URL", s)
+			return Probe{}, fmt.Errorf("%q: no user info or #fragment in a probe URL", s)
 		}
 		if err := checkProbeHost(u.Hostname(), u.Port(), true); err != nil {
-			return Ready{}, fmt.Errorf("%q: %w", s, err)
+			return Probe{}, fmt.Errorf("%q: %w", s, err)
 		}
-		return Ready{HTTP: s}, nil
+		return Probe{HTTP: s}, nil
 	}
-	return Ready{}, fmt.Errorf("%q is not \"started\", \"exec:CMD\", \"fd:N\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"", s)
+	return Probe{}, errNotProbe
+}
+
+// checks reads the [[service.check]] tables of a service.
+func (t *table) checks(key string) []Check {
+	var out []Check
+	for i, ct := range t.tables(key) {
+		c := Check{Name: fmt.Sprintf("check-%d", i+1)}
+		ct.label = fmt.Sprintf("%s: %s[%d]", t.label, key, i)
+		if name, ok := ct.str("name"); ok {
+			switch {
+			case !validName.MatchString(name) || name == "." || name == "..":
+				ct.errorf("name", "%q is not made of letters, digits, '.', '_' and '-'", name)
+			case slices.ContainsFunc(out, func(o Check) bool { return o.Name == name }):
+				ct.errorf("name", "%q is already the name of another check of this service", name)
+			default:
+				c.Name = name
+			}
+		}
+		if _, present := ct.m["probe"]; !present {
+			ct.errorf("probe", "missing: \"exec:CMD\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"")
+		} else if v, ok := ct.str("probe"); ok {
+			p, err := parseProbe(v)
+			switch {
+			case errors.Is(err, errNotProbe):
+				ct.errorf("probe", "%q is not \"exec:CMD\", \"tcp:HOST:PORT\" or \"http://HOST:PORT/PATH\"", v)
+			case err != nil:
+				ct.errorf("probe", "%w", err)
+			}
+			c.Probe = p
+		}
+		c.Period = ct.duration("period", DefaultCheckPeriod, true)
+		c.Timeout = ct.duration("timeout", DefaultCheckTimeout, true)
+		c.Threshold = ct.integer("threshold", DefaultCheckThreshold, 1)
+		c.OnFailure = DefaultOnFailure
+		if v, ok := ct.str("on_failure"); ok {
+			switch c.OnFailure = OnFailure(v); c.OnFailure {
+			case OnFailureRestart, OnFailureStop, OnFailureIgnore:
+			default:
+				ct.errorf("on_failure", "%q is not one of restart, stop, ignore", v)
+			}
+		}
+		ct.unknown()
+		out = append(out, c)
+	}
+	return out
 }
 
 // ownAddrs lists this machine's interface addresses; tests replace it.

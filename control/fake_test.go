@@ -158,7 +158,7 @@ func (f *fakeServices) ServiceOp(name, op string, sig unix.Signal) error {
 	return api.Errorf(http.StatusNotFound, "no service %s", name)
 }
 
-func (f *fakeServices) Health() api.Health {
+func (f *fakeServices) Health(string) api.Health {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.healthy {

@@ -38,9 +38,19 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, c *conn) {
 	s.reply(w, http.StatusOK, st)
 }
 
-// health answers GET /v1/health: 200 when healthy, else 503, with the record.
+// health answers GET /v1/health?level=alive|ready: 200 when healthy, else
+// 503, with the record.
 func (s *Server) health(w http.ResponseWriter, r *http.Request, c *conn) {
-	h := s.cfg.Services.Health()
+	level := r.URL.Query().Get("level")
+	switch level {
+	case "":
+		level = api.HealthReady
+	case api.HealthAlive, api.HealthReady:
+	default:
+		s.fail(w, api.Errorf(http.StatusBadRequest, "level: %q is not %s or %s", level, api.HealthAlive, api.HealthReady))
+		return
+	}
+	h := s.cfg.Services.Health(level)
 	code := http.StatusOK
 	if !h.Healthy {
 		code = http.StatusServiceUnavailable

@@ -91,7 +91,7 @@ func (f *fuzzServices) ServiceOp(name, op string, sig unix.Signal) error {
 	return nil
 }
 
-func (f *fuzzServices) Health() api.Health       { return api.Health{Healthy: true} }
+func (f *fuzzServices) Health(string) api.Health { return api.Health{Healthy: true} }
 func (f *fuzzServices) Stopping() bool           { return false }
 func (f *fuzzServices) Reaped() (uint64, uint64) { return 0, 0 }
 

@@ -69,7 +69,7 @@ type Services interface {
 	// ServiceOp runs op ("signal", "restart", "stop" or "start"; sig only
 	// for "signal") on the service name.
 	ServiceOp(name, op string, sig unix.Signal) error
-	Health() api.Health
+	Health(level string) api.Health // level: api.HealthAlive or api.HealthReady
 	Stopping() bool
 	Reaped() (total, orphans uint64)
 }

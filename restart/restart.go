@@ -124,17 +124,35 @@ func (t *Tracker) Exited(started, now time.Time, code int, signaled bool) Decisi
 			return Decision{Reason: reason}
 		}
 	}
-	if !t.spend(now) {
-		return Decision{GaveUp: true, Reason: t.limitReason()}
-	}
 	if immediate {
+		if !t.spend(now) {
+			return Decision{GaveUp: true, Reason: t.limitReason()}
+		}
 		// restart_now is a planned restart (e.g. a reload): it leaves the
 		// backoff where it was.
 		return Decision{Restart: true, Reason: fmt.Sprintf("exit code %d in restart_now", code)}
 	}
+	return t.backoff(now, "backoff")
+}
+
+// Failed records a run that tend ended because it failed while it ran (its
+// watchdog expired, a check failed): a restart whatever the Mode and the
+// exit code, after the backoff, within MaxRestarts like any other.
+func (t *Tracker) Failed(started, now time.Time, reason string) Decision {
+	if now.Sub(started) > t.p.BackoffMax {
+		t.next = t.p.Backoff
+	}
+	return t.backoff(now, reason)
+}
+
+// backoff spends a restart and takes the next delay, or gives up.
+func (t *Tracker) backoff(now time.Time, reason string) Decision {
+	if !t.spend(now) {
+		return Decision{GaveUp: true, Reason: t.limitReason()}
+	}
 	delay := t.next
 	t.next = doubled(t.next, t.p.BackoffMax)
-	return Decision{Restart: true, Delay: delay, Reason: "backoff"}
+	return Decision{Restart: true, Delay: delay, Reason: reason}
 }
 
 // wanted applies Mode to an exit that matched neither code list. It returns

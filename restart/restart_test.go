@@ -4,6 +4,7 @@ package restart
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -278,5 +279,33 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %q, want one line", err)
 			}
 		})
+	}
+}
+
+// TestFailed: a run ended by tend for failing (watchdog, check) restarts
+// whatever the policy, backs off and spends the budget like any failure.
+func TestFailed(t *testing.T) {
+	tr := New(Policy{Mode: ModeNever, Backoff: time.Second, BackoffMax: 4 * time.Second, MaxRestarts: 3, Window: time.Hour})
+	t0 := time.Now()
+	var delays []time.Duration
+	for i := 0; i < 3; i++ {
+		d := tr.Failed(t0, t0.Add(time.Duration(i)*time.Millisecond), "watchdog")
+		if !d.Restart || d.GaveUp || d.Reason != "watchdog" {
+			t.Fatalf("failure %d: %+v", i, d)
+		}
+		delays = append(delays, d.Delay)
+	}
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}; !slices.Equal(delays, want) {
+		t.Errorf("delays %v, want %v", delays, want)
+	}
+	if d := tr.Failed(t0, t0.Add(time.Second), "watchdog"); d.Restart || !d.GaveUp {
+		t.Errorf("the fourth failure within the window: %+v, want gave up", d)
+	}
+	// A long healthy run resets the doubling.
+	tr = New(Policy{Mode: ModeOnFailure, Backoff: time.Second, BackoffMax: 4 * time.Second, MaxRestarts: -1})
+	tr.Failed(t0, t0, "x")
+	tr.Failed(t0, t0, "x")
+	if d := tr.Failed(t0, t0.Add(time.Minute), "x"); d.Delay != time.Second {
+		t.Errorf("after a long run: delay %v, want the first backoff", d.Delay)
 	}
 }

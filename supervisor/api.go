@@ -341,9 +341,9 @@ func (b backend) ServiceOp(name, op string, sig unix.Signal) (err error) {
 	return err
 }
 
-func (b backend) Health() api.Health {
-	h := api.Health{NotReady: []string{"(tend is not answering)"}}
-	b.do(func() { h = b.l.health() })
+func (b backend) Health(level string) api.Health {
+	h := api.Health{Level: level, NotReady: []string{"(tend is not answering)"}, Down: []api.Down{{Reason: "tend is not answering"}}}
+	b.do(func() { h = b.l.health(level) })
 	return h
 }
 

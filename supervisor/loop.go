@@ -52,6 +52,9 @@ type loop struct {
 	main   *service     // the service "main", or nil
 	jobs   *jobs.Table
 	socket string // the control socket, once served: every child's TEND_SOCKET
+	// notifyDir holds the NOTIFY_SOCKETs of services with ready =
+	// "notify" (notify.go); "" when none has.
+	notifyDir string
 	// helperOK says a unit helper can be started: tend's own binary is
 	// there to exec (/proc/self/exe).
 	helperOK bool
@@ -110,6 +113,7 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	l.jobs = jobs.New(jobs.Limits{MaxRunning: j.MaxRunning, MaxQueued: j.MaxQueued, Keep: j.Keep, MaxRecords: j.MaxRecords,
 		MaxRecordBytes: int64(j.MaxRecordBytes), RecordArgvBytes: j.RecordArgvBytes}, time.Now)
 	if err := l.build(); err != nil {
+		l.closeNotifiers()
 		l.closeCgroups()
 		unix.Close(null)
 		return nil, &ConfigError{err}
@@ -138,6 +142,7 @@ const logQueueLines = 1024
 
 // release gives back what the loop held for its whole life.
 func (l *loop) release() {
+	l.closeNotifiers()
 	if l.null >= 0 {
 		unix.Close(l.null)
 		l.null = -1
@@ -178,6 +183,8 @@ func (l *loop) takeExits() {
 		switch o := e.Child.Owner().(type) {
 		case *service:
 			l.serviceExit(o, e) // a ready probe
+		case *check:
+			l.checkExit(o, e)
 		case *unit:
 			l.unitExit(o, e) // a run or a job: its command or its helper
 		}

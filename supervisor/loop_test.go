@@ -102,7 +102,7 @@ func TestRewriteToZeroStartsNothing(t *testing.T) {
 		h.sigs <- unix.SIGTERM
 		h.never("-100:KILL", 5*time.Second)
 		var health api.Health
-		h.do(func() { health = h.l.health() })
+		h.do(func() { health = h.l.health(api.HealthReady) })
 		if !health.Healthy || len(h.signalsSent()) != 0 {
 			t.Errorf("after a dropped SIGTERM: health %+v, sent %q; want healthy and nothing sent", health, h.signalsSent())
 		}

@@ -29,12 +29,7 @@ func (l *loop) runNetProbe(s *service) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), netProbeTimeout)
 		defer cancel()
-		var err error
-		if ready.TCP != "" {
-			err = probeTCP(ctx, ready.TCP)
-		} else {
-			err = probeHTTP(ctx, ready.HTTP)
-		}
+		err := netProbe(ctx, ready.Probe)
 		l.post(func() {
 			if s.gen != gen {
 				return
@@ -140,7 +135,15 @@ func (l *loop) notifyFD(s *service, files []uintptr) ([]uintptr, *os.File, error
 
 // notifyReady is the newline on s's notification fd of run gen.
 func (l *loop) notifyReady(s *service, gen int) {
-	if s.gen != gen || l.sd.active || s.state != stateStarting {
+	if s.gen == gen {
+		l.saidReady(s)
+	}
+}
+
+// saidReady is the current run of s saying it is ready (a newline on its
+// notification fd, READY=1).
+func (l *loop) saidReady(s *service) {
+	if l.sd.active || s.state != stateStarting {
 		return
 	}
 	if s.unit == nil || !s.unit.started {

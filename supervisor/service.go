@@ -54,15 +54,27 @@ type service struct {
 	probe *reaper.Child // the running ready probe, or nil
 	// netProbing: a tcp or http ready probe of this run is in flight.
 	netProbing bool
-	notifyR    *os.File  // ready = "fd:N": the read end of this run's pipe, read off the loop
-	notified   bool      // the newline came before the run's command was known to run
-	leftovers  int       // killed when the last run's main process ended
-	gen        int       // bumped at every start and stop: older timers and lookups do nothing
-	started    time.Time // of the current run
-	runs       int
-	everUp     bool // has been ready once: its dependents may start
-	failing    bool // readiness timed out: the exit that follows is a failure for good
-	lastCode   int  // exit code of the last run, 128+N for signal N
+	notifyR    *os.File // ready = "fd:N": the read end of this run's pipe, read off the loop
+	notified   bool     // ready was said before the run's command was known to run
+	// ready = "notify": the service's socket, and what its run said.
+	notifier       *notifier
+	statusText     string    // STATUS=
+	notifyStopping bool      // STOPPING=1
+	watchdogAt     time.Time // WATCHDOG=1 is due by then
+	notifyWarned   bool      // a refused datagram was logged (once per run, then debug)
+	mainPIDWarned  bool
+	checks         []*check
+	// failedBy says why tend is stopping the run as a failure (watchdog,
+	// a check); failForGood: no restart after (on_failure = "stop").
+	failedBy    string
+	failForGood bool
+	leftovers   int       // killed when the last run's main process ended
+	gen         int       // bumped at every start and stop: older timers and lookups do nothing
+	started     time.Time // of the current run
+	runs        int
+	everUp      bool // has been ready once: its dependents may start
+	failing     bool // readiness timed out: the exit that follows is a failure for good
+	lastCode    int  // exit code of the last run, 128+N for signal N
 	// lastReason is how the last run ended: exited, signaled, oom,
 	// exec_failed.
 	lastReason string
@@ -124,11 +136,17 @@ func (l *loop) build() error {
 			env = spawn.SetEnv(env, k, c.Env[k])
 		}
 		s.spec.Env = env
+		for _, cc := range c.Checks {
+			s.checks = append(s.checks, &check{cfg: cc, s: s, state: api.CheckPending})
+		}
 		l.svcs = append(l.svcs, s)
 		byName[c.Name] = s
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	if err := l.makeNotifiers(); err != nil {
+		return err
 	}
 	for i, names := range l.cfg.File.StartLevels() {
 		var level []*service
@@ -228,6 +246,8 @@ func (l *loop) start(s *service) {
 	s.gen++
 	s.runs++
 	s.failing, s.stopSent = false, false
+	s.failedBy, s.failForGood = "", false
+	s.statusText, s.notifyStopping, s.notifyWarned, s.mainPIDWarned, s.notified = "", false, false, false, false
 	s.started = time.Now()
 	l.setState(s, stateStarting, "run", s.runs)
 	gen := s.gen
@@ -258,6 +278,9 @@ func (l *loop) launch(s *service, p *spawn.Prepared, err error) {
 	}
 	if err == nil {
 		s.unit, err = l.startUnit(p, l.serviceUnitSpec(s, files), s)
+	}
+	if err == nil {
+		s.setMember(s.unit)
 	}
 	if err != nil {
 		l.closeNotify(s)
@@ -381,17 +404,14 @@ func (l *loop) pruneStreams() {
 // runProbe runs the ready probe once: a command, whose exit comes back to
 // serviceExit, or a tcp or http probe (ready.go).
 func (l *loop) runProbe(s *service) {
-	if s.cfg.Ready.FD > 0 {
-		return // the notification fd is read since the start (notifyFD, ready.go)
+	if s.cfg.Ready.FD > 0 || s.cfg.Ready.Notify {
+		return // the notification fd or socket is read since the start (ready.go, notify.go)
 	}
 	if s.cfg.Ready.Exec == nil {
 		l.runNetProbe(s)
 		return
 	}
-	spec := s.spec
-	spec.Argv = s.cfg.Ready.Exec
-	spec.Setpgid, spec.Foreground, spec.InheritFDs = false, false, false
-	spec.Files = []uintptr{uintptr(l.null), uintptr(l.null), uintptr(l.null)}
+	spec := l.probeSpec(s, s.cfg.Ready.Exec)
 	gen := s.gen
 	l.prepareAsync(spec, func(p *spawn.Prepared, err error) {
 		if s.gen != gen || s.state != stateStarting {
@@ -407,7 +427,17 @@ func (l *loop) runProbe(s *service) {
 		if err != nil {
 			l.log.Warn("ready probe cannot start", "service", s.cfg.Name, "err", err)
 			l.probeAgain(s)
+			return
 		}
+		// A probe that hangs is killed and tried again: the next try
+		// may succeed within ready_timeout.
+		child := s.probe
+		l.tm.after(config.ReadyProbeTimeout, func() {
+			if s.probe == child {
+				l.log.Warn("ready probe timed out: killed", "service", s.cfg.Name, "timeout", config.ReadyProbeTimeout)
+				_ = child.SignalGroup(unix.SIGKILL)
+			}
+		})
 	})
 }
 
@@ -427,6 +457,8 @@ func (l *loop) probeAgain(s *service) {
 func (l *loop) ready(s *service) {
 	s.everUp = true
 	l.setState(s, stateRunning, "pid", s.unit.main)
+	l.armWatchdog(s)
+	l.startChecks(s)
 	l.startEligible()
 }
 
@@ -459,10 +491,9 @@ func (l *loop) serviceUnitEnded(s *service, u *unit) {
 		return
 	}
 	s.unit = nil
+	s.setMember(nil)
 	l.closeNotify(s)
-	if s.probe != nil {
-		_ = s.probe.Signal(unix.SIGKILL)
-	}
+	s.killProbes()
 	if !u.started {
 		err := u.startErr
 		if err == nil {
@@ -525,17 +556,26 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 		l.ended(s)
 		return
 	}
-	if s.failing {
-		l.setState(s, stateFailed, "reason", "not ready within ready_timeout")
+	if s.failing || (s.failedBy != "" && s.failForGood) {
+		reason := s.failedBy
+		if s.failing {
+			reason = "not ready within ready_timeout"
+		}
+		l.setState(s, stateFailed, "reason", reason)
 		s.lastCode = max(s.lastCode, 1)
 		l.ended(s)
 		return
 	}
-	code, sig := ws.ExitStatus(), ws.Signaled()
-	if sig {
-		code = int(ws.Signal())
+	var d restart.Decision
+	if s.failedBy != "" {
+		d = s.tracker.Failed(s.started, time.Now(), s.failedBy)
+	} else {
+		code, sig := ws.ExitStatus(), ws.Signaled()
+		if sig {
+			code = int(ws.Signal())
+		}
+		d = s.tracker.Exited(s.started, time.Now(), code, sig)
 	}
-	d := s.tracker.Exited(s.started, time.Now(), code, sig)
 	switch {
 	case d.GaveUp:
 		l.setState(s, stateFailed, "reason", d.Reason)

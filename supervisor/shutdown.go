@@ -110,7 +110,7 @@ func (l *loop) advanceShutdown() {
 		return
 	}
 	for _, s := range l.levels[l.sd.level-1] {
-		if s.unit != nil || s.probe != nil {
+		if s.unit != nil || s.probesRunning() {
 			return
 		}
 	}
@@ -122,14 +122,12 @@ func (l *loop) advanceShutdown() {
 // its stop_timeout, capped by what is left of the budget. It reports
 // whether a process of s is still running.
 func (l *loop) stopService(s *service) bool {
-	if s.probe != nil {
-		_ = s.probe.Signal(unix.SIGKILL)
-	}
+	s.killProbes()
 	if s.unit == nil {
 		if s.state != stateFailed {
 			l.setState(s, stateStopped)
 		}
-		return s.probe != nil
+		return s.probesRunning()
 	}
 	if s.state == stateStopping {
 		return true
@@ -272,7 +270,7 @@ func (l *loop) onlyLeftovers() bool {
 // reached the loop, and tend has no child at all.
 func (l *loop) gone() bool {
 	for _, s := range l.svcs {
-		if s.unit != nil || s.probe != nil {
+		if s.unit != nil || s.probesRunning() {
 			return false
 		}
 	}
@@ -286,20 +284,58 @@ func (l *loop) finish() {
 	l.finished = true
 }
 
-// health is GET /v1/health: every critical service ready, not stopping.
-func (l *loop) health() api.Health {
-	h := api.Health{Healthy: !l.sd.active}
+// health is GET /v1/health at level (api.HealthAlive, api.HealthReady)
+// over the services [health] include counts: critical ones, or all.
+func (l *loop) health(level string) api.Health {
+	h := api.Health{Healthy: !l.sd.active, Level: level, Include: "critical"}
+	if l.cfg.File.Health.IncludeAll {
+		h.Include = "all"
+	}
 	if l.sd.active {
 		h.NotReady = append(h.NotReady, "(stopping: "+l.sd.reason+")")
+		h.Down = append(h.Down, api.Down{Reason: "tend is stopping: " + l.sd.reason})
 	}
 	for _, s := range l.svcs {
-		if s.cfg.Critical && s.state != stateRunning {
-			h.Healthy = false
-			h.NotReady = append(h.NotReady, s.cfg.Name)
-		}
 		if s.state == stateFailed {
 			h.Failed = append(h.Failed, s.cfg.Name)
 		}
+		if !s.cfg.Critical && !l.cfg.File.Health.IncludeAll {
+			continue
+		}
+		if why := l.down(s, level); why != "" {
+			h.Healthy = false
+			h.Down = append(h.Down, api.Down{Service: s.cfg.Name, Reason: why})
+			if level == api.HealthReady {
+				h.NotReady = append(h.NotReady, s.cfg.Name)
+			}
+		}
 	}
 	return h
+}
+
+// down says why s makes the health at level fail, or "".
+func (l *loop) down(s *service, level string) string {
+	if level == api.HealthAlive {
+		if s.state == stateFailed {
+			return "failed"
+		}
+		for _, c := range s.checks {
+			if c.state == api.CheckFailing && c.cfg.OnFailure == config.OnFailureIgnore {
+				return "check " + c.cfg.Name + " failing: " + c.lastErr
+			}
+		}
+		return ""
+	}
+	switch {
+	case s.state != stateRunning:
+		return string(s.state)
+	case s.notifyStopping:
+		return "stopping (STOPPING=1)"
+	}
+	for _, c := range s.checks {
+		if c.state == api.CheckFailing {
+			return "check " + c.cfg.Name + " failing: " + c.lastErr
+		}
+	}
+	return ""
 }

@@ -23,6 +23,10 @@ func serviceStatus(s *service) api.Service {
 	if s.unit != nil {
 		out.Track = string(s.unit.track)
 	}
+	out.StatusText, out.NotifyStopping = s.statusText, s.notifyStopping
+	for _, c := range s.checks {
+		out.Checks = append(out.Checks, checkStatus(c))
+	}
 	if s.ended { // of the last run that ended, also while the next one runs
 		code := s.lastCode
 		out.LastCode = &code
@@ -90,14 +94,7 @@ func (l *loop) apiStop(s *service) error {
 	}
 	s.apiStopped = true
 	if s.state != stateStopping {
-		timeout := s.cfg.StopTimeout
-		if timeout < 0 {
-			timeout = l.cfg.Grace
-			if timeout == 0 {
-				timeout = -1 // no budget: no SIGKILL
-			}
-		}
-		l.signalStop(s, timeout)
+		l.signalStop(s, l.stopTimeout(s))
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ const pgStopWithin = 10 * time.Second
 
 // TestPostgresFastShutdown runs examples/postgres/tend.toml (its keys, with
 // a temporary data directory, port and socket) as PID 1: postgres becomes
-// ready, answers a query, and with a client left connected, SIGTERM to tend
+// ready, its tcp check passes, it answers a query, and with a client left connected, SIGTERM to tend
 // still ends everything within seconds with 143, postgres having shut down
 // cleanly. That is stop_signal = "SIGINT" (the fast shutdown) at work:
 // postgres's own SIGTERM is the smart shutdown, which waits for the client.
@@ -64,6 +64,16 @@ func TestPostgresFastShutdown(t *testing.T) {
 	})
 	t.Logf("postgres ready %v after tend's start", time.Since(t0).Round(time.Millisecond))
 	pgExpectService(t, client, "running")
+	svPoll(t, r, svWait, "postgres's tcp check passing", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := client.Status(ctx)
+		if err != nil {
+			return false
+		}
+		s := svcStatus(t, st, "postgres")
+		return len(s.Checks) == 1 && s.Checks[0].Name == "port" && s.Checks[0].State == api.CheckPassing
+	})
 
 	if out, err := pgPsql(port, "-Atc", "select 1").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "1" {
 		t.Fatalf("psql -c 'select 1' = %q, %v; want 1; tend's stderr:\n%s", out, err, r.stderrNow())
@@ -179,6 +189,8 @@ func pgConfig(t *testing.T, data, run, sock string, port int) string {
 		{`"-p", "5432"`, `"-p", "` + strconv.Itoa(port) + `"`},
 		{"-p 5432 ", "-p " + strconv.Itoa(port) + " "},
 		{`socket = "/run/tend.sock"`, "socket = " + svQuote(sock)},
+		{`"tcp:127.0.0.1:5432"`, `"tcp:127.0.0.1:` + strconv.Itoa(port) + `"`},
+		{`period = "10s"`, `period = "200ms"`}, // the check's: seen passing within the test
 	} {
 		if !strings.Contains(cfg, r.old) {
 			t.Fatalf("examples/postgres/tend.toml has no %s for the test to replace", r.old)

@@ -68,7 +68,7 @@ func TestStartInto(t *testing.T) {
 	if p, err := g.Populated(); err != nil || !p {
 		t.Errorf("Populated() = %v, %v; want true", p, err)
 	}
-	if !g.holds(pid) {
+	if !g.Holds(pid) {
 		data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 		t.Errorf("/proc/%d/cgroup = %q, want 0::%s", pid, data, g.rel)
 	}

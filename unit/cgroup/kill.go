@@ -147,7 +147,7 @@ func (g *Group) signalOneVia(pid int, sig unix.Signal, send func(int, unix.Signa
 		return false, fmt.Errorf("pidfd_open: %w", err)
 	}
 	defer unix.Close(fd)
-	if !g.holds(pid) {
+	if !g.Holds(pid) {
 		return false, nil
 	}
 	err = send(fd, sig)
@@ -160,9 +160,9 @@ func (g *Group) signalOneVia(pid int, sig unix.Signal, send func(int, unix.Signa
 	return true, nil
 }
 
-// holds reports whether /proc/<pid>/cgroup names the unit or a cgroup below
+// Holds reports whether /proc/<pid>/cgroup names the unit or a cgroup below
 // it. A process that is gone (no /proc entry) is not held.
-func (g *Group) holds(pid int) bool {
+func (g *Group) Holds(pid int) bool {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
 		return false
