@@ -98,49 +98,71 @@ func TestControlSocketEnv(t *testing.T) {
 // GET /v1/health as an httpGet probe does: a non-critical service that has
 // failed for good is named (in the body, and on tend health's stdout) but
 // fails neither probe; a critical service that is not ready fails both
-// (503, exit 1), named.
+// (503, exit 1), named with why, at level ready, and neither at level
+// alive; with [health] include = "all" the failed non-critical service
+// fails both levels.
 func TestHealthAsProbe(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		web     []string // web's extra keys
+		include string   // [health] include
+		level   string   // "" none asked
 		code    int      // tend health's exit code
 		http    int
 		stdout  string
 		body    []string
 		notBody string
 	}{
-		{"healthy with a failed non-critical service", nil, 0, 200, "healthy; failed: crashy",
-			[]string{`"healthy":true`, `"failed":["crashy"]`}, `"not_ready"`},
-		{"critical not ready", []string{`ready = "exec:false"`, `ready_timeout = "5m"`}, 1, 503, "not ready: web; failed: crashy",
-			[]string{`"healthy":false`, `"not_ready":["web"]`, `"failed":["crashy"]`}, ""},
+		{"healthy with a failed non-critical service", nil, "", "", 0, 200, "healthy; failed: crashy",
+			[]string{`"healthy":true`, `"level":"ready"`, `"include":"critical"`, `"failed":["crashy"]`}, `"not_ready"`},
+		{"critical not ready", []string{`ready = "exec:false"`, `ready_timeout = "5m"`}, "", "", 1, 503, "not ready: web (starting); failed: crashy",
+			[]string{`"healthy":false`, `"down":[{"service":"web","reason":"starting"}]`, `"not_ready":["web"]`, `"failed":["crashy"]`}, ""},
+		{"critical not ready, alive", []string{`ready = "exec:false"`, `ready_timeout = "5m"`}, "", "alive", 0, 200, "healthy; failed: crashy",
+			[]string{`"healthy":true`, `"level":"alive"`, `"failed":["crashy"]`}, `"down"`},
+		{"include all, ready", nil, "all", "ready", 1, 503, "not ready: crashy (failed); failed: crashy",
+			[]string{`"healthy":false`, `"include":"all"`, `"down":[{"service":"crashy","reason":"failed"}]`}, ""},
+		{"include all, alive", nil, "all", "alive", 1, 503, "not alive: crashy (failed); failed: crashy",
+			[]string{`"healthy":false`, `"level":"alive"`, `"down":[{"service":"crashy","reason":"failed"}]`}, `"not_ready"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := hDir(t)
 			sock := filepath.Join(dir, "s")
-			body := "[control]\nsocket = " + svQuote(sock) + "\n" +
-				svShell("web", dir, svLoop, append([]string{"critical = true"}, tc.web...)...) +
+			body := "[control]\nsocket = " + svQuote(sock) + "\n"
+			if tc.include != "" {
+				body += "[health]\ninclude = " + svQuote(tc.include) + "\n"
+			}
+			body += svShell("web", dir, svLoop, append([]string{"critical = true"}, tc.web...)...) +
 				svShell("crashy", dir, "exit 1", `restart = "on-failure"`, "max_restarts = 0")
 			r, _ := hConfig(t, opts{}, dir, body)
 			svWaitLog(t, r, "service failed", "crashy")
-			res := cliRun(t, []string{"TEND_SOCKET=" + sock}, "health")
-			if res.code() != tc.code || strings.TrimSpace(res.stdout) != tc.stdout {
-				t.Errorf("tend health: exit %d, stdout %q; want %d, %q (stderr %q)", res.code(), res.stdout, tc.code, tc.stdout, res.stderr)
+			args, path := []string{"health"}, "/v1/health"
+			if tc.level != "" {
+				args, path = append(args, "--level", tc.level), path+"?level="+tc.level
 			}
-			code, got := rawGet(t, sock, "/v1/health")
+			res := cliRun(t, []string{"TEND_SOCKET=" + sock}, args...)
+			if res.code() != tc.code || strings.TrimSpace(res.stdout) != tc.stdout {
+				t.Errorf("tend %v: exit %d, stdout %q; want %d, %q (stderr %q)", args, res.code(), res.stdout, tc.code, tc.stdout, res.stderr)
+			}
+			code, got := rawGet(t, sock, path)
 			for _, w := range tc.body {
 				if code != tc.http || !strings.Contains(got, w) {
-					t.Errorf("GET /v1/health = %d %s, want %d with %s", code, got, tc.http, w)
+					t.Errorf("GET %s = %d %s, want %d with %s", path, code, got, tc.http, w)
 				}
 			}
 			if tc.notBody != "" && strings.Contains(got, tc.notBody) {
-				t.Errorf("GET /v1/health body %s has %s", got, tc.notBody)
+				t.Errorf("GET %s body %s has %s", path, got, tc.notBody)
 			}
 			if code, _ := svTermAndExit(t, r); code != 143 && code != 0 {
 				t.Errorf("tend exit code = %d after SIGTERM", code)
 			}
 		})
+	}
+	// A level that is not one: the client refuses it before asking.
+	res := cliRun(t, []string{"TEND_SOCKET=/nonexistent"}, "health", "--level", "sideways")
+	if res.code() != 2 || !strings.Contains(res.stderr, `--level: "sideways" is not alive or ready`) {
+		t.Errorf("tend health --level sideways: exit %d, stderr %q; want 2 naming the level", res.code(), res.stderr)
 	}
 }
 

@@ -446,9 +446,16 @@ class Client:
     def status(self):
         return self._do("GET", "/v1/status")
 
-    def health(self):
-        """True when every critical service is ready (200), False on 503."""
-        status, data, rfds = self._exchange("GET", "/v1/health")
+    def health(self, level=None):
+        """True when tend is healthy at level ("ready", the default: every
+        counted service ready and no check failing; "alive": none failed
+        for good), False on 503."""
+        path = "/v1/health"
+        if level is not None:
+            if level not in ("alive", "ready"):
+                raise ValueError("level: %r is not 'alive' or 'ready'" % (level,))
+            path += "?level=" + level
+        status, data, rfds = self._exchange("GET", path)
         for fd in rfds:
             _close(fd)
         if status in (200, 503):

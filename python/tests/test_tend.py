@@ -122,6 +122,17 @@ class TendTestCase(unittest.TestCase):
         return asyncio.run(asyncio.wait_for(coro, DEADLINE))
 
 
+class HealthTest(TendTestCase):
+    def test_health_levels(self):
+        c = tend.Client()
+        # This test runs as tend's main process: ready and alive.
+        self.assertTrue(c.health())
+        self.assertTrue(c.health("ready"))
+        self.assertTrue(c.health(level="alive"))
+        with self.assertRaises(ValueError):
+            c.health("sideways")
+
+
 class ArgumentsTest(TendTestCase):
     def test_list_args_and_returncode(self):
         p = self.popen(["sh", "-c", "exit 3"])
