@@ -64,7 +64,8 @@ time.sleep(1000)
 // TestSupervisorNotify: ready = "notify" as PID 1 with a Python sender.
 // The service is ready only when a process of its own run says READY=1:
 // a root process of another service is refused (logged), a non-root one
-// cannot even send (the socket is 0600, the service's uid's); its dependent
+// cannot even send (the socket is 0600, the service's uid's: a service of
+// uid 1234 can, on its own); its dependent
 // starts after it; STATUS= shows in status; MAINPID= is refused with a
 // warning; a service that stops sending WATCHDOG=1 is restarted although
 // its policy is never; STOPPING=1 makes /v1/health (ready) fail, naming it.
@@ -99,7 +100,10 @@ func notifyCase(t *testing.T, o opts, track string) {
 		svShell("py", dir, `exec python3 "$D/svc.py"`, `ready = "notify"`, `watchdog = "1s"`, `restart = "never"`, `ready_timeout = "60s"`) +
 		svShell("b", dir, `touch "$D/b.start"; exec sleep 1000`, `after = ["py"]`) +
 		svShell("other", dir, `exec python3 "$D/intruder.py" other`) +
-		svShell("stranger", dir, `exec python3 "$D/intruder.py" stranger`, `user = "1234:1234"`)
+		svShell("stranger", dir, `exec python3 "$D/intruder.py" stranger`, `user = "1234:1234"`) +
+		// A service of uid 1234 speaks on a socket that is its own.
+		svShell("nonroot", dir, `exec python3 -c 'import os, socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b"READY=1\nSTATUS=uid %d" % os.getuid(), os.environ["NOTIFY_SOCKET"]); time.sleep(1000)'`,
+			`user = "1234:1234"`, `ready = "notify"`)
 	r, sock := hConfig(t, o, dir, cfg)
 	c := hClient(t, sock)
 	py := func() api.Service {
@@ -130,6 +134,17 @@ func notifyCase(t *testing.T, o opts, track string) {
 	var stt syscall.Stat_t
 	if err := syscall.Stat(path, &stt); err != nil || stt.Mode&0o777 != 0o600 || stt.Uid != 0 {
 		t.Errorf("NOTIFY_SOCKET %s: mode %o uid %d (%v), want 0600 and py's uid 0", path, stt.Mode&0o777, stt.Uid, err)
+	}
+
+	st, err := c.Status(hCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := svcStatus(t, st, "nonroot"); !s.Ready || s.StatusText != "uid 1234" {
+		svPoll(t, r, svWait, "nonroot ready by its own READY=1", func() bool {
+			st, err := c.Status(hCtx(t))
+			return err == nil && svcStatus(t, st, "nonroot").Ready && svcStatus(t, st, "nonroot").StatusText == "uid 1234"
+		})
 	}
 
 	touch(t, filepath.Join(dir, "go"))
