@@ -113,7 +113,7 @@ run 'tend --help' for the flags
 var valueFlags = map[string]bool{
 	"-p": true, "--parent-death-signal": true, "-e": true, "--expect-exit": true,
 	"-r": true, "--rewrite": true, "--grace": true, "--cleanup-grace": true,
-	"--log-format": true, "--config": true, "--socket": true, "--killed-exit-code": true,
+	"--log-format": true, "--config": true, "--socket": true, "--killed-exit-code": true, "--jobs-stop": true,
 }
 
 // splitArgs finds the `--` that ends tend's own flags, so that everything
@@ -253,6 +253,8 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
 			&cli.StringFlag{Name: "track", EnvVars: envTwin("track"), // parsed below, to name a bad value
 				Usage: "track the processes of services and jobs by `MODE`: auto, cgroup, subreaper or group (overrides [defaults] track; default auto; init mode's main process is always its own group, as tini's child)"},
+			&cli.StringFlag{Name: "jobs-stop", EnvVars: envTwin("jobs-stop"), // parsed below, to name a bad value
+				Usage: "stop the jobs `WHEN` the shutdown begins: first (and wait for them), with_main (default) or after_main (once the main process has exited) (overrides [jobs] stop)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
@@ -333,6 +335,13 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 			return -1, usageError{fmt.Sprintf("--track (or TEND_TRACK): %q is not one of auto, cgroup, subreaper, group", v)}
 		}
 		cfg.File.Defaults.Track = tr
+	}
+	if c.IsSet("jobs-stop") {
+		st, err := config.ParseJobsStop(c.String("jobs-stop"))
+		if err != nil {
+			return -1, usageError{fmt.Sprintf("--jobs-stop (or TEND_JOBS_STOP): %v", err)}
+		}
+		cfg.File.Jobs.Stop = st
 	}
 	stop := make(chan struct{})
 	defer close(stop)

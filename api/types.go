@@ -8,6 +8,8 @@ package api
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/tendinit/tend/signals"
 )
 
 // Job states.
@@ -251,3 +253,49 @@ const (
 	// sent STOPPING=1, and no check of it is failing.
 	HealthReady = "ready"
 )
+
+// jobWire is how a Job goes on the wire: its fields and two derived from
+// them, so that a record costs no memory for them.
+type jobWire struct {
+	jobFields
+	// WaitStatus is the raw status as wait(2) gives it (code<<8, or the
+	// signal number, 0x80 set for a core dump); Returncode is Python's
+	// subprocess convention (the code, or -N for signal N). Both null
+	// until the job has exited.
+	WaitStatus *int `json:"wait_status"`
+	Returncode *int `json:"returncode"`
+}
+
+// jobFields has Job's fields without its methods (no recursion).
+type jobFields Job
+
+// MarshalJSON adds wait_status and returncode to the record.
+func (j Job) MarshalJSON() ([]byte, error) {
+	w := jobWire{jobFields: jobFields(j)}
+	if ws, rc, ok := j.Status(); ok {
+		w.WaitStatus, w.Returncode = &ws, &rc
+	}
+	return json.Marshal(w)
+}
+
+// Status is the job's end as a raw wait status and as Python's
+// returncode; ok is false until it has exited (or when its signal is
+// not one this build can name).
+func (j Job) Status() (waitStatus, returncode int, ok bool) {
+	switch {
+	case j.ExitCode != nil:
+		return (*j.ExitCode & 0xff) << 8, *j.ExitCode, true
+	case j.Signal != nil:
+		sig, err := signals.Parse(*j.Signal)
+		if err != nil {
+			return 0, 0, false
+		}
+		n := int(sig)
+		ws := n
+		if j.CoreDumped {
+			ws |= 0x80
+		}
+		return ws, -n, true
+	}
+	return 0, 0, false
+}

@@ -144,6 +144,9 @@ type Jobs struct {
 	StopGrace  time.Duration // SIGTERM to SIGKILL of a job's group; 0 = at once
 	Keep       time.Duration // how long exit records stay queryable, > 0
 	MaxRecords int           // exit records kept at most, the oldest forgotten first; >= 1
+	// Stop is when the shutdown stops the jobs, relative to the main
+	// service (the command after --, else the services stopped first).
+	Stop JobsStop
 
 	// What one job request may carry (a refusal names the key).
 	MaxLabels          int // labels; >= 0
@@ -329,6 +332,30 @@ func (p Probe) String() string {
 		return "tcp:" + p.TCP
 	}
 	return p.HTTP
+}
+
+// JobsStop is [jobs] stop (and --jobs-stop).
+type JobsStop string
+
+const (
+	// JobsStopFirst stops every job, and waits for them, before any
+	// service gets its stop signal.
+	JobsStopFirst JobsStop = "first"
+	// JobsStopWithMain stops the jobs together with the main service.
+	JobsStopWithMain JobsStop = "with_main"
+	// JobsStopAfterMain stops the jobs once the main service has exited:
+	// a gateway can drain its own workers on its SIGTERM.
+	JobsStopAfterMain JobsStop = "after_main"
+	DefaultJobsStop            = JobsStopWithMain
+)
+
+// ParseJobsStop reads first, with_main or after_main.
+func ParseJobsStop(s string) (JobsStop, error) {
+	switch v := JobsStop(s); v {
+	case JobsStopFirst, JobsStopWithMain, JobsStopAfterMain:
+		return v, nil
+	}
+	return "", fmt.Errorf("%q is not one of first, with_main, after_main", s)
 }
 
 // OnFailure is what a [[service.check]] that failed threshold times in a

@@ -264,7 +264,7 @@ func limited(j Jobs) Jobs {
 	j.MaxLabels, j.MaxLabelKeyBytes, j.MaxLabelValueBytes = DefaultMaxLabels, DefaultMaxLabelKeyBytes, DefaultMaxLabelValueBytes
 	j.MaxArgv, j.MaxArgvBytes, j.MaxEnv, j.MaxEnvBytes = DefaultMaxArgv, DefaultMaxArgvBytes, DefaultMaxEnv, DefaultMaxEnvBytes
 	j.MaxDirBytes, j.RecordArgvBytes, j.MaxRecordBytes = DefaultMaxDirBytes, DefaultRecordArgvBytes, DefaultMaxRecordBytes
-	j.NProc = DefaultNProc
+	j.NProc, j.Stop = DefaultNProc, DefaultJobsStop
 	return j
 }
 

@@ -213,7 +213,7 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"max_labels":  j.MaxLabels, "max_label_key_bytes": j.MaxLabelKeyBytes, "max_label_value_bytes": j.MaxLabelValueBytes,
 			"max_argv": j.MaxArgv, "max_argv_bytes": j.MaxArgvBytes, "max_env": j.MaxEnv, "max_env_bytes": j.MaxEnvBytes,
 			"max_dir_bytes": j.MaxDirBytes, "record_argv_bytes": j.RecordArgvBytes, "max_record_bytes": j.MaxRecordBytes,
-			"nproc": any(j.NProc),
+			"nproc": any(j.NProc), "stop": string(j.Stop),
 		},
 	}
 	if j.NProc == NProcAuto {

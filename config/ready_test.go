@@ -150,3 +150,19 @@ watchdog = "0"`, "watchdog: must be more than 0"},
 		t.Errorf("[health] include = \"some\": %v", err)
 	}
 }
+
+// TestParseJobsStop: [jobs] stop takes first, with_main (the default) and
+// after_main, and refuses the rest naming them.
+func TestParseJobsStop(t *testing.T) {
+	for in, want := range map[string]JobsStop{"": JobsStopWithMain, `stop = "first"`: JobsStopFirst,
+		`stop = "with_main"`: JobsStopWithMain, `stop = "after_main"`: JobsStopAfterMain} {
+		cfg, err := Parse([]byte("[jobs]\n"+in+"\n"), "t.toml")
+		if err != nil || cfg.Jobs.Stop != want {
+			t.Errorf("[jobs] %s: %+v, %v; want %s", in, cfg, err, want)
+		}
+	}
+	if _, err := Parse([]byte("[jobs]\nstop = \"later\"\n"), "t.toml"); err == nil ||
+		!strings.Contains(err.Error(), `jobs: stop: "later" is not one of first, with_main, after_main`) {
+		t.Errorf(`stop = "later": %v`, err)
+	}
+}

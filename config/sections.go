@@ -133,6 +133,14 @@ func (d *decoder) jobs(t *table) Jobs {
 	}
 	t.atMost("record_argv_bytes", j.RecordArgvBytes, "max_argv_bytes", j.MaxArgvBytes)
 	j.NProc = t.nproc("nproc")
+	j.Stop = DefaultJobsStop
+	if v, ok := t.str("stop"); ok {
+		if st, err := ParseJobsStop(v); err != nil {
+			t.errorf("stop", "%w", err)
+		} else {
+			j.Stop = st
+		}
+	}
 	t.unknown()
 	return j
 }

@@ -71,6 +71,7 @@ func TestParseListEdges(t *testing.T) {
 		{"", 2, "", ""},
 		{"limit=1", 1, "", ""},
 		{"limit=5&after=j-1&label=a=b", 5, "j-1", ""},
+		{"pid=4194304&limit=1", 1, "", ""},
 		{"limit=0", 0, "", "from 1 to 5 ([control] max_page_size)"},
 		{"limit=-3", 0, "", "from 1 to 5"},
 		{"limit=x", 0, "", `limit "x"`},
@@ -81,6 +82,11 @@ func TestParseListEdges(t *testing.T) {
 		{"after=" + strings.Repeat("j", 65), 0, "", "want the id of the last job"},
 		{"after=a&after=b", 0, "", "after given 2 times"},
 		{"label=%zz", 0, "", "query"},
+		{"pid=0", 0, "", "pid \"0\": want a process id from 1 to 4194304"},
+		{"pid=-1", 0, "", "want a process id"},
+		{"pid=4194305", 0, "", "want a process id"},
+		{"pid=x", 0, "", `pid "x"`},
+		{"pid=1&pid=2", 0, "", "pid given 2 times"},
 	} {
 		q, err := parseList(tc.query, small)
 		code, msg := statusOf(err)

@@ -59,6 +59,7 @@ type Jobs interface {
 // the id to list after ("" = from the newest), at most Limit jobs (>= 1).
 type ListQuery struct {
 	Labels map[string]string
+	PID    int // > 0: only records of jobs that ran as this pid
 	After  string
 	Limit  int
 }
@@ -242,6 +243,12 @@ func (s *Server) Close(deadline time.Time) error {
 		t := time.NewTimer(time.Until(deadline) / 2)
 		select {
 		case <-s.streamsIdle():
+			// Their handlers have returned; net/http writes the end of
+			// each chunked stream after that: let it, briefly, before
+			// cutting the connections (CI saw an unexpected EOF).
+			ctx, cancel := context.WithTimeout(context.Background(), min(time.Until(deadline)/4, streamFinish))
+			_ = s.http.Shutdown(ctx)
+			cancel()
 		case <-t.C:
 		}
 		t.Stop()
@@ -268,6 +275,10 @@ func (s *Server) Close(deadline time.Time) error {
 	}
 	return err
 }
+
+// streamFinish bounds the wait for net/http to end the drained event
+// streams' responses (and any other request in flight) at Close.
+const streamFinish = 100 * time.Millisecond
 
 // streamStart counts an event stream before it subscribes, so that one
 // subscribed before EndEvents is always waited for.

@@ -195,6 +195,16 @@ func parseList(rawQuery string, lim Limits) (ListQuery, error) {
 		}
 		lq.Limit = n
 	}
+	if v, ok := q["pid"]; ok {
+		n, err := strconv.Atoi(v[0])
+		switch {
+		case len(v) > 1:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "pid given %d times", len(v))
+		case err != nil || n < 1 || n > 1<<22:
+			return ListQuery{}, api.Errorf(http.StatusBadRequest, "pid %s: want a process id from 1 to 4194304", quoteCut(v[0]))
+		}
+		lq.PID = n
+	}
 	if v, ok := q["after"]; ok {
 		switch {
 		case len(v) > 1:

@@ -187,11 +187,13 @@ func byBytes(o *owner) int64 { return o.bytes }
 func (t *Table) KeptRecords() (n int, bytes int64) { return t.endedList.n, t.endedBytes }
 
 // List returns up to limit records c may see (all for root, its own
-// otherwise) that carry every label in labels, newest first, starting
+// otherwise) that carry every label in labels and, with pid > 0, ran as
+// that pid (a list: pids recycle, so several records can have had it),
+// newest first, starting
 // after the record with id after ("" = the newest). next is the id to pass
 // as after for the following page, "" when there is none. An after that c
 // cannot see (forgotten since, or never its own) is a 404, as for GET.
-func (t *Table) List(c control.Caller, labels map[string]string, after string, limit int) (page []api.Job, next string, err error) {
+func (t *Table) List(c control.Caller, labels map[string]string, pid int, after string, limit int) (page []api.Job, next string, err error) {
 	t.Prune()
 	from := t.all.tail
 	if after != "" {
@@ -203,7 +205,7 @@ func (t *Table) List(c control.Caller, labels map[string]string, after string, l
 	}
 	page = []api.Job{}
 	for j := from; j != nil; j = j.all.prev {
-		if !canSee(c, j) || !hasLabels(j.Rec.Labels, labels) {
+		if !canSee(c, j) || !hasLabels(j.Rec.Labels, labels) || (pid > 0 && (j.Rec.PID == nil || *j.Rec.PID != pid)) {
 			continue
 		}
 		if len(page) == limit {

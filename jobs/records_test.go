@@ -156,7 +156,7 @@ func TestListPages(t *testing.T) {
 	var got []string
 	after := ""
 	for pages := 0; ; pages++ {
-		page, next, err := tab.List(mine, nil, after, 2)
+		page, next, err := tab.List(mine, nil, 0, after, 2)
 		if err != nil || len(page) > 2 || pages > 4 {
 			t.Fatalf("page %d after %q: %d jobs, %v", pages, after, len(page), err)
 		}
@@ -175,18 +175,18 @@ func TestListPages(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("pages of 2 = %q, want %q (newest first, uid 1001's skipped)", got, want)
 	}
-	if page, next, _ := tab.List(mine, nil, "", 7); len(page) != 7 || next != "" {
+	if page, next, _ := tab.List(mine, nil, 0, "", 7); len(page) != 7 || next != "" {
 		t.Errorf("a page holding exactly all: %d jobs, next %q; want 7 and none", len(page), next)
 	}
-	if page, next, _ := tab.List(mine, map[string]string{"odd": "true"}, "", 1); len(page) != 1 || page[0].ID != ids[5] || next != ids[5] {
+	if page, next, _ := tab.List(mine, map[string]string{"odd": "true"}, 0, "", 1); len(page) != 1 || page[0].ID != ids[5] || next != ids[5] {
 		t.Errorf("filtered page: %v next %q", page, next)
 	}
 	for _, bad := range []string{"j-nope", ids[3]} {
-		if _, _, err := tab.List(mine, nil, bad, 2); status(err) != http.StatusNotFound {
+		if _, _, err := tab.List(mine, nil, 0, bad, 2); status(err) != http.StatusNotFound {
 			t.Errorf("List after %q (unknown or not mine) = %v, want a 404", bad, err)
 		}
 	}
-	if page, _, err := tab.List(root(), nil, ids[3], 10); err != nil || len(page) != 3 || page[0].ID != ids[2] {
+	if page, _, err := tab.List(root(), nil, 0, ids[3], 10); err != nil || len(page) != 3 || page[0].ID != ids[2] {
 		t.Errorf("root after uid 1001's job: %v, %v", page, err)
 	}
 }

@@ -79,14 +79,28 @@ func TestVisibilityAndList(t *testing.T) {
 	if tab.Visible(other, ids[0]) != nil || tab.Visible(mine, ids[0]) == nil || tab.Visible(root(), ids[1]) == nil {
 		t.Error("visibility: a uid sees only its own jobs, root sees all")
 	}
-	if l, _, _ := tab.List(mine, nil, "", 10); len(l) != 2 || l[0].ID != ids[2] || l[1].ID != ids[0] {
+	if l, _, _ := tab.List(mine, nil, 0, "", 10); len(l) != 2 || l[0].ID != ids[2] || l[1].ID != ids[0] {
 		t.Errorf("List(mine) = %v, want its two jobs newest first", l)
 	}
-	if l, _, _ := tab.List(root(), map[string]string{"n": "b"}, "", 10); len(l) != 1 || l[0].ID != ids[1] {
+	if l, _, _ := tab.List(root(), map[string]string{"n": "b"}, 0, "", 10); len(l) != 1 || l[0].ID != ids[1] {
 		t.Errorf("List(root, n=b) = %v", l)
 	}
-	if l, _, _ := tab.List(other, map[string]string{"n": "a"}, "", 10); len(l) != 0 {
+	if l, _, _ := tab.List(other, map[string]string{"n": "a"}, 0, "", 10); len(l) != 0 {
 		t.Errorf("List(other, n=a) = %v: another uid's job", l)
+	}
+	// By pid: every record that had it (pids recycle), only the caller's.
+	for _, id := range ids {
+		pid := 77
+		tab.jobs[id].Rec.PID = &pid
+	}
+	if l, _, _ := tab.List(mine, nil, 77, "", 10); len(l) != 2 || l[0].ID != ids[2] || l[1].ID != ids[0] {
+		t.Errorf("List(mine, pid 77) = %v, want its two jobs that had pid 77", l)
+	}
+	if l, _, _ := tab.List(root(), nil, 77, "", 10); len(l) != 3 {
+		t.Errorf("List(root, pid 77) = %v, want all three", l)
+	}
+	if l, _, _ := tab.List(root(), nil, 78, "", 10); len(l) != 0 {
+		t.Errorf("List(root, pid 78) = %v, want none", l)
 	}
 }
 

@@ -218,7 +218,7 @@ func (b backend) Get(c control.Caller, id string) (rec api.Job, err error) {
 }
 
 func (b backend) List(c control.Caller, q control.ListQuery) (page []api.Job, next string, err error) {
-	if e := b.do(func() { page, next, err = b.l.jobs.List(c, q.Labels, q.After, q.Limit) }); e != nil {
+	if e := b.do(func() { page, next, err = b.l.jobs.List(c, q.Labels, q.PID, q.After, q.Limit) }); e != nil {
 		return nil, "", e
 	}
 	return page, next, err

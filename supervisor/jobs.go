@@ -233,6 +233,9 @@ func (l *loop) jobExited(j *jobs.Job, u *unit) {
 	l.waits.Delete(j.Rec.ID)
 	l.publishJob(api.EventJobExited, j)
 	l.startQueued()
+	if l.sd.active {
+		l.jobsEnded()
+	}
 }
 
 // startQueued starts queued jobs, oldest first, while slots are free. One

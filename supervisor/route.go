@@ -5,6 +5,7 @@ package supervisor
 import (
 	"golang.org/x/sys/unix"
 
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/signals"
 )
 
@@ -36,10 +37,16 @@ func (l *loop) onSignal(sig unix.Signal) {
 			return
 		}
 		if m := l.main; m != nil && m.unit != nil {
-			l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.unit.main)
-			l.signalService(m, out, "forward")
-			if stop {
-				m.stopSent = true
+			if stop && l.jobsConfig().Stop == config.JobsStopFirst && l.jobs.Running() > 0 && !l.sd.active {
+				// The jobs go first: the main process gets this signal
+				// as its stop once they have ended.
+				m.stopWith = out
+			} else {
+				l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.unit.main)
+				l.signalService(m, out, "forward")
+				if stop {
+					m.stopSent = true
+				}
 			}
 		}
 		if stop {

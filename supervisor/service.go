@@ -81,8 +81,9 @@ type service struct {
 	ended      bool // a run has ended: lastCode means something
 	tracker    *restart.Tracker
 	probeGap   time.Duration
-	since      time.Time // of the current state
-	stopSent   bool      // init mode: the signal that stops it was forwarded already
+	since      time.Time   // of the current state
+	stopSent   bool        // init mode: the signal that stops it was forwarded already
+	stopWith   unix.Signal // init mode: the signal to stop it with, held back for the jobs; 0: stop_signal
 
 	// Set by the control API: the exit that follows a stop request ends
 	// the service (or, with restartAfterStop, starts it afresh) whatever

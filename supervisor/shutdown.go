@@ -25,15 +25,19 @@ const finalWait = 3 * time.Second
 // sweep of whatever is left; all within the budget (Config.Grace), after
 // which everything is killed. Owned by the loop.
 type shutdown struct {
-	active   bool
-	reason   string
-	byMain   bool      // the main service's exit decides the code
-	deadline time.Time // end of the budget; zero: none
-	level    int       // levels[level-1] is being stopped; 0: services done
-	sweeping bool      // the sweep has begun
-	killed   bool      // the final SIGKILL went out
-	started  time.Time
-	units    []*stopRecord // what was running at the start, in stop order; see summary.go
+	active bool
+	reason string
+	byMain bool // the main service's exit decides the code
+	// [jobs] stop: waitJobs: the services wait until every job has
+	// ended (first); jobsAfter: the jobs wait until the first level
+	// stopped (the main service) has exited (after_main).
+	waitJobs, jobsAfter bool
+	deadline            time.Time // end of the budget; zero: none
+	level               int       // levels[level-1] is being stopped; 0: services done
+	sweeping            bool      // the sweep has begun
+	killed              bool      // the final SIGKILL went out
+	started             time.Time
+	units               []*stopRecord // what was running at the start, in stop order; see summary.go
 }
 
 // left is what remains of the budget, or -1 without a budget.
@@ -81,9 +85,29 @@ func (l *loop) shutdown(reason string, code int, byMain bool) {
 			l.setState(s, stateStopped)
 		}
 	}
-	l.stopJobs()
 	l.sd.level = len(l.levels)
+	switch l.jobsConfig().Stop {
+	case config.JobsStopAfterMain:
+		l.sd.jobsAfter = true
+	case config.JobsStopFirst:
+		l.stopJobs()
+		if l.jobs.Running() > 0 {
+			l.sd.waitJobs = true // jobsEnded goes on
+			return
+		}
+	default:
+		l.stopJobs()
+	}
 	l.stopNextLevel()
+}
+
+// jobsEnded is the last running job's exit during the shutdown: with
+// [jobs] stop = "first" the services' stop begins now.
+func (l *loop) jobsEnded() {
+	if l.sd.waitJobs && l.jobs.Running() == 0 {
+		l.sd.waitJobs = false
+		l.stopNextLevel()
+	}
 }
 
 // stopNextLevel stops every service of the current level that runs; with
@@ -100,8 +124,19 @@ func (l *loop) stopNextLevel() {
 			return // advanceShutdown continues when they have exited
 		}
 		l.sd.level--
+		l.jobsAfterMain()
 	}
+	l.jobsAfterMain() // no level at all
 	l.sweep()
+}
+
+// jobsAfterMain stops the jobs, with [jobs] stop = "after_main", once the
+// first level stopped has exited.
+func (l *loop) jobsAfterMain() {
+	if l.sd.jobsAfter {
+		l.sd.jobsAfter = false
+		l.stopJobs()
+	}
 }
 
 // advanceShutdown is called after each service exit during the shutdown.
@@ -115,6 +150,7 @@ func (l *loop) advanceShutdown() {
 		}
 	}
 	l.sd.level--
+	l.jobsAfterMain()
 	l.stopNextLevel()
 }
 
@@ -158,7 +194,11 @@ func (l *loop) signalStop(s *service, timeout time.Duration) {
 			l.appendErr(fmt.Errorf("stop %s (%s): %w", s.cfg.Name, signals.Name(s.cfg.StopSignal), err))
 		}
 	default:
-		l.signalService(s, s.cfg.StopSignal, "stop")
+		sig := s.cfg.StopSignal
+		if s.stopWith != 0 {
+			sig = s.stopWith // init mode: what tend got, held back
+		}
+		l.signalService(s, sig, "stop")
 	}
 	if timeout < 0 {
 		return
