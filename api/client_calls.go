@@ -90,6 +90,15 @@ func (c *Client) Jobs(ctx context.Context, labels map[string]string) ([]Job, err
 	}
 }
 
+// JobsByPID returns the records of the caller's jobs that ran as pid,
+// newest first, live and kept (pids recycle: there may be several), at
+// most one page ([control] page_size).
+func (c *Client) JobsByPID(ctx context.Context, pid int) ([]Job, error) {
+	var out []Job
+	err := c.do(ctx, http.MethodGet, "/v1/jobs?pid="+strconv.Itoa(pid), nil, &out)
+	return out, err
+}
+
 // JobsPage returns one page of GET /v1/jobs: at most limit jobs (0: tend's
 // [control] page_size), newest first, after the job with id after ("": from
 // the newest), and the after of the next page, "" when this is the last.

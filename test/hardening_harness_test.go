@@ -288,6 +288,14 @@ func helperHClient(args []string) int {
 			ids = append(ids, j.ID)
 		}
 		fmt.Println(strings.Join(ids, " "))
+	case "list-pid":
+		pid, _ := strconv.Atoi(args[5])
+		js, err := c.JobsByPID(ctx, pid)
+		if err != nil {
+			code(err)
+			return 0
+		}
+		fmt.Printf("200 %d\n", len(js))
 	case "service":
 		code(c.ServiceOp(ctx, args[6], args[5], "SIGHUP"))
 	case "status":

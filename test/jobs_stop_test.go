@@ -3,7 +3,11 @@
 package test
 
 import (
+	"encoding/json"
+	"io"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,4 +94,53 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// TestJobsByPidAndStatus: GET /v1/jobs?pid=N finds the record of the job
+// that ran as N, after it exited (a restarted dispatcher's lookup), and a
+// record says how the job ended as wait(2) and Python would: exit 3 is
+// wait_status 768 and returncode 3; SIGKILL is 9 and -9. Another uid's
+// lookup of the same pid finds nothing.
+func TestJobsByPidAndStatus(t *testing.T) {
+	t.Parallel()
+	r, sock, _ := hSecure(t) // a socket uid 1000 may use
+	c := hClient(t, sock)
+	run := func(script string) api.Job {
+		t.Helper()
+		j, err := c.Spawn(hCtx(t), api.JobRequest{Argv: []string{"sh", "-c", script}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hWaitJob(t, c, j.ID)
+	}
+	three, killed := run("exit 3"), run("kill -9 $$")
+	for _, tc := range []struct {
+		job        api.Job
+		ws, rc     string
+		reasonWant string
+	}{{three, `"wait_status":768`, `"returncode":3`, api.ReasonExited}, {killed, `"wait_status":9`, `"returncode":-9`, api.ReasonSignaled}} {
+		resp, err := rHTTP(sock).Get("http://tend/v1/jobs?pid=" + strconv.Itoa(*tc.job.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var list []api.Job
+		if err := json.Unmarshal(body, &list); err != nil || resp.StatusCode != 200 || len(list) < 1 || list[0].ID != tc.job.ID {
+			t.Fatalf("GET /v1/jobs?pid=%d: %d %s, %v; want the record of %s first", *tc.job.PID, resp.StatusCode, body, err, tc.job.ID)
+		}
+		if !strings.Contains(string(body), tc.ws) || !strings.Contains(string(body), tc.rc) || list[0].Reason != tc.reasonWant {
+			t.Errorf("record %s: want %s and %s, reason %s", body, tc.ws, tc.rc, tc.reasonWant)
+		}
+		if out := hAs(t, 1000, 1000, []int{1000, hGroup}, sock, "list-pid", strconv.Itoa(*tc.job.PID)); len(out) != 1 || out[0] != "200 0" {
+			t.Errorf("uid 1000's GET /v1/jobs?pid=%d: %q, want 200 with no record", *tc.job.PID, out)
+		}
+	}
+	resp, err := rHTTP(sock).Get("http://tend/v1/jobs?pid=0")
+	if err != nil || resp.StatusCode != 400 {
+		t.Errorf("GET /v1/jobs?pid=0: %v %v, want 400", resp, err)
+	}
+	if !r.running() {
+		t.Errorf("tend exited: %v", r.cmd.ProcessState)
+	}
 }
