@@ -158,6 +158,11 @@ func (f *fakeServices) ServiceOp(name, op string, sig unix.Signal) error {
 	return api.Errorf(http.StatusNotFound, "no service %s", name)
 }
 
+func (f *fakeServices) Metrics() Metrics {
+	return Metrics{Reaped: 7, Orphans: 2, Jobs: api.Counters{JobsStarted: 3, JobsRunning: 1},
+		JobsEnded: map[string]uint64{api.ReasonExited: 2}, Services: f.Services()}
+}
+
 func (f *fakeServices) Health(string) api.Health {
 	f.mu.Lock()
 	defer f.mu.Unlock()

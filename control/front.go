@@ -27,6 +27,7 @@ func (s *Server) routes() http.Handler {
 		"GET /v1/jobs/{id}/wait":        s.wait,
 		"POST /v1/jobs/{id}/signal":     s.signal,
 		"GET /v1/events":                s.events,
+		"GET /v1/metrics":               s.metrics,
 	} {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			h(w, r, r.Context().Value(connKey{}).(*conn))

@@ -64,6 +64,16 @@ type ListQuery struct {
 	Limit  int
 }
 
+// Metrics is what GET /v1/metrics reports of the supervisor, taken at
+// once (tend's own process figures are read by the handler).
+type Metrics struct {
+	Reaped, Orphans uint64
+	Jobs            api.Counters
+	JobsEnded       map[string]uint64 // by reason
+	Services        []api.Service
+	Stopping        bool
+}
+
 // Services is the supervisor as the API uses it.
 type Services interface {
 	Services() []api.Service
@@ -71,6 +81,8 @@ type Services interface {
 	// for "signal") on the service name.
 	ServiceOp(name, op string, sig unix.Signal) error
 	Health(level string) api.Health // level: api.HealthAlive or api.HealthReady
+	// Metrics is one consistent snapshot for GET /v1/metrics.
+	Metrics() Metrics
 	Stopping() bool
 	Reaped() (total, orphans uint64)
 }

@@ -5,6 +5,7 @@ package jobs
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,6 +43,9 @@ type Table struct {
 	running int
 	started uint64
 	seq     uint64
+	// ended counts the jobs that ended, by reason (api.Reason*): for
+	// GET /v1/metrics.
+	ended map[string]uint64
 
 	conns map[uint64]map[*Job]struct{} // open bound connection -> its unexited jobs
 
@@ -58,7 +62,7 @@ var noLabels = map[string]string{}
 // New returns an empty table; now is time.Now, or a fake in tests.
 func New(lim Limits, now func() time.Time) *Table {
 	return &Table{lim: lim, now: now, jobs: make(map[string]*Job), conns: make(map[uint64]map[*Job]struct{}),
-		owners: make(map[int]*owner)}
+		owners: make(map[int]*owner), ended: make(map[string]uint64)}
 }
 
 // NewJob returns a job for argv, run as uid, with labels, not yet in any
@@ -193,6 +197,7 @@ func (t *Table) Failed(j *Job, code int, err error) {
 func (t *Table) Finish(j *Job, reason string) {
 	now := t.now()
 	j.Rec.State, j.Rec.Reason, j.Rec.EndedAt = api.StateExited, reason, &now
+	t.ended[reason]++
 	j.Prep, j.Files, j.Stdio = nil, nil, nil
 	t.unbind(j)
 	t.keep(j)
@@ -242,6 +247,9 @@ func (t *Table) Counters() api.Counters {
 	t.Prune()
 	return api.Counters{JobsStarted: t.started, JobsRunning: t.running, JobsQueued: len(t.queue), JobsKept: t.endedList.n}
 }
+
+// Ended returns how many jobs ended, by reason.
+func (t *Table) Ended() map[string]uint64 { return maps.Clone(t.ended) }
 
 // Visible returns the job with id if c may see it, else nil: another uid's
 // job looks exactly like a missing one, so ids do not leak. A job belongs

@@ -347,6 +347,15 @@ func (b backend) Health(level string) api.Health {
 	return h
 }
 
+func (b backend) Metrics() (m control.Metrics) {
+	b.do(func() {
+		m.Reaped, m.Orphans = b.l.r.Reaped(), b.l.r.Orphans()
+		m.Jobs, m.JobsEnded = b.l.jobs.Counters(), b.l.jobs.Ended()
+		m.Services, m.Stopping = b.l.services(), b.l.sd.active
+	})
+	return m
+}
+
 func (b backend) Stopping() bool {
 	stopping := true
 	b.do(func() { stopping = b.l.sd.active })
