@@ -178,4 +178,3 @@ func selfFDs() uint64 {
 	names, _ := f.Readdirnames(-1)
 	return uint64(max(len(names)-1, 0))
 }
-
