@@ -114,6 +114,7 @@ var valueFlags = map[string]bool{
 	"-p": true, "--parent-death-signal": true, "-e": true, "--expect-exit": true,
 	"-r": true, "--rewrite": true, "--grace": true, "--cleanup-grace": true,
 	"--log-format": true, "--config": true, "--socket": true, "--killed-exit-code": true, "--jobs-stop": true,
+	"--zombie-scan": true, "--zombie-warn-at": true,
 }
 
 // splitArgs finds the `--` that ends tend's own flags, so that everything
@@ -255,6 +256,10 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "track the processes of services and jobs by `MODE`: auto, cgroup, subreaper or group (overrides [defaults] track; default auto; init mode's main process is always its own group, as tini's child)"},
 			&cli.StringFlag{Name: "jobs-stop", EnvVars: envTwin("jobs-stop"), // parsed below, to name a bad value
 				Usage: "stop the jobs `WHEN` the shutdown begins: first (and wait for them), with_main (default) or after_main (once the main process has exited) (overrides [jobs] stop)"},
+			&cli.StringFlag{Name: "zombie-scan", EnvVars: envTwin("zombie-scan"), // parsed below, to name a bad value
+				Usage: "every `D`, look for live processes holding zombies they never waited for, and warn (zombie.held) of each holding --zombie-warn-at (overrides [zombies] scan; default: only when asked, tend zombies)"},
+			&cli.StringFlag{Name: "zombie-warn-at", EnvVars: envTwin("zombie-warn-at"),
+				Usage: "warn of a parent holding `N` zombies or more (overrides [zombies] warn_at; default 10)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
@@ -335,6 +340,22 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 			return -1, usageError{fmt.Sprintf("--track (or TEND_TRACK): %q is not one of auto, cgroup, subreaper, group", v)}
 		}
 		cfg.File.Defaults.Track = tr
+	}
+	if c.IsSet("zombie-scan") {
+		v := c.String("zombie-scan")
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			return -1, usageError{fmt.Sprintf("--zombie-scan (or TEND_ZOMBIE_SCAN): %q is not a duration such as \"1m\" (0: only when asked)", v)}
+		}
+		cfg.File.Zombies.Scan = d
+	}
+	if c.IsSet("zombie-warn-at") {
+		v := c.String("zombie-warn-at")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return -1, usageError{fmt.Sprintf("--zombie-warn-at (or TEND_ZOMBIE_WARN_AT): %q is not a number of zombies (1 or more)", v)}
+		}
+		cfg.File.Zombies.WarnAt = n
 	}
 	if c.IsSet("jobs-stop") {
 		st, err := config.ParseJobsStop(c.String("jobs-stop"))

@@ -32,6 +32,14 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
+// Zombies returns GET /v1/zombies: the live processes holding zombies
+// that the caller may see (its own uid's; root: all), most first.
+func (c *Client) Zombies(ctx context.Context) ([]ZombieParent, error) {
+	var z []ZombieParent
+	err := c.do(ctx, http.MethodGet, "/v1/zombies", nil, &z)
+	return z, err
+}
+
 // Health returns GET /v1/health (level ready). A 503 that carries a Health
 // body is an answer, not an error: it returns that Health (Healthy false)
 // and nil.

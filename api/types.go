@@ -199,6 +199,27 @@ type Event struct {
 	Units []ShutdownUnit `json:"units,omitempty"`
 	// Check names the check of Service whose state changed (service.check).
 	Check string `json:"check,omitempty"`
+	// Zombie is the parent whose zombies crossed [zombies] warn_at
+	// (zombie.held).
+	Zombie *ZombieParent `json:"zombie,omitempty"`
+}
+
+// EventZombieHeld: a scan found a live process holding [zombies] warn_at
+// zombies or more (once per crossing).
+const EventZombieHeld = "zombie.held"
+
+// ZombieParent is a live process holding zombies it never waited for:
+// PID 1 cannot reap them; only the parent (or its end) can. GET /v1/zombies.
+type ZombieParent struct {
+	PID     int    `json:"pid"`
+	UID     int    `json:"uid"`
+	Command string `json:"command"`
+	// Owner is the unit the parent is part of ("service gateway", "job
+	// j-7f3a"), "" when it is none's (init mode's main is "service main").
+	Owner      string    `json:"owner,omitempty"`
+	Zombies    int       `json:"zombies"`
+	ZombiePIDs []int     `json:"zombie_pids"` // the first 32, lowest first
+	FirstSeen  time.Time `json:"first_seen"`  // of the oldest, by tend's scans
 }
 
 // EventServiceCheck is a check of a service becoming passing or failing.

@@ -63,6 +63,19 @@ func printStatus(w io.Writer, s api.Status) error {
 		c.JobsStarted, c.JobsRunning, c.JobsQueued, c.JobsKept)
 }
 
+// printZombies writes the parents holding zombies as a table.
+func printZombies(w io.Writer, zs []api.ZombieParent) error {
+	if len(zs) == 0 {
+		return printf(w, "no process holds zombies\n")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "PID\tUID\tOWNER\tZOMBIES\tFIRST SEEN\tCOMMAND\n")
+	for _, z := range zs {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%s\n", z.PID, z.UID, orDash(z.Owner), z.Zombies, age(z.FirstSeen), z.Command)
+	}
+	return tw.Flush()
+}
+
 // printJobs writes jobs as a table.
 func printJobs(w io.Writer, jobs []api.Job) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -110,6 +123,9 @@ func formatEvent(e api.Event) string {
 				line += fmt.Sprintf(" check=%s check_state=%s failures=%d", c.Name, c.State, c.Failures)
 			}
 		}
+	case e.Zombie != nil:
+		z := e.Zombie
+		line += fmt.Sprintf(" pid=%d command=%s owner=%s zombies=%d", z.PID, z.Command, orDash(z.Owner), z.Zombies)
 	case e.Type == api.EventOrphanReaped:
 		line += fmt.Sprintf(" pid=%d code=%s", e.PID, optInt(e.Code))
 	}

@@ -143,6 +143,24 @@ func (r *clientRun) serviceOp(name, op, sig string) int {
 	return 0
 }
 
+func zombiesCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "zombies", Usage: "name the live processes holding zombies they never waited for (PID 1 cannot reap those)",
+		UsageText: "tend zombies [--json]", Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the api.ZombieParent list as JSON"}}},
+		func(c *cli.Context, r *clientRun) int {
+			if c.NArg() != 0 {
+				return usage(r.cio, c.Command, "no arguments expected")
+			}
+			zs, err := r.client.Zombies(r.ctx)
+			if err != nil {
+				return r.fail(err)
+			}
+			if c.Bool("json") {
+				return r.printed(r.printJSON(zs))
+			}
+			return r.printed(r.wrote(printZombies(r.cio.stdout, zs)))
+		}}
+}
+
 func eventsCommand() clientCmd {
 	return clientCmd{&cli.Command{Name: "events", Usage: "print tend's events as they happen, one a line",
 		UsageText: "tend events [--json]", Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print each api.Event as one JSON line"}}},

@@ -80,7 +80,9 @@ const (
 	DefaultCheckTimeout   = 5 * time.Second
 	DefaultCheckThreshold = 3
 	DefaultOnFailure      = OnFailureRestart
-	DefaultStopSignal     = unix.SIGTERM
+	// [zombies]: no scan unless asked; a warning at 10 held by one parent.
+	DefaultZombieWarnAt = 10
+	DefaultStopSignal   = unix.SIGTERM
 	// NoLimit is a memory_max or pids_max that limits nothing: the key
 	// absent (the default: today's behaviour, nothing made for it) or "max".
 	NoLimit          int64 = 0
@@ -103,6 +105,7 @@ type Config struct {
 	Jobs     Jobs
 	Defaults Defaults
 	Health   Health
+	Zombies  Zombies
 	Services []Service // in file order; StartLevels gives the start order
 }
 
@@ -384,6 +387,20 @@ type Check struct {
 	OnFailure OnFailure
 }
 
+// Zombies is the [zombies] table: tend's watch for zombies that live
+// parents never waited for (PID 1 cannot reap those).
+type Zombies struct {
+	// Scan is the interval of the scan of /proc; 0 (the default) scans
+	// only when asked (GET /v1/zombies, tend zombies): no wake-ups.
+	Scan time.Duration
+	// WarnAt is the count at which a parent's zombies are logged and a
+	// zombie.held event published, once per crossing; >= 1.
+	WarnAt int
+	// HealthMax > 0 fails /v1/health while a scan found a parent holding
+	// more zombies than it; 0: never.
+	HealthMax int
+}
+
 // Health is the [health] table: what GET /v1/health counts.
 type Health struct {
 	// IncludeAll counts every service; false (include = "critical", the
@@ -445,6 +462,7 @@ func ParseWith(data []byte, source string, o Options) (*Config, error) {
 		Jobs:     d.jobs(root.table("jobs")),
 		Defaults: d.defaults(root.table("defaults")),
 		Health:   d.health(root.table("health")),
+		Zombies:  d.zombies(root.table("zombies")),
 	}
 	services := root.tables("service")
 	root.unknown() // every top-level key has been asked for by now

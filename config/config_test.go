@@ -69,6 +69,7 @@ func TestParseFull(t *testing.T) {
 		Shutdown: Shutdown{Grace: 25 * time.Second, KilledExitCode: 137},
 		Jobs:     limited(Jobs{MaxRunning: 8, MaxQueued: 0, Timeout: 30 * time.Minute, StopGrace: 0, Keep: 15 * time.Minute, MaxRecords: DefaultMaxRecords}),
 		Defaults: Defaults{Track: TrackAuto},
+		Zombies:  Zombies{WarnAt: DefaultZombieWarnAt},
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
@@ -116,18 +117,21 @@ func TestParseDefaults(t *testing.T) {
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
+			Zombies:  Zombies{WarnAt: DefaultZombieWarnAt},
 		}},
 		{"empty tables and no socket", "[control]\nsocket = \"\"\n[shutdown]\n[jobs]\n", &Config{
 			Control:  defaultControl("", true),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
+			Zombies:  Zombies{WarnAt: DefaultZombieWarnAt},
 		}},
 		{"minimal service", "[[service]]\nname = \"a\"\ncommand = [\"a\"]\n", &Config{
 			Control:  defaultControl("/run/tend.sock", false),
 			Shutdown: Shutdown{Grace: 10 * time.Second},
 			Jobs:     limited(Jobs{MaxRunning: 64, MaxQueued: 256, Timeout: 0, StopGrace: 5 * time.Second, Keep: time.Hour, MaxRecords: DefaultMaxRecords}),
 			Defaults: Defaults{Track: TrackAuto},
+			Zombies:  Zombies{WarnAt: DefaultZombieWarnAt},
 			Services: []Service{{
 				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10,

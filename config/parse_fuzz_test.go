@@ -206,6 +206,8 @@ func encode(t *testing.T, cfg *Config) []byte {
 		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String(), "killed_exit_code": cfg.Shutdown.KilledExitCode},
 		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},
 		"health":   map[string]any{"include": map[bool]string{true: "all", false: "critical"}[cfg.Health.IncludeAll]},
+		"zombies": map[string]any{"scan": cfg.Zombies.Scan.String(), "warn_at": cfg.Zombies.WarnAt,
+			"health_max": cfg.Zombies.HealthMax},
 		"jobs": map[string]any{
 			"max_running": cfg.Jobs.MaxRunning, "max_queued": cfg.Jobs.MaxQueued,
 			"timeout": cfg.Jobs.Timeout.String(), "stop_grace": cfg.Jobs.StopGrace.String(), "keep": cfg.Jobs.Keep.String(),

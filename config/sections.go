@@ -160,6 +160,17 @@ func (d *decoder) defaults(t *table) Defaults {
 	return def
 }
 
+// zombies reads [zombies].
+func (d *decoder) zombies(t *table) Zombies {
+	z := Zombies{
+		Scan:      t.duration("scan", 0, false),
+		WarnAt:    t.integer("warn_at", DefaultZombieWarnAt, 1),
+		HealthMax: t.integer("health_max", 0, 0),
+	}
+	t.unknown()
+	return z
+}
+
 // health reads [health].
 func (d *decoder) health(t *table) Health {
 	var h Health

@@ -158,6 +158,10 @@ func (f *fakeServices) ServiceOp(name, op string, sig unix.Signal) error {
 	return api.Errorf(http.StatusNotFound, "no service %s", name)
 }
 
+func (f *fakeServices) Zombies(c Caller) []api.ZombieParent {
+	return []api.ZombieParent{{PID: 40, UID: c.UID, Command: "gateway", Zombies: 3, ZombiePIDs: []int{41, 42, 43}}}
+}
+
 func (f *fakeServices) Metrics() Metrics {
 	return Metrics{Reaped: 7, Orphans: 2, Jobs: api.Counters{JobsStarted: 3, JobsRunning: 1},
 		JobsEnded: map[string]uint64{api.ReasonExited: 2}, Services: f.Services()}

@@ -28,6 +28,7 @@ func (s *Server) routes() http.Handler {
 		"POST /v1/jobs/{id}/signal":     s.signal,
 		"GET /v1/events":                s.events,
 		"GET /v1/metrics":               s.metrics,
+		"GET /v1/zombies":               s.zombies,
 	} {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			h(w, r, r.Context().Value(connKey{}).(*conn))

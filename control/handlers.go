@@ -58,6 +58,12 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, c *conn) {
 	s.reply(w, code, h)
 }
 
+// zombies answers GET /v1/zombies: the live processes holding zombies the
+// caller may see, most first.
+func (s *Server) zombies(w http.ResponseWriter, r *http.Request, c *conn) {
+	s.reply(w, http.StatusOK, nonNil(s.cfg.Services.Zombies(c.caller)))
+}
+
 // serviceOp answers POST /v1/services/{name}/{op}: 204 for a signal sent,
 // 202 for a start, stop or restart begun (the supervisor finishes it).
 func (s *Server) serviceOp(w http.ResponseWriter, r *http.Request, c *conn) {

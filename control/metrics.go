@@ -73,6 +73,10 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request, c *conn) {
 			b.sample("tend_service_check_failing", []string{"service", v.Name, "check", ch.Name}, boolVal(ch.State == api.CheckFailing))
 		}
 	}
+	b.family("tend_zombie_parents", "gauge", "Live processes holding zombies they never waited for (PID 1 cannot reap those).")
+	b.sample("tend_zombie_parents", nil, uint64(m.ZombieParents))
+	b.family("tend_zombies_held", "gauge", "Zombies held by live parents, in all.")
+	b.sample("tend_zombies_held", nil, uint64(m.Zombies))
 	b.family("tend_stopping", "gauge", "1 once tend is shutting down.")
 	b.sample("tend_stopping", nil, boolVal(m.Stopping))
 	rss, threads := selfStatus()

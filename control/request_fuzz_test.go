@@ -91,10 +91,11 @@ func (f *fuzzServices) ServiceOp(name, op string, sig unix.Signal) error {
 	return nil
 }
 
-func (f *fuzzServices) Health(string) api.Health { return api.Health{Healthy: true} }
-func (f *fuzzServices) Metrics() Metrics         { return Metrics{} }
-func (f *fuzzServices) Stopping() bool           { return false }
-func (f *fuzzServices) Reaped() (uint64, uint64) { return 0, 0 }
+func (f *fuzzServices) Health(string) api.Health          { return api.Health{Healthy: true} }
+func (f *fuzzServices) Metrics() Metrics                  { return Metrics{} }
+func (f *fuzzServices) Zombies(Caller) []api.ZombieParent { return nil }
+func (f *fuzzServices) Stopping() bool                    { return false }
+func (f *fuzzServices) Reaped() (uint64, uint64)          { return 0, 0 }
 
 // closedEvents is an event source that has nothing more to say: a request
 // for the event stream answers its header and ends.

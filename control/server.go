@@ -68,10 +68,13 @@ type ListQuery struct {
 // once (tend's own process figures are read by the handler).
 type Metrics struct {
 	Reaped, Orphans uint64
-	Jobs            api.Counters
-	JobsEnded       map[string]uint64 // by reason
-	Services        []api.Service
-	Stopping        bool
+	// ZombieParents and Zombies are what the last scan found (a scan is
+	// made for the metrics when none is a second old).
+	ZombieParents, Zombies int
+	Jobs                   api.Counters
+	JobsEnded              map[string]uint64 // by reason
+	Services               []api.Service
+	Stopping               bool
 }
 
 // Services is the supervisor as the API uses it.
@@ -83,6 +86,10 @@ type Services interface {
 	Health(level string) api.Health // level: api.HealthAlive or api.HealthReady
 	// Metrics is one consistent snapshot for GET /v1/metrics.
 	Metrics() Metrics
+	// Zombies scans for live processes holding zombies (at most once a
+	// second, however many ask), those c may see: its own uid's, all for
+	// root.
+	Zombies(c Caller) []api.ZombieParent
 	Stopping() bool
 	Reaped() (total, orphans uint64)
 }

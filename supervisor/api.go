@@ -348,11 +348,17 @@ func (b backend) Health(level string) api.Health {
 }
 
 func (b backend) Metrics() (m control.Metrics) {
+	var ms []namedMember
 	b.do(func() {
 		m.Reaped, m.Orphans = b.l.r.Reaped(), b.l.r.Orphans()
 		m.Jobs, m.JobsEnded = b.l.jobs.Counters(), b.l.jobs.Ended()
 		m.Services, m.Stopping = b.l.services(), b.l.sd.active
+		ms = b.l.members()
 	})
+	for _, p := range scanZombies(b.l.zscan, ms) {
+		m.ZombieParents++
+		m.Zombies += p.Zombies
+	}
 	return m
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/spawn"
 	"github.com/tendinit/tend/unit/helper"
+	"github.com/tendinit/tend/zombies"
 )
 
 // prepareTimeout bounds a path lookup (of a service's command, a probe's,
@@ -52,6 +53,12 @@ type loop struct {
 	main   *service     // the service "main", or nil
 	jobs   *jobs.Table
 	socket string // the control socket, once served: every child's TEND_SOCKET
+	// zscan finds live processes holding zombies; zlast is the last
+	// [zombies] scan, zwarned the parents warned of since they crossed
+	// warn_at (loop only).
+	zscan   *zombies.Scanner
+	zlast   []api.ZombieParent
+	zwarned map[int]bool
 	// notifyDir holds the NOTIFY_SOCKETs of services with ready =
 	// "notify" (notify.go); "" when none has.
 	notifyDir string
@@ -97,6 +104,7 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	l := &loop{
 		cfg: cfg, log: cfg.Log, r: r, pid1: pid1, publish: publish, pool: pool, closer: closer, null: null,
 		tm:    newTimers(),
+		zscan: zombies.New(), zwarned: map[int]bool{},
 		reqs:  make(chan func()),
 		posts: make(chan func()),
 		done:  make(chan struct{}),
@@ -155,6 +163,9 @@ func (l *loop) run() int {
 	l.log.Info("supervising", "services", len(l.svcs), "main", l.cfg.Main, "grace", l.cfg.Grace)
 	l.startEligible()
 	l.checkAllDone()
+	if d := l.cfg.File.Zombies.Scan; d > 0 {
+		l.tm.after(d, l.zombieTick)
+	}
 	for !l.finished {
 		select {
 		case <-l.r.Ready():

@@ -129,13 +129,18 @@ func (s *service) setMember(u *unit) {
 		s.notifier.member.Store(nil)
 		return
 	}
+	s.notifier.member.Store(memberOf(u))
+}
+
+// memberOf is how to tell the processes of running unit u.
+func memberOf(u *unit) *member {
 	m := &member{u: u, track: u.track, cg: u.cg}
 	if u.track == config.TrackSubreaper {
 		m.helper = u.proc.Pid()
 	} else {
 		m.leader = u.proc.Pid() // the command (the trampoline becomes it)
 	}
-	s.notifier.member.Store(m)
+	return m
 }
 
 // readNotify reads s's socket until it is closed.

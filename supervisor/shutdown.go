@@ -335,6 +335,10 @@ func (l *loop) health(level string) api.Health {
 		h.NotReady = append(h.NotReady, "(stopping: "+l.sd.reason+")")
 		h.Down = append(h.Down, api.Down{Reason: "tend is stopping: " + l.sd.reason})
 	}
+	if zd := l.zombiesDown(); len(zd) > 0 {
+		h.Healthy = false
+		h.Down = append(h.Down, zd...)
+	}
 	for _, s := range l.svcs {
 		if s.state == stateFailed {
 			h.Failed = append(h.Failed, s.cfg.Name)

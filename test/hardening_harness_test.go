@@ -288,6 +288,17 @@ func helperHClient(args []string) int {
 			ids = append(ids, j.ID)
 		}
 		fmt.Println(strings.Join(ids, " "))
+	case "zombies":
+		zs, err := c.Zombies(ctx)
+		if err != nil {
+			code(err)
+			return 0
+		}
+		out := []string{"zombies"}
+		for _, z := range zs {
+			out = append(out, fmt.Sprintf("%d:%d:%s", z.PID, z.Zombies, z.Owner))
+		}
+		fmt.Println(strings.Join(out, " "))
 	case "list-pid":
 		pid, _ := strconv.Atoi(args[5])
 		js, err := c.JobsByPID(ctx, pid)
