@@ -55,6 +55,7 @@ type conn struct {
 	bad     string  // guarded by mu: why the next request is refused; "" = none
 	badCode int     // guarded by mu: with what status; 0 = 400
 	closed  bool    // guarded by mu: set by release; later fds are closed at once
+	out     []int   // guarded by mu: fds to pass with the next bytes written (a job's pidfd), then closed
 
 	// bound is set once a job is bound to the connection: from then on no
 	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
@@ -120,9 +121,25 @@ func newConn(uc *net.UnixConn, id uint64, closeFDs func(...int)) (*conn, error) 
 func (c *conn) Write(b []byte) (int, error) {
 	n := 0
 	var werr error
+	c.mu.Lock()
+	out := c.out
+	c.out = nil
+	c.mu.Unlock()
+	var oob []byte
+	if len(out) > 0 && len(b) > 0 {
+		oob = unix.UnixRights(out...)
+	}
+	defer func() {
+		for _, fd := range out {
+			unix.Close(fd) // the peer has its copy, or never will: a pidfd's close never blocks
+		}
+	}()
 	err := c.raw.Write(func(fd uintptr) bool {
 		for n < len(b) {
-			m, err := unix.SendmsgN(int(fd), b[n:], nil, nil, unix.MSG_NOSIGNAL)
+			m, err := unix.SendmsgN(int(fd), b[n:], oob, nil, unix.MSG_NOSIGNAL)
+			if err == nil {
+				oob = nil // passed with the first bytes
+			}
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -143,6 +160,18 @@ func (c *conn) Write(b []byte) (int, error) {
 		return n, &net.OpError{Op: "write", Net: "unix", Addr: c.RemoteAddr(), Err: err}
 	}
 	return n, nil
+}
+
+// sendWithNext passes fd (which c now owns) with the next bytes written:
+// the answer's first bytes.
+func (c *conn) sendWithNext(fd int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		unix.Close(fd)
+		return
+	}
+	c.out = append(c.out, fd)
 }
 
 // ReadFrom hides (*net.UnixConn).ReadFrom, which would splice to the socket
@@ -311,6 +340,10 @@ func (c *conn) release() {
 	defer c.mu.Unlock()
 	c.closed = true
 	c.closePendingLocked()
+	for _, fd := range c.out {
+		unix.Close(fd)
+	}
+	c.out = nil
 }
 
 // SetReadDeadline passes deadlines on, except that once a job is bound to

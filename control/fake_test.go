@@ -158,6 +158,10 @@ func (f *fakeServices) ServiceOp(name, op string, sig unix.Signal) error {
 	return api.Errorf(http.StatusNotFound, "no service %s", name)
 }
 
+func (f *fakeJobs) PidFD(c Caller, id string) (int, error) {
+	return -1, api.Errorf(409, "fake: no pidfd")
+}
+
 func (f *fakeServices) Zombies(c Caller) []api.ZombieParent {
 	return []api.ZombieParent{{PID: 40, UID: c.UID, Command: "gateway", Zombies: 3, ZombiePIDs: []int{41, 42, 43}}}
 }

@@ -136,6 +136,16 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	if req.Bind {
 		c.bound.Store(true)
 	}
+	if req.PidFD && job.State == api.StateRunning {
+		// Sent with the answer's first bytes; none when it cannot be had
+		// (the job ended already, subreaper tracking, seccomp): the
+		// client then waits on tend alone.
+		if fd, err := s.cfg.Jobs.PidFD(c.caller, job.ID); err == nil {
+			c.sendWithNext(fd)
+		} else {
+			s.cfg.Log.Debug("no pidfd for the job", "job", job.ID, "err", err)
+		}
+	}
 	w.Header().Set("Location", "/v1/jobs/"+url.PathEscape(job.ID))
 	s.reply(w, http.StatusCreated, job)
 }

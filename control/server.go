@@ -49,6 +49,10 @@ type Jobs interface {
 	// Wait returns the record once the job exited, or ctx's error.
 	Wait(ctx context.Context, c Caller, id string, conn uint64) (api.Job, error)
 	Signal(c Caller, id string, req JobSignal) error
+	// PidFD opens a new pidfd of running job id's process, the caller's
+	// to keep, where tend can name that process safely (its own child,
+	// unreaped); an error otherwise.
+	PidFD(c Caller, id string) (int, error)
 	// ConnClosed says connection conn is gone: jobs bound to it die.
 	ConnClosed(conn uint64)
 	// Counters fills the jobs' counters (JobsStarted and the rest).

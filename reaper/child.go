@@ -114,3 +114,21 @@ func (c *Child) Release() {
 		c.pidfd = -1
 	}
 }
+
+// OpenPidFD returns a new pidfd of the child (close-on-exec), for a caller
+// to keep: a duplicate of its own pidfd, else pidfd_open(2) under the reap
+// lock while this registration is live (the number cannot be another's
+// then). ErrNotRunning once reaped; ENOSYS or EPERM where seccomp refuses.
+// A pidfd of a child tend reaps is readable when it exits and can signal
+// it, but waitid on it fails: tend stays the only reaper.
+func (c *Child) OpenPidFD() (int, error) {
+	if c.pidfd >= 0 {
+		return unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 3)
+	}
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	if c.reaped {
+		return -1, ErrNotRunning
+	}
+	return unix.PidfdOpen(c.pid, 0) // pidfds are always close-on-exec
+}

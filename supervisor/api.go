@@ -309,6 +309,38 @@ func (b backend) Signal(c control.Caller, id string, req control.JobSignal) (err
 }
 
 // ConnClosed stops every bound job whose last bound connection this was.
+// PidFD is a new pidfd of running job id's process, where that process is
+// tend's own child (group, cgroup, the trampoline that became the
+// command); a subreaper unit's command is its helper's child, which tend
+// cannot name safely.
+func (b backend) PidFD(c control.Caller, id string) (fd int, err error) {
+	fd = -1
+	if e := b.do(func() {
+		j := b.l.jobs.Visible(c, id)
+		u, _ := jobUnit(j)
+		switch {
+		case j == nil || j.Rec.State != api.StateRunning || u == nil || u.proc == nil:
+			err = api.Errorf(http.StatusConflict, "job %s is not running", id)
+		case u.track == config.TrackSubreaper || !u.started || u.main != u.proc.Pid():
+			err = api.Errorf(http.StatusConflict, "job %s's process is its unit helper's child: no pidfd", id)
+		default:
+			fd, err = u.proc.OpenPidFD()
+		}
+	}); e != nil {
+		return -1, e
+	}
+	return fd, err
+}
+
+// jobUnit is j's running unit, if any.
+func jobUnit(j *jobs.Job) (*unit, bool) {
+	if j == nil {
+		return nil, false
+	}
+	u, ok := j.Run.(*unit)
+	return u, ok && u != nil
+}
+
 func (b backend) ConnClosed(conn uint64) {
 	b.do(func() {
 		for _, j := range b.l.jobs.ConnClosed(conn) {
