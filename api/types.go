@@ -49,10 +49,10 @@ type JobRequest struct {
 	// with the 201 answer, when the job runs at once as tend's own child
 	// (tracking group or cgroup; not subreaper): readable once it exits,
 	// good for pidfd_send_signal; the status still comes from tend.
-	PidFD bool `json:"pidfd,omitempty"`
-	User    string            `json:"user,omitempty"`  // root callers only
-	Stdio   []int             `json:"stdio,omitempty"` // target fd (0-2) of each passed fd
-	Track   string            `json:"track,omitempty"` // auto | cgroup | subreaper | group; "" = [defaults] track
+	PidFD bool   `json:"pidfd,omitempty"`
+	User  string `json:"user,omitempty"`  // root callers only
+	Stdio []int  `json:"stdio,omitempty"` // target fd (0-2) of each passed fd
+	Track string `json:"track,omitempty"` // auto | cgroup | subreaper | group; "" = [defaults] track
 	// MemoryMax is the job's memory limit: a JSON integer (bytes) or a
 	// string such as "512M" (K, M, G, T: powers of 1024) or "max"; absent
 	// or null: none. PidsMax is its limit on tasks: an integer >= 1 or

@@ -148,4 +148,3 @@ func TestJobPidFD(t *testing.T) {
 		})
 	}
 }
-
