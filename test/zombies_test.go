@@ -62,7 +62,7 @@ func TestZombiesNamed(t *testing.T) {
 	var zs []api.ZombieParent
 	svPoll(t, r, svWait, "both parents named", func() bool {
 		zs, err = c.Zombies(hCtx(t))
-		return err == nil && len(zs) == 2 && zs[1].Zombies == 3
+		return err == nil && len(zs) == 2 && zs[0].Zombies == 8 && zs[1].Zombies == 3 // the children exit as they please
 	})
 	gw, job := zs[0], zs[1]
 	if gw.PID != gwPid || gw.Zombies != 8 || len(gw.ZombiePIDs) != 8 || gw.Owner != "service gw" || gw.UID != 0 || gw.Command != "python3" {
@@ -76,13 +76,14 @@ func TestZombiesNamed(t *testing.T) {
 	}
 	svWaitLog(t, r, "a process holds zombies it never waited for: only it can reap them (PID 1 cannot)", "")
 	e := <-held
-	if e.Zombie == nil || e.Zombie.Owner != "service gw" || e.Zombie.Zombies != 8 {
+	if e.Zombie == nil || e.Zombie.Owner != "service gw" || e.Zombie.Zombies < 5 {
 		t.Errorf("zombie.held: %+v", e.Zombie)
 	}
-	h, err := c.HealthAt(hCtx(t), api.HealthAlive)
-	if err != nil || h.Healthy || !downHas(h.Down, "gw", "holds 8 zombies (health_max 6)") {
-		t.Errorf("health with 8 zombies held over health_max 6: %+v, %v", h, err)
-	}
+	var h api.Health
+	svPoll(t, r, svWait, "health failing over health_max", func() bool {
+		h, err = c.HealthAt(hCtx(t), api.HealthAlive)
+		return err == nil && !h.Healthy && downHas(h.Down, "gw", "holds 8 zombies (health_max 6)")
+	})
 	res := cliRun(t, []string{"TEND_SOCKET=" + sock}, "zombies")
 	if res.code() != 0 || !strings.Contains(res.stdout, "service gw") || !strings.Contains(res.stdout, "job "+j.ID) {
 		t.Errorf("tend zombies: %d %q %q", res.code(), res.stdout, res.stderr)
