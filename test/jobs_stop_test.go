@@ -91,9 +91,6 @@ func TestJobsStopOrder(t *testing.T) {
 	}
 }
 
-	return d
-}
-
 // TestJobsByPidAndStatus: GET /v1/jobs?pid=N finds the record of the job
 // that ran as N, after it exited (a restarted dispatcher's lookup), and a
 // record says how the job ended as wait(2) and Python would: exit 3 is
