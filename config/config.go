@@ -257,6 +257,10 @@ type Service struct {
 	StopSignal    unix.Signal
 	StopTimeout   time.Duration // Unset = what is left of Shutdown.Grace; 0 = SIGKILL at once
 	After         []string      // names of services that must be ready first
+	// Oneshot (type = "oneshot") is a service that runs to its end: it
+	// is ready when it exits 0 (and stays so), failed otherwise (after its
+	// restart policy); its dependents wait for that.
+	Oneshot       bool
 	Ready         Ready
 	ReadyTimeout  time.Duration
 	// Watchdog (ready = "notify" only; 0 = none) restarts a ready run that

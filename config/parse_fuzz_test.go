@@ -257,6 +257,9 @@ func encode(t *testing.T, cfg *Config) []byte {
 		case s.Ready.Notify:
 			m["ready"] = "notify"
 		}
+		if s.Oneshot {
+			m["type"] = "oneshot"
+		}
 		if s.Watchdog > 0 {
 			m["watchdog"] = s.Watchdog.String()
 		}

@@ -166,3 +166,27 @@ func TestParseJobsStop(t *testing.T) {
 		t.Errorf(`stop = "later": %v`, err)
 	}
 }
+
+// TestParseOneshot: type = "oneshot" is read; what cannot go with it is
+// refused naming the key.
+func TestParseOneshot(t *testing.T) {
+	cfg, err := Parse([]byte("[[service]]\nname = \"m\"\ncommand = [\"x\"]\ntype = \"oneshot\"\n[[service]]\nname = \"s\"\ncommand = [\"x\"]\ntype = \"simple\"\n"), "t.toml")
+	if err != nil || !cfg.Services[0].Oneshot || cfg.Services[1].Oneshot {
+		t.Fatalf("%+v, %v", cfg, err)
+	}
+	for body, want := range map[string]string{
+		`ready = "exec:true"`:                      "ready: a oneshot is ready when it exits 0: no ready",
+		"[[service.check]]\nprobe = \"exec:true\"": "check: a oneshot is ready when it exits 0: no check",
+		`restart = "always"`:                       `restart: "always" would run a oneshot forever`,
+		"ready = \"notify\"\nwatchdog = \"1s\"":    "watchdog: a oneshot is ready when it exits 0: no watchdog",
+	} {
+		src := "[[service]]\nname = \"m\"\ncommand = [\"x\"]\ntype = \"oneshot\"\n" + body + "\n"
+		if _, err := Parse([]byte(src), "t.toml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want %q", body, err, want)
+		}
+	}
+	if _, err := Parse([]byte("[[service]]\nname = \"m\"\ncommand = [\"x\"]\ntype = \"forking\"\n"), "t.toml"); err == nil ||
+		!strings.Contains(err.Error(), `type: "forking" is not simple or oneshot`) {
+		t.Errorf("type forking: %v", err)
+	}
+}

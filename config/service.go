@@ -79,6 +79,24 @@ func (d *decoder) service(t *table) Service {
 		t.errorf("watchdog", "needs ready = \"notify\": WATCHDOG=1 comes over $NOTIFY_SOCKET")
 	}
 	s.Checks = t.checks("check")
+	if v, ok := t.str("type"); ok {
+		switch v {
+		case "simple":
+		case "oneshot":
+			s.Oneshot = true
+			// A oneshot's readiness is its exit 0: nothing else may say so.
+			for _, k := range []string{"ready", "watchdog", "check"} {
+				if _, present := t.m[k]; present {
+					t.errorf(k, "a oneshot is ready when it exits 0: no %s", k)
+				}
+			}
+			if s.Restart == RestartAlways {
+				t.errorf("restart", "\"always\" would run a oneshot forever: on-failure or never")
+			}
+		default:
+			t.errorf("type", "%q is not simple or oneshot", v)
+		}
+	}
 	s.Signals = t.signalMap("signals")
 	s.LogPrefix = t.boolean("log_prefix")
 	if v, ok := t.str("track"); ok {

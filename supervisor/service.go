@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -349,12 +350,23 @@ func (l *loop) serviceStarted(s *service, u *unit) {
 func (l *loop) afterStart(s *service) {
 	s.started = time.Now()
 	l.log.Info("service started", "service", s.cfg.Name, "pid", s.unit.main, "run", s.runs, "track", string(s.unit.track))
+	if s.cfg.Oneshot {
+		l.armReadyTimeout(s) // ready when it exits 0 (exited)
+		return
+	}
 	if !s.cfg.Ready.Polled() || s.notified {
 		l.ready(s)
 		return
 	}
-	gen := s.gen
 	s.probeGap, s.netProbing = probeFirst, false
+	l.armReadyTimeout(s)
+	l.runProbe(s)
+}
+
+// armReadyTimeout fails the run of s that is not ready within ready_timeout
+// (a oneshot: that has not exited 0 by then).
+func (l *loop) armReadyTimeout(s *service) {
+	gen := s.gen
 	l.tm.after(s.cfg.ReadyTimeout, func() {
 		if s.gen == gen && s.state == stateStarting {
 			l.log.Error("service not ready in time: stopping it", "service", s.cfg.Name, "ready_timeout", s.cfg.ReadyTimeout)
@@ -362,7 +374,6 @@ func (l *loop) afterStart(s *service) {
 			l.killService(s)
 		}
 	})
-	l.runProbe(s)
 }
 
 // stdio gives a service /dev/null as stdin (the main service gets tend's),
@@ -567,6 +578,13 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 		l.ended(s)
 		return
 	}
+	if s.cfg.Oneshot && !ws.Signaled() && ws.ExitStatus() == 0 {
+		// Done: ready for good, its dependents may start.
+		s.everUp = true
+		l.setState(s, stateStopped, "reason", "oneshot done")
+		l.ended(s)
+		return
+	}
 	var d restart.Decision
 	if s.failedBy != "" {
 		d = s.tracker.Failed(s.started, time.Now(), s.failedBy)
@@ -580,6 +598,11 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 	switch {
 	case d.GaveUp:
 		l.setState(s, stateFailed, "reason", d.Reason)
+		l.ended(s)
+	case !d.Restart && s.cfg.Oneshot:
+		// It exited otherwise than 0 (that was handled above) and will
+		// not run again: it has failed, and so have its dependents.
+		l.setState(s, stateFailed, "reason", "oneshot exited "+strconv.Itoa(s.lastCode)+": "+d.Reason)
 		l.ended(s)
 	case !d.Restart:
 		l.setState(s, stateStopped, "reason", d.Reason)
@@ -601,12 +624,17 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 // ended handles a service that will not run again: a critical one stops the
 // container with its code; dependents that never started fail with it.
 func (l *loop) ended(s *service) {
-	if s.cfg.Critical {
+	if s.cfg.Critical && !s.oneshotDone() {
 		l.shutdown(fmt.Sprintf("critical service %s %s", s.cfg.Name, s.state), s.lastCode, s == l.main)
 		return
 	}
 	l.startEligible()
 	l.checkAllDone()
+}
+
+// oneshotDone reports whether s is a oneshot whose last run exited 0.
+func (s *service) oneshotDone() bool {
+	return s.cfg.Oneshot && s.state == stateStopped && s.ended && s.lastCode == 0 && s.everUp
 }
 
 // checkAllDone stops tend once no service is left to run: 0 when each one's

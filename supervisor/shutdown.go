@@ -371,6 +371,8 @@ func (l *loop) down(s *service, level string) string {
 		return ""
 	}
 	switch {
+	case s.oneshotDone():
+		return ""
 	case s.state != stateRunning:
 		return string(s.state)
 	case s.notifyStopping:

@@ -15,7 +15,7 @@ import (
 // serviceStatus is the API view of one service.
 func serviceStatus(s *service) api.Service {
 	out := api.Service{Name: s.cfg.Name, State: string(s.state), Runs: s.runs,
-		Critical: s.cfg.Critical, Ready: s.state == stateRunning, Since: s.since}
+		Critical: s.cfg.Critical, Ready: s.state == stateRunning || s.oneshotDone(), Since: s.since}
 	out.PID = unitPid(s.unit)
 	out.LeftoversKilled = s.leftovers
 	out.LastReason = s.lastReason
