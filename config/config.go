@@ -260,9 +260,9 @@ type Service struct {
 	// Oneshot (type = "oneshot") is a service that runs to its end: it
 	// is ready when it exits 0 (and stays so), failed otherwise (after its
 	// restart policy); its dependents wait for that.
-	Oneshot       bool
-	Ready         Ready
-	ReadyTimeout  time.Duration
+	Oneshot      bool
+	Ready        Ready
+	ReadyTimeout time.Duration
 	// Watchdog (ready = "notify" only; 0 = none) restarts a ready run that
 	// has not sent WATCHDOG=1 for this long, as a failure.
 	Watchdog time.Duration
