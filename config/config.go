@@ -106,6 +106,9 @@ type Config struct {
 	Defaults Defaults
 	Health   Health
 	Zombies  Zombies
+	// Main is [main]: how the command after -- runs (user, env, ready,
+	// stop_signal, stop_timeout, signals, log_prefix); nil: the defaults.
+	Main     *Service
 	Services []Service // in file order; StartLevels gives the start order
 }
 
@@ -467,6 +470,7 @@ func ParseWith(data []byte, source string, o Options) (*Config, error) {
 		Defaults: d.defaults(root.table("defaults")),
 		Health:   d.health(root.table("health")),
 		Zombies:  d.zombies(root.table("zombies")),
+		Main:     d.mainTable(root.table("main")),
 	}
 	services := root.tables("service")
 	root.unknown() // every top-level key has been asked for by now
@@ -492,9 +496,13 @@ func (c *Config) Service(name string) *Service {
 }
 
 // MainService returns the service made from the command after --: named
-// "main", critical, never restarted, with the defaults otherwise.
-func MainService(argv []string) Service {
+// "main", critical, never restarted, with the settings of [main] (tmpl,
+// nil: the defaults).
+func MainService(argv []string, tmpl *Service) Service {
 	s := defaultService()
+	if tmpl != nil {
+		s = *tmpl
+	}
 	s.Name = MainName
 	s.Command = append([]string(nil), argv...)
 	s.Restart = RestartNever

@@ -217,9 +217,36 @@ func TestStartLevels(t *testing.T) {
 	}
 }
 
+// TestMainTable: [main] sets the command after --'s process keys; it is
+// still critical, never restarted, named main; keys that are a service's
+// alone are refused.
+func TestMainTable(t *testing.T) {
+	cfg, err := Parse([]byte("[main]\nuser = \"1000\"\nstop_signal = \"SIGINT\"\nstop_timeout = \"3s\"\n"+
+		"ready = \"tcp:127.0.0.1:8080\"\nready_timeout = \"2m\"\nsignals = { SIGHUP = \"SIGUSR1\" }\nlog_prefix = true\nenv = { A = \"b\" }\n"), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := MainService([]string{"gw"}, cfg.Main)
+	if m.Name != MainName || !m.Critical || m.Restart != RestartNever || m.User != "1000" || m.StopSignal != unix.SIGINT ||
+		m.StopTimeout != 3*time.Second || m.Ready.TCP != "127.0.0.1:8080" || m.ReadyTimeout != 2*time.Minute ||
+		m.Signals[unix.SIGHUP] != unix.SIGUSR1 || !m.LogPrefix || m.Env["A"] != "b" || m.Command[0] != "gw" {
+		t.Errorf("MainService with [main] = %+v", m)
+	}
+	for body, want := range map[string]string{
+		"[main]\nrestart = \"always\"\n":      "main: restart: unknown key",
+		"[main]\nafter = [\"db\"]\n":          "main: after: unknown key",
+		"[main]\nready = \"notify\"\n":        "main: ready: [main] takes started, exec:, tcp: or http://",
+		"[main]\nstop_signal = \"SIGNOPE\"\n": "main: stop_signal: ",
+	} {
+		if _, err := Parse([]byte(body), "t.toml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want %q", body, err, want)
+		}
+	}
+}
+
 func TestMainService(t *testing.T) {
 	argv := []string{"sh", "-c", "exit 3"}
-	got := MainService(argv)
+	got := MainService(argv, nil)
 	argv[0] = "changed" // the service keeps its own copy
 	want := defaultService()
 	want.Name, want.Command, want.Restart, want.Critical = "main", []string{"sh", "-c", "exit 3"}, RestartNever, true

@@ -37,6 +37,7 @@ func FuzzParseRoundTrip(f *testing.F) {
 	f.Add([]byte("[[service]]\nname=\"b\"\ncommand=[\"x\"]\nready=\"exec:'a b' \\\"c\\\\\"\"\nsignals={1=\"\",HUP=2}\n"))
 	f.Add([]byte("[health]\ninclude=\"all\"\n[[service]]\nname=\"n\"\ncommand=[\"x\"]\nready=\"notify\"\nwatchdog=\"3s\"\n" +
 		"[[service.check]]\nprobe=\"tcp:127.0.0.1:1\"\n[[service.check]]\nname=\"e\"\nprobe=\"exec:a 'b c'\"\non_failure=\"ignore\"\nthreshold=2\n"))
+	f.Add([]byte("[main]\nuser=\"1000:1000\"\nready=\"tcp:127.0.0.1:9\"\nstop_signal=\"INT\"\nsignals={HUP=\"USR1\"}\n"))
 	f.Add([]byte("[[service]]\nname=\"a\"\ncommand=[\"a\",\"\\u0000\"]\ndir=\"/\\u0000\"\nenv={A=\"\\u0000\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data, "fuzz.toml")
@@ -223,75 +224,90 @@ func encode(t *testing.T, cfg *Config) []byte {
 	}
 	var svcs []map[string]any
 	for _, s := range cfg.Services {
-		m := map[string]any{
-			"name": s.Name, "command": s.Command, "restart": string(s.Restart),
-			"restart_now": ints(s.RestartNow), "never_restart": ints(s.NeverRestart),
-			"backoff": s.Backoff.String(), "backoff_max": s.BackoffMax.String(),
-			"max_restarts": s.MaxRestarts, "restart_window": s.RestartWindow.String(),
-			"critical": s.Critical, "stop_signal": int64(s.StopSignal),
-			"ready_timeout": s.ReadyTimeout.String(), "log_prefix": s.LogPrefix, "kill_mode": string(s.KillMode),
-		}
-		if s.Track != "" {
-			m["track"] = string(s.Track)
-		}
-		if s.StopTimeout != Unset {
-			m["stop_timeout"] = s.StopTimeout.String()
-		}
-		if s.Dir != "" {
-			m["dir"] = s.Dir
-		}
-		if s.Env != nil {
-			m["env"] = s.Env
-		}
-		if s.User != "" {
-			m["user"] = s.User
-		}
-		if s.After != nil {
-			m["after"] = s.After
-		}
-		switch {
-		case s.Ready.Probe.Set():
-			m["ready"] = probeText(s.Ready.Probe)
-		case s.Ready.FD > 0:
-			m["ready"] = "fd:" + strconv.Itoa(s.Ready.FD)
-		case s.Ready.Notify:
-			m["ready"] = "notify"
-		}
-		if s.Oneshot {
-			m["type"] = "oneshot"
-		}
-		if s.Watchdog > 0 {
-			m["watchdog"] = s.Watchdog.String()
-		}
-		var checks []map[string]any
-		for _, c := range s.Checks {
-			checks = append(checks, map[string]any{"name": c.Name, "probe": probeText(c.Probe), "period": c.Period.String(),
-				"timeout": c.Timeout.String(), "threshold": c.Threshold, "on_failure": string(c.OnFailure)})
-		}
-		if checks != nil {
-			m["check"] = checks
-		}
-		if s.Signals != nil {
-			routes := map[string]any{}
-			for from, to := range s.Signals {
-				if to == 0 {
-					routes[strconv.Itoa(int(from))] = ""
-				} else {
-					routes[strconv.Itoa(int(from))] = int64(to)
-				}
-			}
-			m["signals"] = routes
-		}
+		m := serviceDoc(s)
 		svcs = append(svcs, m)
 	}
 	if svcs != nil {
 		doc["service"] = svcs
+	}
+	if cfg.Main != nil {
+		all, m := serviceDoc(*cfg.Main), map[string]any{}
+		for _, k := range []string{"user", "stop_signal", "stop_timeout", "ready", "ready_timeout", "signals", "log_prefix", "env"} {
+			if v, ok := all[k]; ok {
+				m[k] = v
+			}
+		}
+		doc["main"] = m
 	}
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(doc); err != nil {
 		t.Fatalf("encode the accepted Config %+v: %v", cfg, err)
 	}
 	return b.Bytes()
+}
+
+// serviceDoc is s as the keys of its [[service]] table.
+func serviceDoc(s Service) map[string]any {
+	m := map[string]any{
+		"name": s.Name, "command": s.Command, "restart": string(s.Restart),
+		"restart_now": ints(s.RestartNow), "never_restart": ints(s.NeverRestart),
+		"backoff": s.Backoff.String(), "backoff_max": s.BackoffMax.String(),
+		"max_restarts": s.MaxRestarts, "restart_window": s.RestartWindow.String(),
+		"critical": s.Critical, "stop_signal": int64(s.StopSignal),
+		"ready_timeout": s.ReadyTimeout.String(), "log_prefix": s.LogPrefix, "kill_mode": string(s.KillMode),
+	}
+	if s.Track != "" {
+		m["track"] = string(s.Track)
+	}
+	if s.StopTimeout != Unset {
+		m["stop_timeout"] = s.StopTimeout.String()
+	}
+	if s.Dir != "" {
+		m["dir"] = s.Dir
+	}
+	if s.Env != nil {
+		m["env"] = s.Env
+	}
+	if s.User != "" {
+		m["user"] = s.User
+	}
+	if s.After != nil {
+		m["after"] = s.After
+	}
+	switch {
+	case s.Ready.Probe.Set():
+		m["ready"] = probeText(s.Ready.Probe)
+	case s.Ready.FD > 0:
+		m["ready"] = "fd:" + strconv.Itoa(s.Ready.FD)
+	case s.Ready.Notify:
+		m["ready"] = "notify"
+	}
+	if s.Oneshot {
+		m["type"] = "oneshot"
+	}
+	if s.Watchdog > 0 {
+		m["watchdog"] = s.Watchdog.String()
+	}
+	var checks []map[string]any
+	for _, c := range s.Checks {
+		checks = append(checks, map[string]any{"name": c.Name, "probe": probeText(c.Probe), "period": c.Period.String(),
+			"timeout": c.Timeout.String(), "threshold": c.Threshold, "on_failure": string(c.OnFailure)})
+	}
+	if checks != nil {
+		m["check"] = checks
+	}
+	if s.Signals != nil {
+		routes := map[string]any{}
+		for from, to := range s.Signals {
+			if to == 0 {
+				routes[strconv.Itoa(int(from))] = ""
+			} else {
+				routes[strconv.Itoa(int(from))] = int64(to)
+			}
+		}
+		m["signals"] = routes
+	}
+	return m
 }
 
 func ints(codes []int) []int64 {
@@ -337,6 +353,11 @@ func normalize(cfg *Config) Config {
 		if len(s.NeverRestart) == 0 {
 			s.NeverRestart = nil
 		}
+	}
+	if cfg.Main != nil {
+		m := *cfg.Main
+		m.Line = 0
+		out.Main = &m
 	}
 	return out
 }

@@ -45,35 +45,10 @@ func (d *decoder) service(t *table) Service {
 		}
 	}
 	s.Env = t.env("env")
-	if user, ok := t.str("user"); ok {
-		s.User = user
-		if err := checkUser(user); err != nil {
-			t.errorf("user", "%w", err)
-		} else if d.opts.CheckUser != nil {
-			if err := d.opts.CheckUser(user); err != nil {
-				t.errorf("user", "%w", err)
-			}
-		}
-	}
+	d.process(t, &s)
 	t.restarts(&s)
 	s.Critical = t.boolean("critical")
-	if v, ok := t.get("stop_signal"); ok {
-		sig, err := parseSignal(v)
-		if err != nil {
-			t.errorf("stop_signal", "%w", err)
-		} else {
-			s.StopSignal = sig
-		}
-	}
-	s.StopTimeout = t.duration("stop_timeout", Unset, false)
 	s.After = t.strs("after") // checked once every name is known
-	if r, ok := t.str("ready"); ok {
-		var err error
-		if s.Ready, err = parseReady(r); err != nil {
-			t.errorf("ready", "%w", err)
-		}
-	}
-	s.ReadyTimeout = t.duration("ready_timeout", DefaultReadyTimeout, true)
 	if s.Watchdog = t.duration("watchdog", 0, true); s.Watchdog > 0 && !s.Ready.Notify {
 		// The pings come over NOTIFY_SOCKET, which only ready = "notify" gives.
 		t.errorf("watchdog", "needs ready = \"notify\": WATCHDOG=1 comes over $NOTIFY_SOCKET")
@@ -97,8 +72,6 @@ func (d *decoder) service(t *table) Service {
 			t.errorf("type", "%q is not simple or oneshot", v)
 		}
 	}
-	s.Signals = t.signalMap("signals")
-	s.LogPrefix = t.boolean("log_prefix")
 	if v, ok := t.str("track"); ok {
 		tr, err := ParseTrack(v)
 		if err != nil || tr == "" {
@@ -117,6 +90,58 @@ func (d *decoder) service(t *table) Service {
 	s.PidsMax = t.limit("pids_max", DefaultPidsMax, ParsePidsMax)
 	t.unknown()
 	return s
+}
+
+// process reads the keys a service and [main] share: how the process
+// runs, stops, says it is ready and gets its signals.
+func (d *decoder) process(t *table, s *Service) {
+	if user, ok := t.str("user"); ok {
+		s.User = user
+		if err := checkUser(user); err != nil {
+			t.errorf("user", "%w", err)
+		} else if d.opts.CheckUser != nil {
+			if err := d.opts.CheckUser(user); err != nil {
+				t.errorf("user", "%w", err)
+			}
+		}
+	}
+	if v, ok := t.get("stop_signal"); ok {
+		sig, err := parseSignal(v)
+		if err != nil {
+			t.errorf("stop_signal", "%w", err)
+		} else {
+			s.StopSignal = sig
+		}
+	}
+	s.StopTimeout = t.duration("stop_timeout", Unset, false)
+	if r, ok := t.str("ready"); ok {
+		var err error
+		if s.Ready, err = parseReady(r); err != nil {
+			t.errorf("ready", "%w", err)
+		}
+	}
+	s.ReadyTimeout = t.duration("ready_timeout", DefaultReadyTimeout, true)
+	s.Signals = t.signalMap("signals")
+	s.LogPrefix = t.boolean("log_prefix")
+}
+
+// mainTable reads [main]: the settings of the command after --, a
+// critical service that is never restarted. nil when the table is absent.
+func (d *decoder) mainTable(t *table) *Service {
+	if t.m == nil {
+		return nil
+	}
+	s := defaultService()
+	s.Line = t.at.line
+	s.Env = t.env("env")
+	d.process(t, &s)
+	if s.Ready.FD > 0 || s.Ready.Notify {
+		// Init mode's main keeps tend's own fds and stdio; a notify
+		// socket would be fine, but keep [main] to the polled probes.
+		t.errorf("ready", "[main] takes started, exec:, tcp: or http:// (fd:N and notify are for services)")
+	}
+	t.unknown()
+	return &s
 }
 
 // restarts reads the keys of the restart policy into s.

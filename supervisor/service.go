@@ -105,7 +105,9 @@ type logStream struct {
 func (l *loop) build() error {
 	svcs := slices.Clone(l.cfg.File.Services)
 	if l.cfg.Main != nil {
-		svcs = append(svcs, config.MainService(l.cfg.Main))
+		svcs = append(svcs, config.MainService(l.cfg.Main, l.cfg.File.Main))
+	} else if l.cfg.File.Main != nil {
+		return errors.New("[main] sets up the command after --, and none was given")
 	}
 	var errs []error
 	byName := map[string]*service{}
