@@ -282,8 +282,30 @@ type Service struct {
 	// in a cgroup of its own (README, "Units"); NoLimit = none.
 	MemoryMax int64
 	PidsMax   int64
-	Line      int // line of the service's table in the file; 0 = unknown
+	// The process settings each run gets before its exec: Umask (-1:
+	// tend's), Nice (with NiceSet), Rlimits, NoNewPrivs; and EnvFile, a
+	// KEY=VALUE file read at start (missing: an error unless
+	// EnvFileOptional), its variables under the env table's.
+	Umask           int
+	Nice            int
+	NiceSet         bool
+	Rlimits         []Rlimit
+	NoNewPrivs      bool
+	EnvFile         string
+	EnvFileOptional bool
+	Line            int // line of the service's table in the file; 0 = unknown
 }
+
+// Rlimit is one entry of rlimits: a resource and its soft and hard limits
+// (Unlimited for none).
+type Rlimit struct {
+	Name     string // as in the file: "nofile"
+	Resource int    // RLIMIT_NOFILE
+	Cur, Max uint64
+}
+
+// Unlimited is RLIM_INFINITY.
+const Unlimited = ^uint64(0)
 
 // Ready says when a service counts as ready. At most one of its ways is
 // set; none means ready as soon as started.
@@ -524,5 +546,6 @@ func defaultService() Service {
 		KillMode:      KillUnit,
 		MemoryMax:     DefaultMemoryMax,
 		PidsMax:       DefaultPidsMax,
+		Umask:         -1,
 	}
 }

@@ -73,7 +73,7 @@ func TestParseFull(t *testing.T) {
 		Services: []Service{
 			{Name: "db", Command: []string{"postgres", "-D", "/var/lib/pg"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10, RestartWindow: 10 * time.Minute,
-				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Line: 18},
+				StopSignal: unix.SIGTERM, StopTimeout: Unset, ReadyTimeout: time.Minute, KillMode: KillUnit, Umask: -1, Line: 18},
 			{
 				Name:          "gateway",
 				Command:       []string{"hermes", "gateway", "run", "--replace"},
@@ -98,6 +98,7 @@ func TestParseFull(t *testing.T) {
 				},
 				LogPrefix: true,
 				KillMode:  KillUnit,
+				Umask:     -1,
 				Line:      22,
 			},
 		},
@@ -136,7 +137,7 @@ func TestParseDefaults(t *testing.T) {
 				Name: "a", Command: []string{"a"}, Restart: RestartOnFailure,
 				Backoff: time.Second, BackoffMax: 30 * time.Second, MaxRestarts: 10,
 				RestartWindow: 10 * time.Minute, StopSignal: unix.SIGTERM, StopTimeout: Unset,
-				Ready: Ready{}, ReadyTimeout: 60 * time.Second, KillMode: KillUnit, Line: 1,
+				Ready: Ready{}, ReadyTimeout: 60 * time.Second, KillMode: KillUnit, Umask: -1, Line: 1,
 			}},
 		}},
 	}

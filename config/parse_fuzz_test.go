@@ -37,6 +37,7 @@ func FuzzParseRoundTrip(f *testing.F) {
 	f.Add([]byte("[[service]]\nname=\"b\"\ncommand=[\"x\"]\nready=\"exec:'a b' \\\"c\\\\\"\"\nsignals={1=\"\",HUP=2}\n"))
 	f.Add([]byte("[health]\ninclude=\"all\"\n[[service]]\nname=\"n\"\ncommand=[\"x\"]\nready=\"notify\"\nwatchdog=\"3s\"\n" +
 		"[[service.check]]\nprobe=\"tcp:127.0.0.1:1\"\n[[service.check]]\nname=\"e\"\nprobe=\"exec:a 'b c'\"\non_failure=\"ignore\"\nthreshold=2\n"))
+	f.Add([]byte("[[service]]\nname=\"p\"\ncommand=[\"x\"]\numask=\"0027\"\nnice=-3\nrlimits={nofile=10,core=\"0:unlimited\"}\nno_new_privs=true\nenv_file=\"/e\"\nenv_file_optional=true\n"))
 	f.Add([]byte("[main]\nuser=\"1000:1000\"\nready=\"tcp:127.0.0.1:9\"\nstop_signal=\"INT\"\nsignals={HUP=\"USR1\"}\n"))
 	f.Add([]byte("[[service]]\nname=\"a\"\ncommand=[\"a\",\"\\u0000\"]\ndir=\"/\\u0000\"\nenv={A=\"\\u0000\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -284,6 +285,31 @@ func serviceDoc(s Service) map[string]any {
 	}
 	if s.Oneshot {
 		m["type"] = "oneshot"
+	}
+	if s.Umask >= 0 {
+		m["umask"] = "0" + strconv.FormatUint(uint64(s.Umask), 8)
+	}
+	if s.NiceSet {
+		m["nice"] = s.Nice
+	}
+	if len(s.Rlimits) > 0 {
+		rl := map[string]any{}
+		text := func(v uint64) string {
+			if v == Unlimited {
+				return "unlimited"
+			}
+			return strconv.FormatUint(v, 10)
+		}
+		for _, r := range s.Rlimits {
+			rl[r.Name] = text(r.Cur) + ":" + text(r.Max)
+		}
+		m["rlimits"] = rl
+	}
+	if s.NoNewPrivs {
+		m["no_new_privs"] = true
+	}
+	if s.EnvFile != "" {
+		m["env_file"], m["env_file_optional"] = s.EnvFile, s.EnvFileOptional
 	}
 	if s.Watchdog > 0 {
 		m["watchdog"] = s.Watchdog.String()

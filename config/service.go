@@ -86,6 +86,7 @@ func (d *decoder) service(t *table) Service {
 			t.errorf("kill_mode", "%q is not one of unit, main-only", v)
 		}
 	}
+	t.processSettings(&s)
 	s.MemoryMax = t.limit("memory_max", DefaultMemoryMax, ParseMemoryMax)
 	s.PidsMax = t.limit("pids_max", DefaultPidsMax, ParsePidsMax)
 	t.unknown()
@@ -142,6 +143,100 @@ func (d *decoder) mainTable(t *table) *Service {
 	}
 	t.unknown()
 	return &s
+}
+
+// rlimitNames are the resources of rlimits, as setrlimit(2) names them
+// less RLIMIT_, lower case.
+var rlimitNames = map[string]int{"cpu": unix.RLIMIT_CPU, "fsize": unix.RLIMIT_FSIZE, "data": unix.RLIMIT_DATA,
+	"stack": unix.RLIMIT_STACK, "core": unix.RLIMIT_CORE, "rss": unix.RLIMIT_RSS, "nproc": unix.RLIMIT_NPROC,
+	"nofile": unix.RLIMIT_NOFILE, "memlock": unix.RLIMIT_MEMLOCK, "as": unix.RLIMIT_AS, "locks": unix.RLIMIT_LOCKS,
+	"sigpending": unix.RLIMIT_SIGPENDING, "msgqueue": unix.RLIMIT_MSGQUEUE, "nice": unix.RLIMIT_NICE,
+	"rtprio": unix.RLIMIT_RTPRIO, "rttime": unix.RLIMIT_RTTIME}
+
+// processSettings reads umask, nice, rlimits, no_new_privs, env_file and
+// env_file_optional.
+func (t *table) processSettings(s *Service) {
+	if v, ok := t.str("umask"); ok {
+		// A string, as [control] mode: umask = 022 would be decimal.
+		m, err := strconv.ParseUint(strings.TrimPrefix(v, "0o"), 8, 32)
+		if err != nil || m > 0o777 {
+			t.errorf("umask", "%q is not an octal mask such as \"0027\"", v)
+		} else {
+			s.Umask = int(m)
+		}
+	}
+	if _, present := t.m["nice"]; present {
+		n := t.integer("nice", 0, -20)
+		if n > 19 {
+			t.errorf("nice", "%d is not a nice value from -20 to 19", n)
+		}
+		s.Nice, s.NiceSet = n, true
+	}
+	sub := t.table("rlimits")
+	for _, k := range slices.Sorted(maps.Keys(sub.m)) {
+		res, known := rlimitNames[k]
+		v, _ := sub.get(k)
+		at := sub.posOf(k)
+		if !known {
+			t.errorAt(at, "rlimits", "%q is not a resource: want one of %s", k, strings.Join(slices.Sorted(maps.Keys(rlimitNames)), ", "))
+			continue
+		}
+		cur, hi, err := parseRlimit(v)
+		if err != nil {
+			t.errorAt(at, "rlimits", "%s: %v", k, err)
+			continue
+		}
+		s.Rlimits = append(s.Rlimits, Rlimit{Name: k, Resource: res, Cur: cur, Max: hi})
+	}
+	s.NoNewPrivs = t.boolean("no_new_privs")
+	if v, ok := t.str("env_file"); ok {
+		if !strings.HasPrefix(v, "/") {
+			t.errorf("env_file", "%q is not an absolute path", v)
+		}
+		s.EnvFile = v
+	}
+	s.EnvFileOptional = t.boolean("env_file_optional")
+	if s.EnvFileOptional && s.EnvFile == "" {
+		t.errorf("env_file_optional", "without env_file")
+	}
+}
+
+// parseRlimit reads a limit: a number (soft = hard), "unlimited", or
+// "SOFT:HARD" with either side a number or "unlimited", SOFT <= HARD.
+func parseRlimit(v any) (cur, hi uint64, err error) {
+	one := func(s string) (uint64, error) {
+		if s == "unlimited" || s == "infinity" {
+			return Unlimited, nil
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == Unlimited {
+			return 0, fmt.Errorf("%q is not a number or \"unlimited\"", s)
+		}
+		return n, nil
+	}
+	switch v := v.(type) {
+	case int64:
+		if v < 0 {
+			return 0, 0, fmt.Errorf("%d is negative", v)
+		}
+		return uint64(v), uint64(v), nil
+	case string:
+		c, h, pair := strings.Cut(v, ":")
+		if cur, err = one(c); err != nil {
+			return 0, 0, err
+		}
+		hi = cur
+		if pair {
+			if hi, err = one(h); err != nil {
+				return 0, 0, err
+			}
+		}
+		if cur > hi {
+			return 0, 0, fmt.Errorf("soft %s is above hard %s", c, h)
+		}
+		return cur, hi, nil
+	}
+	return 0, 0, fmt.Errorf("must be a number, \"unlimited\" or \"SOFT:HARD\", not %s", tomlType(v))
 }
 
 // restarts reads the keys of the restart policy into s.

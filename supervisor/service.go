@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -136,10 +137,23 @@ func (l *loop) build() error {
 				env = spawn.SetEnv(env, "LOGNAME", id.Name)
 			}
 		}
+		fileEnv, err := readEnvFile(c.EnvFile, c.EnvFileOptional)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %q: env_file: %w", c.Name, err))
+			continue
+		}
+		for _, kv := range fileEnv {
+			k, v, _ := strings.Cut(kv, "=")
+			env = spawn.SetEnv(env, k, v)
+		}
 		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 			env = spawn.SetEnv(env, k, c.Env[k])
 		}
 		s.spec.Env = env
+		if err := l.checkProcess(c, s.spec.Cred != nil); err != nil {
+			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
+			continue
+		}
 		for _, cc := range c.Checks {
 			s.checks = append(s.checks, &check{cfg: cc, s: s, state: api.CheckPending})
 		}
@@ -326,7 +340,7 @@ func (l *loop) serviceUnitSpec(s *service, files []uintptr) unitSpec {
 		uid = int(s.spec.Cred.Uid)
 	}
 	return unitSpec{name: "service-" + s.cfg.Name, track: track, files: files, stopSignal: s.cfg.StopSignal, stopTimeout: timeout,
-		killMode: s.cfg.KillMode, limits: limits, uid: uid}
+		killMode: s.cfg.KillMode, limits: limits, uid: uid, proc: processOf(s.cfg)}
 }
 
 // startFailed ends a run whose command could not be started.

@@ -97,6 +97,9 @@ type unitSpec struct {
 	signalAs int
 	limits   limitPlan // memory_max, pids_max and where they go
 	uid      int       // the unit's uid (0: root or tend's own)
+	// proc is set in the command's process before its exec (umask, nice,
+	// rlimits, no_new_privs): by the trampoline, or the subreaper helper.
+	proc helper.Process
 }
 
 // errHelperEnded is a unit helper that died before it started its
@@ -179,7 +182,7 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 			u.cg.Remove()
 			return nil, err
 		}
-		if !l.cg.clone3 || us.nproc > 0 || us.limits.needsTrampoline {
+		if !l.cg.clone3 || us.nproc > 0 || us.limits.needsTrampoline || us.proc.Set() {
 			return l.startTrampoline(u, p, q)
 		}
 		cq := q.InCgroup(u.cg.FD())
@@ -193,7 +196,7 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		u.proc, u.main, u.started = c, c.Pid(), true
 		return u, nil
 	}
-	if u.track != config.TrackSubreaper && (us.nproc > 0 || us.limits.needsTrampoline) {
+	if u.track != config.TrackSubreaper && (us.nproc > 0 || us.limits.needsTrampoline || us.proc.Set()) {
 		return l.startTrampoline(u, p, q)
 	}
 	if u.track != config.TrackSubreaper {
@@ -207,7 +210,7 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	}
 	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
 		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
-		Setsid: p.Spec().Setsid, NProc: us.nproc, Cgroups: len(u.v1)}
+		Setsid: p.Spec().Setsid, NProc: us.nproc, Cgroups: len(u.v1), Process: us.proc}
 	// The control socket goes after the stdio and any fds passed on at
 	// their own numbers (socket activation): where Via puts it; the v1
 	// directories to join follow it.
@@ -256,7 +259,8 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		}
 		return nil, err
 	}
-	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, V1: len(u.v1), NProc: u.spec.nproc, Cred: q.Cred()}
+	he := helper.Exec{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env, Cgroup: u.cg != nil, V1: len(u.v1), NProc: u.spec.nproc, Cred: q.Cred(),
+		Process: u.spec.proc}
 	// The report socket and the cgroup's fd go after the stdio and any
 	// fds passed on at their own numbers: where Via puts them.
 	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)

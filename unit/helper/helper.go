@@ -88,6 +88,53 @@ type Subreaper struct {
 	// which the helper joins (writing "0" to each cgroup.procs) before it
 	// forks the command.
 	Cgroups int
+	Process Process
+}
+
+// Process is what the command gets set in the helper before its exec (or
+// the fork the command inherits it from): umask, nice, resource limits,
+// no_new_privs. The zero Process sets nothing.
+type Process struct {
+	Umask      int // with UmaskSet: 0-0777
+	UmaskSet   bool
+	Nice       int
+	NiceSet    bool
+	Rlimits    []Rlimit
+	NoNewPrivs bool
+}
+
+// Rlimit is one resource limit; Cur and Max of ^uint64(0) are unlimited.
+type Rlimit struct {
+	Resource int
+	Cur, Max uint64
+}
+
+// Set reports whether p sets anything.
+func (p Process) Set() bool { return p.UmaskSet || p.NiceSet || len(p.Rlimits) > 0 || p.NoNewPrivs }
+
+// opts are p's option words.
+func (p Process) opts() []string {
+	var out []string
+	if p.UmaskSet {
+		out = append(out, opt(boot.OptUmask, p.Umask))
+	}
+	if p.NiceSet {
+		out = append(out, opt(boot.OptNice, p.Nice))
+	}
+	for _, r := range p.Rlimits {
+		out = append(out, boot.OptRlimit+"="+strconv.Itoa(r.Resource)+":"+limitText(r.Cur)+":"+limitText(r.Max))
+	}
+	if p.NoNewPrivs {
+		out = append(out, opt(boot.OptNoNewPrivs, 1))
+	}
+	return out
+}
+
+func limitText(v uint64) string {
+	if v == ^uint64(0) {
+		return "-1"
+	}
+	return strconv.FormatUint(v, 10)
 }
 
 // Exec describes a helper in exec-trampoline mode. tend starts it as root,
@@ -102,6 +149,9 @@ type Exec struct {
 	CtlFD  int                 // the report socket's fd; 0: FDControl
 	NProc  int                 // > 0: RLIMIT_NPROC soft = hard = NProc
 	Cred   *syscall.Credential // nil: stay root; Groups set unless NoSetGroups
+	// Process is set as root, before the credentials are dropped: a
+	// limit may be raised and nice lowered.
+	Process Process
 }
 
 // Args returns the helper's argv and environment for s.
@@ -128,6 +178,7 @@ func (s Subreaper) Args() (argv, env []string, err error) {
 	if s.Setsid {
 		opts = append(opts, opt(boot.OptSetsid, 1))
 	}
+	opts = append(opts, s.Process.opts()...)
 	ctl := FDControl
 	if s.CtlFD != 0 && s.CtlFD != FDControl {
 		if s.CtlFD < FDControl {
@@ -169,6 +220,7 @@ func (e Exec) Args() (argv, env []string, err error) {
 	if e.NProc > 0 {
 		opts = append(opts, opt(boot.OptNProc, e.NProc))
 	}
+	opts = append(opts, e.Process.opts()...)
 	if c := e.Cred; c != nil {
 		if !c.NoSetGroups {
 			g := make([]string, len(c.Groups))

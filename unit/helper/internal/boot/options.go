@@ -19,7 +19,17 @@ const (
 	OptUID         = "uid"             // exec: setuid
 	OptGID         = "gid"             // exec: setgid
 	OptGroups      = "groups"          // exec: comma-separated; empty: setgroups(0)
+	OptUmask       = "umask"           // both: the command's umask (a number, 0-0777)
+	OptNice        = "nice"            // both: its nice value, -20 to 19
+	OptRlimit      = "rlimit"          // both, repeatable: RESOURCE:SOFT:HARD (numbers; -1 is unlimited)
+	OptNoNewPrivs  = "no-new-privs"    // both: 1: PR_SET_NO_NEW_PRIVS before the exec
 )
+
+// rlimit is one OptRlimit.
+type rlimit struct {
+	res      int
+	cur, max uint64
+}
 
 // Kill modes: what happens to the unit when its main process exits.
 const (
@@ -46,10 +56,18 @@ type options struct {
 	setGroups   bool
 	path        string
 	argv        []string
+
+	// The command's process settings, applied before its exec (both
+	// modes): umask < 0 and !niceSet leave tend's.
+	umask      int
+	nice       int
+	niceSet    bool
+	rlimits    []rlimit
+	noNewPrivs bool
 }
 
 func parseOptions(args []string) (*options, error) {
-	o := &options{stopSig: syscall.SIGTERM, stopTimeout: 10000, nproc: -1, uid: -1, gid: -1}
+	o := &options{stopSig: syscall.SIGTERM, stopTimeout: 10000, nproc: -1, uid: -1, gid: -1, umask: -1}
 	for i, a := range args {
 		if a == "--" {
 			rest := args[i+1:]
@@ -74,6 +92,9 @@ func (o *options) set(word string) error {
 	}
 	var n int64
 	var err error
+	if key == OptRlimit {
+		return o.setRlimit(val)
+	}
 	if key != OptKillMode && key != OptGroups && key != OptCgroup {
 		if n, err = atoi(val); err != nil {
 			return errors.New("bad option " + word)
@@ -112,9 +133,35 @@ func (o *options) set(word string) error {
 		o.gid = int(n)
 	case OptGroups:
 		return o.setGroupList(val)
+	case OptUmask:
+		if n < 0 || n > 0o777 {
+			return errors.New("bad option " + word)
+		}
+		o.umask = int(n)
+	case OptNice:
+		if n < -20 || n > 19 {
+			return errors.New("bad option " + word)
+		}
+		o.nice, o.niceSet = int(n), true
+	case OptNoNewPrivs:
+		o.noNewPrivs = n == 1
 	default:
 		return errors.New("unknown option " + word)
 	}
+	return nil
+}
+
+// setRlimit reads RESOURCE:SOFT:HARD.
+func (o *options) setRlimit(val string) error {
+	r, rest, _ := cut(val, ':')
+	c, m, _ := cut(rest, ':')
+	res, err1 := atoi(r)
+	cur, err2 := atoi(c)
+	max, err3 := atoi(m)
+	if err1 != nil || err2 != nil || err3 != nil || res < 0 || res > 15 || cur < -1 || max < -1 {
+		return errors.New("bad rlimit " + val)
+	}
+	o.rlimits = append(o.rlimits, rlimit{res: int(res), cur: uint64(cur), max: uint64(max)}) // -1: RLIM_INFINITY
 	return nil
 }
 

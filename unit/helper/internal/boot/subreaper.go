@@ -43,9 +43,18 @@ func runSubreaper(o *options) int {
 		// are born inside, and so is the helper, whose threads count.
 		err = joinCgroups(o.cgroupFDs)
 	}
+	what := "setup"
+	if err == nil {
+		// As the unit's user already: a limit above the hard one, or a
+		// lower nice value, is refused here (EPERM) and named.
+		what, err = applyProcess(o)
+	}
+	if err == nil {
+		what, err = "prctl PR_SET_NO_NEW_PRIVS", setNoNewPrivs(o)
+	}
 	if err != nil {
 		errno, _ := err.(syscall.Errno)
-		report(ctlFD, failed(errno, "setup"))
+		report(ctlFD, failed(errno, what))
 		return ExitNotExecutable
 	}
 	u := &unit{o: o, pidfd: pidfdWorks()}

@@ -37,6 +37,9 @@ func prepareExec(o *options) (string, error) {
 	if err := setNProc(o.nproc); err != nil {
 		return "setrlimit", err
 	}
+	if what, err := applyProcess(o); err != nil {
+		return what, err // as root: a limit may be raised, nice lowered
+	}
 	// Groups, then gid, then uid: after setuid the others are no longer
 	// allowed. Go's syscall.Setgroups, Setgid and Setuid change every thread
 	// of the process (AllThreadsSyscall), as POSIX credentials must be.
@@ -54,6 +57,9 @@ func prepareExec(o *options) (string, error) {
 		if err := syscall.Setuid(o.uid); err != nil {
 			return "setuid", err
 		}
+	}
+	if err := setNoNewPrivs(o); err != nil {
+		return "prctl PR_SET_NO_NEW_PRIVS", err
 	}
 	return "", nil
 }
