@@ -290,6 +290,59 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 	}
 }
 
+// fileFlags puts the flags that override the file's keys into f: at the
+// start, and into a file reloaded later, so a reload sees the same.
+func fileFlags(c *cli.Context, f *config.Config) error {
+	if s := c.String("socket"); s != "" {
+		f.Control.Socket = s
+	}
+	if c.IsSet("killed-exit-code") {
+		v := c.String("killed-exit-code")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			err = fmt.Errorf("%q is not a number: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", v)
+		} else {
+			err = config.CheckKilledExitCode(n)
+		}
+		if err != nil {
+			return usageError{fmt.Sprintf("--killed-exit-code (or TEND_KILLED_EXIT_CODE): %v", err)}
+		}
+		f.Shutdown.KilledExitCode = n
+	}
+	if c.IsSet("track") {
+		v := c.String("track")
+		tr, err := config.ParseTrack(v)
+		if err != nil || tr == "" {
+			return usageError{fmt.Sprintf("--track (or TEND_TRACK): %q is not one of auto, cgroup, subreaper, group", v)}
+		}
+		f.Defaults.Track = tr
+	}
+	if c.IsSet("zombie-scan") {
+		v := c.String("zombie-scan")
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			return usageError{fmt.Sprintf("--zombie-scan (or TEND_ZOMBIE_SCAN): %q is not a duration such as \"1m\" (0: only when asked)", v)}
+		}
+		f.Zombies.Scan = d
+	}
+	if c.IsSet("zombie-warn-at") {
+		v := c.String("zombie-warn-at")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return usageError{fmt.Sprintf("--zombie-warn-at (or TEND_ZOMBIE_WARN_AT): %q is not a number of zombies (1 or more)", v)}
+		}
+		f.Zombies.WarnAt = n
+	}
+	if c.IsSet("jobs-stop") {
+		st, err := config.ParseJobsStop(c.String("jobs-stop"))
+		if err != nil {
+			return usageError{fmt.Sprintf("--jobs-stop (or TEND_JOBS_STOP): %v", err)}
+		}
+		f.Jobs.Stop = st
+	}
+	return nil
+}
+
 // runInit runs tend as an init, in init or supervisor mode (one loop for
 // both), with the control API when a socket is configured, and returns
 // tend's exit code.
@@ -307,8 +360,16 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 		if cfg.File, err = config.LoadWith(path, config.Options{CheckUser: checkUser}); err != nil {
 			return -1, cli.Exit(fmt.Sprintf("config refused: %v", err), exitUsage)
 		}
+		cfg.GraceSet = cfg.Grace != 0
 		if cfg.Grace == 0 {
 			cfg.Grace = cfg.File.Shutdown.Grace // flag and env win over the file
+		}
+		cfg.Reload = func() (*config.Config, error) {
+			f, err := config.LoadWith(path, config.Options{CheckUser: checkUser})
+			if err == nil {
+				err = fileFlags(c, f)
+			}
+			return f, err
 		}
 		cfg.SocketExplicit = cfg.File.Control.SocketSet
 	} else {
@@ -318,51 +379,10 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 		cfg.Init = true
 	}
 	if s := c.String("socket"); s != "" {
-		cfg.File.Control.Socket, cfg.SocketExplicit = s, true
+		cfg.SocketExplicit = true
 	}
-	if c.IsSet("killed-exit-code") {
-		v := c.String("killed-exit-code")
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			err = fmt.Errorf("%q is not a number: want 1-255 (137 is SIGKILL's 128+9), or 0 for the code of a clean stop", v)
-		} else {
-			err = config.CheckKilledExitCode(n)
-		}
-		if err != nil {
-			return -1, usageError{fmt.Sprintf("--killed-exit-code (or TEND_KILLED_EXIT_CODE): %v", err)}
-		}
-		cfg.File.Shutdown.KilledExitCode = n
-	}
-	if c.IsSet("track") {
-		v := c.String("track")
-		tr, err := config.ParseTrack(v)
-		if err != nil || tr == "" {
-			return -1, usageError{fmt.Sprintf("--track (or TEND_TRACK): %q is not one of auto, cgroup, subreaper, group", v)}
-		}
-		cfg.File.Defaults.Track = tr
-	}
-	if c.IsSet("zombie-scan") {
-		v := c.String("zombie-scan")
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d < 0 {
-			return -1, usageError{fmt.Sprintf("--zombie-scan (or TEND_ZOMBIE_SCAN): %q is not a duration such as \"1m\" (0: only when asked)", v)}
-		}
-		cfg.File.Zombies.Scan = d
-	}
-	if c.IsSet("zombie-warn-at") {
-		v := c.String("zombie-warn-at")
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 1 {
-			return -1, usageError{fmt.Sprintf("--zombie-warn-at (or TEND_ZOMBIE_WARN_AT): %q is not a number of zombies (1 or more)", v)}
-		}
-		cfg.File.Zombies.WarnAt = n
-	}
-	if c.IsSet("jobs-stop") {
-		st, err := config.ParseJobsStop(c.String("jobs-stop"))
-		if err != nil {
-			return -1, usageError{fmt.Sprintf("--jobs-stop (or TEND_JOBS_STOP): %v", err)}
-		}
-		cfg.File.Jobs.Stop = st
+	if err := fileFlags(c, cfg.File); err != nil {
+		return -1, err
 	}
 	stop := make(chan struct{})
 	defer close(stop)

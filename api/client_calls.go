@@ -32,6 +32,14 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
+// Reload is POST /v1/reload: tend re-reads its file and applies what
+// changed, or nothing (an error says why).
+func (c *Client) Reload(ctx context.Context) (Reload, error) {
+	var r Reload
+	err := c.do(ctx, http.MethodPost, "/v1/reload", nil, &r)
+	return r, err
+}
+
 // Zombies returns GET /v1/zombies: the live processes holding zombies
 // that the caller may see (its own uid's; root: all), most first.
 func (c *Client) Zombies(ctx context.Context) ([]ZombieParent, error) {

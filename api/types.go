@@ -248,6 +248,16 @@ type Error struct {
 	Error string `json:"error"`
 }
 
+// Reload is the answer of POST /v1/reload: what the re-read file changed.
+type Reload struct {
+	Added   []string `json:"added"`   // services started
+	Removed []string `json:"removed"` // services stopped and forgotten
+	Changed []string `json:"changed"` // services restarted with their new keys
+	// Settings are the changes of the other tables, applied: "[jobs]
+	// max_running: 64 -> 8".
+	Settings []string `json:"settings"`
+}
+
 // Health is the body of GET /v1/health.
 type Health struct {
 	Healthy bool   `json:"healthy"`

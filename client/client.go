@@ -243,7 +243,7 @@ func labels(c *cli.Context) map[string]string {
 // newClientCommands builds the client subcommands on cio.
 func newClientCommands(code *int, cio *clientIO) []*cli.Command {
 	cmds := []clientCmd{spawnCommand(), waitCommand(), statusCommand(), jobsCommand(),
-		signalCommand(), restartCommand(), serviceCommand(), eventsCommand(), healthCommand(), zombiesCommand()}
+		signalCommand(), restartCommand(), serviceCommand(), eventsCommand(), healthCommand(), zombiesCommand(), reloadCommand()}
 	out := make([]*cli.Command, len(cmds))
 	for i, cc := range cmds {
 		out[i] = clientCommand(code, cio, cc.cmd, cc.run)

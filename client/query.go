@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -141,6 +142,42 @@ func (r *clientRun) serviceOp(name, op, sig string) int {
 		return r.fail(err)
 	}
 	return 0
+}
+
+func reloadCommand() clientCmd {
+	return clientCmd{&cli.Command{Name: "reload", Usage: "make tend re-read its config file: added services start, removed ones stop, changed ones restart, jobs are left alone",
+		UsageText: "tend reload [--json]", Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the api.Reload answer as JSON"}}},
+		func(c *cli.Context, r *clientRun) int {
+			if c.NArg() != 0 {
+				return usage(r.cio, c.Command, "no arguments expected")
+			}
+			rep, err := r.client.Reload(r.ctx)
+			if err != nil {
+				var se *api.StatusError
+				if errors.As(err, &se) && (se.Code == http.StatusUnprocessableEntity || se.Code == http.StatusConflict) {
+					fmt.Fprintf(r.cio.stderr, "%s: %s\n", r.name, se.Msg)
+					return exitFailure // the file's fault, not tend's: nothing changed
+				}
+				return r.fail(err)
+			}
+			if c.Bool("json") {
+				return r.printed(r.printJSON(rep))
+			}
+			var parts []string
+			for _, p := range []struct {
+				what  string
+				names []string
+			}{{"added", rep.Added}, {"removed", rep.Removed}, {"changed", rep.Changed}} {
+				if len(p.names) > 0 {
+					parts = append(parts, p.what+" "+strings.Join(p.names, ", "))
+				}
+			}
+			parts = append(parts, rep.Settings...)
+			if len(parts) == 0 {
+				return r.printed(r.wrote(printf(r.cio.stdout, "reloaded: nothing changed\n")))
+			}
+			return r.printed(r.wrote(printf(r.cio.stdout, "reloaded: %s\n", strings.Join(parts, "; "))))
+		}}
 }
 
 func zombiesCommand() clientCmd {

@@ -132,6 +132,9 @@ type Control struct {
 	MaxSubscribersPerUID int // of those, one uid's; 1..MaxSubscribers
 	MaxParkedFDs         int // passed fds held for requests not handled yet; >= 3
 	MaxParkedFDsPerUID   int // of those, one uid's; 3..MaxParkedFDs
+	// ReloadOn is the signal that makes tend re-read its file (as POST
+	// /v1/reload does) instead of forwarding it; 0: none.
+	ReloadOn unix.Signal
 }
 
 // Shutdown is the [shutdown] table.

@@ -4,6 +4,9 @@ package config
 
 import (
 	"fmt"
+
+	"github.com/tendinit/tend/signals"
+	"golang.org/x/sys/unix"
 	"math"
 	"os"
 	"path/filepath"
@@ -63,6 +66,17 @@ func (d *decoder) control(t *table) Control {
 	c.MaxConnections = t.integer("max_connections", DefaultMaxConnections, 1)
 	c.MaxConnectionsPerUID = t.integer("max_connections_per_uid", DefaultMaxConnectionsPerUID, 1)
 	c.Group, _ = t.str("group")
+	if v, ok := t.str("reload_on"); ok && v != "" {
+		sig, err := signals.Parse(v)
+		switch {
+		case err != nil:
+			t.errorf("reload_on", "%w", err)
+		case sig == unix.SIGTERM || sig == unix.SIGINT || !signals.Forwardable(sig):
+			t.errorf("reload_on", "%s cannot be the reload signal: want one tend would forward, such as SIGHUP", signals.Name(sig))
+		default:
+			c.ReloadOn = sig
+		}
+	}
 	c.PageSize = t.integer("page_size", DefaultPageSize, 1)
 	c.MaxPageSize = t.integer("max_page_size", DefaultMaxPageSize, 1)
 	c.MaxSubscribers = t.integer("max_subscribers", DefaultMaxSubscribers, 1)

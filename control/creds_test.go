@@ -68,10 +68,11 @@ func TestPeerCredsNonRoot(t *testing.T) {
 		groups []uint32
 		want   []string // one answer per request
 	}{
-		{"no group", nobody, nil, []string{"403 {\"error\":\"uid 65534 may not use this socket: only root, uid 0 and members of gid 4242 may ([control] mode = \\\"0666\\\", group = \\\"4242\\\")\"}", "403"}},
-		{"supplementary", nobody, []uint32{100, group}, []string{"200", "403 {\"error\":\"uid 65534 may not control services: only root and uid 0 may\"}"}},
-		{"primary", group, nil, []string{"200", "403"}},
-		{"many groups", nobody, manyGroups(group), []string{"200", "403"}}, // over SO_PEERGROUPS' first guess
+		{"no group", nobody, nil, []string{"403 {\"error\":\"uid 65534 may not use this socket: only root, uid 0 and members of gid 4242 may ([control] mode = \\\"0666\\\", group = \\\"4242\\\")\"}", "403", "403"}},
+		{"supplementary", nobody, []uint32{100, group}, []string{"200", "403 {\"error\":\"uid 65534 may not control services: only root and uid 0 may\"}",
+			"403 {\"error\":\"uid 65534 may not reload: only root and uid 0 may\"}"}},
+		{"primary", group, nil, []string{"200", "403", "403"}},
+		{"many groups", nobody, manyGroups(group), []string{"200", "403", "403"}}, // over SO_PEERGROUPS' first guess
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.name+".sock")
@@ -80,7 +81,7 @@ func TestPeerCredsNonRoot(t *testing.T) {
 			if tc.groups == nil {
 				cred.Groups = []uint32{} // setgroups(0): drop root's groups
 			}
-			out, err := helperCmd(t, dir, cred, "client", path, "GET /v1/status", "POST /v1/services/gateway/restart").CombinedOutput()
+			out, err := helperCmd(t, dir, cred, "client", path, "GET /v1/status", "POST /v1/services/gateway/restart", "POST /v1/reload").CombinedOutput()
 			if err != nil {
 				t.Fatalf("helper: %v: %s", err, out)
 			}

@@ -166,6 +166,8 @@ func (f *fakeServices) Zombies(c Caller) []api.ZombieParent {
 	return []api.ZombieParent{{PID: 40, UID: c.UID, Command: "gateway", Zombies: 3, ZombiePIDs: []int{41, 42, 43}}}
 }
 
+func (f *fakeServices) Reload() (api.Reload, error) { return api.Reload{}, nil }
+
 func (f *fakeServices) Metrics() Metrics {
 	return Metrics{Reaped: 7, Orphans: 2, Jobs: api.Counters{JobsStarted: 3, JobsRunning: 1},
 		JobsEnded: map[string]uint64{api.ReasonExited: 2}, Services: f.Services()}

@@ -29,6 +29,7 @@ func (s *Server) routes() http.Handler {
 		"GET /v1/events":                s.events,
 		"GET /v1/metrics":               s.metrics,
 		"GET /v1/zombies":               s.zombies,
+		"POST /v1/reload":               s.reload,
 	} {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			h(w, r, r.Context().Value(connKey{}).(*conn))

@@ -58,6 +58,21 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, c *conn) {
 	s.reply(w, code, h)
 }
 
+// reload answers POST /v1/reload (root and tend's uid only): 200 with what
+// changed; a bad file or a refused change is an error that changed nothing.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request, c *conn) {
+	if !s.mayControl(c.caller) {
+		s.fail(w, api.Errorf(http.StatusForbidden, "uid %d may not reload: only root and uid %d may", c.caller.UID, s.uid))
+		return
+	}
+	rep, err := s.cfg.Services.Reload()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.reply(w, http.StatusOK, rep)
+}
+
 // zombies answers GET /v1/zombies: the live processes holding zombies the
 // caller may see, most first.
 func (s *Server) zombies(w http.ResponseWriter, r *http.Request, c *conn) {

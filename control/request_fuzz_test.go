@@ -93,6 +93,7 @@ func (f *fuzzServices) ServiceOp(name, op string, sig unix.Signal) error {
 
 func (f *fuzzServices) Health(string) api.Health          { return api.Health{Healthy: true} }
 func (f *fuzzServices) Metrics() Metrics                  { return Metrics{} }
+func (f *fuzzServices) Reload() (api.Reload, error)       { return api.Reload{}, nil }
 func (f *fuzzJobs) PidFD(Caller, string) (int, error)     { return -1, api.Errorf(409, "fuzz") }
 func (f *fuzzServices) Zombies(Caller) []api.ZombieParent { return nil }
 func (f *fuzzServices) Stopping() bool                    { return false }

@@ -88,6 +88,9 @@ type Services interface {
 	// for "signal") on the service name.
 	ServiceOp(name, op string, sig unix.Signal) error
 	Health(level string) api.Health // level: api.HealthAlive or api.HealthReady
+	// Reload re-reads the config file and applies what changed; an error
+	// (a bad file, a refused change) changes nothing.
+	Reload() (api.Reload, error)
 	// Metrics is one consistent snapshot for GET /v1/metrics.
 	Metrics() Metrics
 	// Zombies scans for live processes holding zombies (at most once a

@@ -248,6 +248,11 @@ func (t *Table) Counters() api.Counters {
 	return api.Counters{JobsStarted: t.started, JobsRunning: t.running, JobsQueued: len(t.queue), JobsKept: t.endedList.n}
 }
 
+// SetLimits changes the table's limits (a reload): a lower MaxRunning or
+// MaxQueued stops nothing that runs or waits, it only admits less; records
+// beyond the new keep and counts go at the next prune.
+func (t *Table) SetLimits(lim Limits) { t.lim = lim }
+
 // Ended returns how many jobs ended, by reason.
 func (t *Table) Ended() map[string]uint64 { return maps.Clone(t.ended) }
 

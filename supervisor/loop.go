@@ -62,6 +62,7 @@ type loop struct {
 	// notifyDir holds the NOTIFY_SOCKETs of services with ready =
 	// "notify" (notify.go); "" when none has.
 	notifyDir string
+	notifySeq int // names the sockets in it
 	// helperOK says a unit helper can be started: tend's own binary is
 	// there to exec (/proc/self/exe).
 	helperOK bool

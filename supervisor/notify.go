@@ -69,53 +69,58 @@ func notifyDir() (string, error) {
 	return os.MkdirTemp(base, "tend-notify-")
 }
 
-// makeNotifiers gives each service with ready = "notify" its socket, owned
-// by the service's uid (sendto(2) needs write permission on the socket
-// file: nobody else's process can send), and its environment NOTIFY_SOCKET
-// (and WATCHDOG_USEC). The directory becomes 0711 at the end: it can be
-// crossed to the sockets, not listed.
-func (l *loop) makeNotifiers() error {
-	for i, s := range l.svcs {
-		if !s.cfg.Ready.Notify {
-			continue
+// makeNotifier gives s, if its ready is "notify", its socket, owned by the
+// service's uid (sendto(2) needs write permission on the socket file:
+// nobody else's process can send), and its environment NOTIFY_SOCKET (and
+// WATCHDOG_USEC). The directory is 0711: it can be crossed to the
+// sockets, not listed.
+func (l *loop) makeNotifier(s *service) error {
+	if !s.cfg.Ready.Notify {
+		return nil
+	}
+	if l.notifyDir == "" {
+		dir, err := notifyDir()
+		if err == nil {
+			err = os.Chmod(dir, 0o711)
 		}
-		if l.notifyDir == "" {
-			dir, err := notifyDir()
-			if err != nil {
-				return fmt.Errorf("the NOTIFY_SOCKET directory: %w", err)
-			}
-			l.notifyDir = dir
-		}
-		uid, gid := 0, 0
-		if c := s.spec.Cred; c != nil {
-			uid, gid = int(c.Uid), int(c.Gid)
-		}
-		sock, err := notify.Listen(filepath.Join(l.notifyDir, strconv.Itoa(i)), uid, gid)
 		if err != nil {
-			return fmt.Errorf("service %q: %w", s.cfg.Name, err)
+			return fmt.Errorf("the NOTIFY_SOCKET directory: %w", err)
 		}
-		s.notifier = &notifier{sock: sock}
-		s.spec.Env = spawn.SetEnv(s.spec.Env, "NOTIFY_SOCKET", sock.Path)
-		if s.cfg.Watchdog > 0 {
-			s.spec.Env = spawn.SetEnv(s.spec.Env, "WATCHDOG_USEC", strconv.FormatInt(s.cfg.Watchdog.Microseconds(), 10))
-		}
-		go l.readNotify(s, s.notifier)
+		l.notifyDir = dir
 	}
-	if l.notifyDir != "" {
-		return os.Chmod(l.notifyDir, 0o711)
+	uid, gid := 0, 0
+	if c := s.spec.Cred; c != nil {
+		uid, gid = int(c.Uid), int(c.Gid)
 	}
+	l.notifySeq++
+	sock, err := notify.Listen(filepath.Join(l.notifyDir, strconv.Itoa(l.notifySeq)), uid, gid)
+	if err != nil {
+		return fmt.Errorf("service %q: %w", s.cfg.Name, err)
+	}
+	s.notifier = &notifier{sock: sock}
+	s.spec.Env = spawn.SetEnv(s.spec.Env, "NOTIFY_SOCKET", sock.Path)
+	if s.cfg.Watchdog > 0 {
+		s.spec.Env = spawn.SetEnv(s.spec.Env, "WATCHDOG_USEC", strconv.FormatInt(s.cfg.Watchdog.Microseconds(), 10))
+	}
+	go l.readNotify(s, s.notifier)
 	return nil
 }
 
 // closeNotifiers closes the sockets and removes their directory.
 func (l *loop) closeNotifiers() {
 	for _, s := range l.svcs {
-		if s.notifier != nil {
-			s.notifier.sock.Close()
-		}
+		s.closeNotifier()
 	}
 	if l.notifyDir != "" {
 		os.RemoveAll(l.notifyDir)
+	}
+}
+
+// closeNotifier closes s's socket, if it has one (its reader ends).
+func (s *service) closeNotifier() {
+	if s.notifier != nil {
+		s.notifier.sock.Close()
+		s.notifier = nil
 	}
 }
 

@@ -54,6 +54,11 @@ func (l *loop) onSignal(sig unix.Signal) {
 		}
 		return
 	}
+	if r := l.cfg.File.Control.ReloadOn; r != 0 && sig == r {
+		l.log.Info("reloading the config file", "sig", signals.Name(sig))
+		l.reloadAsync()
+		return
+	}
 	for _, s := range l.svcs {
 		out, mapped := s.cfg.Signals[sig]
 		switch {

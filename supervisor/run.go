@@ -62,6 +62,13 @@ type Config struct {
 	// what outlived the services (within what is left of Grace).
 	CleanupGrace time.Duration
 
+	// Reload reads the config file again (POST /v1/reload, [control]
+	// reload_on); nil: there is none (init mode).
+	Reload func() (*config.Config, error)
+	// GraceSet: --grace (or TEND_GRACE) gave Grace, which a reloaded
+	// [shutdown] grace does not change.
+	GraceSet bool
+
 	PidFDs  bool   // signal children through pidfds where the kernel has them
 	Version string // for GET /v1/status
 

@@ -92,6 +92,11 @@ type service struct {
 	// its restart policy says.
 	apiStopped       bool
 	restartAfterStop bool
+	// A reload: next is the configuration this service takes once its
+	// run has stopped (then it starts again); removed: it is gone from
+	// the file, stopping, and forgotten once nothing of it runs.
+	next    *service
+	removed bool
 }
 
 // logStream is one log_prefix reader and the pipe it reads. It outlives the
@@ -113,49 +118,10 @@ func (l *loop) build() error {
 	var errs []error
 	byName := map[string]*service{}
 	for _, c := range svcs {
-		s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c)), since: time.Now()}
-		if _, err := l.resolveTrack(c.Track); err != nil && !l.cfg.Init {
-			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
-			continue
-		}
-		if _, err := l.planLimits(c.Track, c.MemoryMax, c.PidsMax); err != nil {
-			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
-			continue
-		}
-		s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true, InheritFDs: true}
-		env := l.cfg.Env
-		if c.User != "" {
-			id, err := spawn.LookupUser(c.User)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
-				continue
-			}
-			s.spec.Cred = id.Cred
-			if id.Name != "" {
-				env = spawn.SetEnv(env, "HOME", id.Home)
-				env = spawn.SetEnv(env, "USER", id.Name)
-				env = spawn.SetEnv(env, "LOGNAME", id.Name)
-			}
-		}
-		fileEnv, err := readEnvFile(c.EnvFile, c.EnvFileOptional)
+		s, err := l.newService(c)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("service %q: env_file: %w", c.Name, err))
-			continue
-		}
-		for _, kv := range fileEnv {
-			k, v, _ := strings.Cut(kv, "=")
-			env = spawn.SetEnv(env, k, v)
-		}
-		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
-			env = spawn.SetEnv(env, k, c.Env[k])
-		}
-		s.spec.Env = env
-		if err := l.checkProcess(c, s.spec.Cred != nil); err != nil {
 			errs = append(errs, fmt.Errorf("service %q: %w", c.Name, err))
 			continue
-		}
-		for _, cc := range c.Checks {
-			s.checks = append(s.checks, &check{cfg: cc, s: s, state: api.CheckPending})
 		}
 		l.svcs = append(l.svcs, s)
 		byName[c.Name] = s
@@ -163,8 +129,10 @@ func (l *loop) build() error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := l.makeNotifiers(); err != nil {
-		return err
+	for _, s := range l.svcs {
+		if err := l.makeNotifier(s); err != nil {
+			return err
+		}
 	}
 	for i, names := range l.cfg.File.StartLevels() {
 		var level []*service
@@ -183,6 +151,53 @@ func (l *loop) build() error {
 		l.levels = append(l.levels, []*service{l.main})
 	}
 	return nil
+}
+
+// newService makes the service of c, not started: its command's spec
+// with the user and environment resolved, its checks. It reads the user
+// database and c's env_file, and only settings fixed at tend's start: it
+// may run off the loop (a reload prepares there).
+func (l *loop) newService(c config.Service) (*service, error) {
+	s := &service{cfg: c, state: statePending, tracker: restart.New(policy(c)), since: time.Now()}
+	if _, err := l.resolveTrack(c.Track); err != nil && !l.cfg.Init {
+		return nil, err
+	}
+	if _, err := l.planLimits(c.Track, c.MemoryMax, c.PidsMax); err != nil {
+		return nil, err
+	}
+	s.spec = spawn.Spec{Argv: c.Command, Dir: c.Dir, Setpgid: true, InheritFDs: true}
+	env := l.cfg.Env
+	if c.User != "" {
+		id, err := spawn.LookupUser(c.User)
+		if err != nil {
+			return nil, err
+		}
+		s.spec.Cred = id.Cred
+		if id.Name != "" {
+			env = spawn.SetEnv(env, "HOME", id.Home)
+			env = spawn.SetEnv(env, "USER", id.Name)
+			env = spawn.SetEnv(env, "LOGNAME", id.Name)
+		}
+	}
+	fileEnv, err := readEnvFile(c.EnvFile, c.EnvFileOptional)
+	if err != nil {
+		return nil, fmt.Errorf("env_file: %w", err)
+	}
+	for _, kv := range fileEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env = spawn.SetEnv(env, k, v)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		env = spawn.SetEnv(env, k, c.Env[k])
+	}
+	s.spec.Env = env
+	if err := l.checkProcess(c, s.spec.Cred != nil); err != nil {
+		return nil, err
+	}
+	for _, cc := range c.Checks {
+		s.checks = append(s.checks, &check{cfg: cc, s: s, state: api.CheckPending})
+	}
+	return s, nil
 }
 
 // policy is the restart package's view of a service's keys.
@@ -574,8 +589,18 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 	}
 	if s.apiStopped {
 		s.apiStopped = false
+		if s.removed {
+			l.setState(s, stateStopped, "reason", "removed from the file")
+			l.forget(s)
+			l.startEligible()
+			l.checkAllDone()
+			return
+		}
 		if s.restartAfterStop {
 			s.restartAfterStop = false
+			if s.next != nil {
+				l.adopt(s, s.next) // a reload changed it
+			}
 			s.tracker.Reset()
 			l.start(s)
 			return

@@ -93,7 +93,7 @@ func (l *loop) zombieResult(ps []api.ZombieParent) {
 		}
 	}
 	l.zlast = ps
-	if !l.sd.active {
+	if !l.sd.active && z.Scan > 0 { // a reload may have turned the scan off
 		l.tm.after(z.Scan, l.zombieTick)
 	}
 }
