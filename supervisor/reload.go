@@ -88,7 +88,12 @@ func (l *loop) applyReload(nf *config.Config, prepared map[string]*service) (api
 	}
 	byName := map[string]*service{}
 	for _, s := range l.svcs {
-		if s != l.main && !s.removed {
+		switch {
+		case s == l.main:
+		case s.removed && nf.Service(s.cfg.Name) != nil:
+			// Two services of one name: the API could name only one.
+			return rep, api.Errorf(http.StatusConflict, "reload refused, nothing changed: service %q, removed by the last reload, is still stopping: reload again once it is gone", s.cfg.Name)
+		case !s.removed:
 			byName[s.cfg.Name] = s
 		}
 	}
@@ -150,9 +155,9 @@ func (l *loop) replaceService(s, fresh *service) {
 		switch s.state {
 		case stateStopped, stateFailed, stateBackoff:
 			s.gen++ // a pending backoff restart is void: this start replaces it
-			l.start(s)
+			l.setState(s, statePending, "reason", "changed by a reload")
 		}
-		return
+		return // startEligible starts it once its (new) after is ready
 	}
 	s.next = fresh
 	s.restartAfterStop = true

@@ -598,10 +598,14 @@ func (l *loop) exited(s *service, ws unix.WaitStatus) {
 		}
 		if s.restartAfterStop {
 			s.restartAfterStop = false
-			if s.next != nil {
-				l.adopt(s, s.next) // a reload changed it
-			}
 			s.tracker.Reset()
+			if s.next != nil {
+				// A reload changed it: it waits for its new after.
+				l.adopt(s, s.next)
+				l.setState(s, statePending, "reason", "changed by a reload")
+				l.startEligible()
+				return
+			}
 			l.start(s)
 			return
 		}

@@ -40,7 +40,8 @@ func TestSupervisorReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	v1 := head + svc("keep", "1") + svc("change", "1") + svc("gone", "1")
+	slow := svShell("slow", dir, `trap '' TERM; touch "$D/slow.up"; while :; do sleep 0.05; done`, `stop_timeout = "2s"`)
+	v1 := head + svc("keep", "1") + svc("change", "1") + svc("gone", "1") + slow
 	r, _ := hConfig(t, opts{}, dir, v1)
 	c := hClient(t, sock)
 	status := func(name string) (api.Service, bool) {
@@ -59,6 +60,7 @@ func TestSupervisorReload(t *testing.T) {
 	for _, n := range []string{"keep", "change", "gone"} {
 		svWaitLines(t, r, filepath.Join(dir, n+".runs"), 1)
 	}
+	svPoll(t, r, svWait, "slow up", func() bool { return svExists(filepath.Join(dir, "slow.up")) })
 	svPoll(t, r, svWait, "every service running", func() bool {
 		for _, n := range []string{"keep", "change", "gone"} {
 			if s, ok := status(n); !ok || s.PID == nil {
@@ -109,7 +111,7 @@ func TestSupervisorReload(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(rep.Added, []string{"added"}) || !slices.Equal(rep.Removed, []string{"gone"}) || !slices.Equal(rep.Changed, []string{"change"}) ||
+	if !slices.Equal(rep.Added, []string{"added"}) || !slices.Equal(rep.Removed, []string{"gone", "slow"}) || !slices.Equal(rep.Changed, []string{"change"}) ||
 		!slices.Contains(rep.Settings, "[jobs] max_running: 64 -> 8") {
 		t.Errorf("reload answer %+v", rep)
 	}
@@ -125,9 +127,18 @@ func TestSupervisorReload(t *testing.T) {
 	if k := must(status("keep")); *k.PID != keepPID || k.Runs != 1 {
 		t.Errorf("keep: %+v; want untouched (pid %d, one run)", k, keepPID)
 	}
-	if !strings.Contains(r.stderrNow(), `msg=reloaded added=[added] removed=[gone] changed=[change]`) {
+	if !strings.Contains(r.stderrNow(), `msg=reloaded added=[added] removed="[gone slow]" changed=[change]`) {
 		t.Errorf("the reload is not logged with its diff:\n%s", r.stderrNow())
 	}
+
+	// slow, removed, ignores its SIGTERM for 2 s: adding it back meanwhile
+	// would make two services of one name.
+	write(head + "[jobs]\nmax_running = 8\n" + svc("keep", "1") + svc("change", "2") + svc("added", "1", `after = ["keep"]`) + slow)
+	res = cliRun(t, []string{"TEND_SOCKET=" + sock}, "reload")
+	if res.code() != 1 || !strings.Contains(res.stderr, `service "slow", removed by the last reload, is still stopping`) {
+		t.Errorf("re-adding a service still stopping: exit %d, stderr %q", res.code(), res.stderr)
+	}
+	svPoll(t, r, svWait, "slow killed at its stop_timeout and forgotten", func() bool { _, ok := status("slow"); return !ok })
 
 	// A bad file: every error, nothing changed.
 	write(head + svc("keep", "1") + "\n[[service]]\nname = \"x\"\n" + svc("more", "1", "restrat = \"always\""))
