@@ -15,6 +15,8 @@
  *   RESTART_ON_MAIN_EXIT the service restarts when its main process
  *                        exits, not when its unit has ended (invariant 11)
  *   START_IN_SHUTDOWN    a queued job starts after the shutdown began
+ *   IGNORE_API_STOP      a service stopped from the API restarts at its
+ *                        unit's end, as its restart policy would have it
  */
 
 #ifndef NJOBS
@@ -49,7 +51,10 @@ bool  shutAsked = false;
 bool  lock = false;
 
 chan  ev = [8] of { mtype, byte };   /* events into the loop */
-mtype = { E_EXIT, E_TIMER, E_SIGREQ, E_MAINEXIT, E_UNITEND, E_SHUTDOWN, E_JOBSTOP };
+mtype = { E_EXIT, E_TIMER, E_SIGREQ, E_MAINEXIT, E_UNITEND, E_SHUTDOWN, E_JOBSTOP, E_SVCSTOP };
+bool  stopAsked = false;  /* POST /v1/services/NAME/stop came */
+bool  apiStopped = false; /* the loop's view: the service stays stopped */
+bool  stopHonoured = false; /* the loop has taken the stop request */
 bool  jobsDeferred = false;
 
 inline acquire() { atomic { !lock -> lock = true } }
@@ -141,6 +146,7 @@ end:	do
 	:: atomic { leftAlive && !mainAlive -> leftAlive = false; liveRuns-- }
 	:: atomic { !shutdown && !shutAsked -> shutAsked = true; ev ! E_SHUTDOWN, 0 }
 	:: atomic { jobsDeferred -> jobsDeferred = false; ev ! E_JOBSTOP, 0 }
+	:: atomic { !stopAsked && !shutAsked && runno > 0 -> stopAsked = true; ev ! E_SVCSTOP, 0 } /* 409 once stopping */
 	od
 }
 
@@ -154,13 +160,14 @@ end:	do
 
 inline startRun() {
 	if
-	:: !shutdown && runno < NRUNS ->
+	:: !shutdown && runno < NRUNS && !apiStopped ->
 		runno++;
 		mainAlive = true;
 		leftAlive = true;
 		unitEnded = false;
 		liveRuns++;
-		assert(liveRuns <= 1)
+		assert(liveRuns <= 1);   /* invariant 11: no run overlaps the one before */
+		assert(!stopAsked || !stopHonoured) /* a stopped service stays stopped */
 	:: else -> skip
 	fi
 }
@@ -239,6 +246,12 @@ end:	do
 			fi
 		:: e == E_JOBSTOP ->
 			stopJobs()
+		:: e == E_SVCSTOP ->
+			/* the stop signal to the unit; its end restarts nothing */
+#ifndef IGNORE_API_STOP
+			apiStopped = true;
+#endif
+			stopHonoured = true
 		fi
 	od
 }
