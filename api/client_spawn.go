@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,6 +46,36 @@ func (c *Client) Spawn(ctx context.Context, req JobRequest, files []*os.File) (J
 	return j, err
 }
 
+// Run starts a job and waits for its exit in one round trip (POST
+// /v1/jobs?wait=1 on the client's pooled connections), and returns its
+// final record. The job is not bound: if ctx ends first, Run returns ctx's
+// error and the job runs on. No files: for those, SpawnWaiting.
+func (c *Client) Run(ctx context.Context, req JobRequest) (Job, error) {
+	if req.Bind {
+		return Job{}, errors.New("run: a bound job needs SpawnWaiting")
+	}
+	resp, err := c.send(ctx, http.MethodPost, "/v1/jobs?wait=1", req)
+	if err != nil {
+		return Job{}, err
+	}
+	defer resp.Body.Close()
+	if err := checkStatus(resp); err != nil {
+		return Job{}, err
+	}
+	dec := json.NewDecoder(resp.Body)
+	var first, final Job
+	if err := dec.Decode(&first); err != nil {
+		return Job{}, fmt.Errorf("bad answer from tend: %w", err)
+	}
+	switch err := dec.Decode(&final); {
+	case errors.Is(err, io.EOF): // a tend without wait=1: poll
+		return c.Wait(ctx, first.ID, 0)
+	case err != nil:
+		return first, fmt.Errorf("waiting for job %s: %w", first.ID, err)
+	}
+	return final, nil
+}
+
 // BoundJob is a job started with Bind: tend kills its process tree (reason
 // disconnected) when the connection that started it closes before the job
 // exits. Wait on it with Wait, which uses that same connection; Close
@@ -53,6 +85,10 @@ type BoundJob struct {
 	conn *jobConn
 	mu   sync.Mutex // serializes Wait; guards Job and err
 	err  error      // set once the connection can no longer be used
+	// stream is the rest of a POST /v1/jobs?wait=1 answer: the final
+	// record comes on it (SpawnWaiting); nil: Wait long-polls.
+	stream *json.Decoder
+	body   io.ReadCloser
 }
 
 // SpawnBound starts a job bound to a new connection (req.Bind is set) and
@@ -69,6 +105,54 @@ func (c *Client) SpawnBound(ctx context.Context, req JobRequest, files []*os.Fil
 	return &BoundJob{Job: j, conn: conn}, nil
 }
 
+// SpawnWaiting is SpawnBound in one round trip: POST /v1/jobs?wait=1,
+// whose answer carries the record at the start and, when the job has
+// exited, its final one, which Wait reads. Against a tend that answers
+// with the first record alone, Wait falls back to long-polling.
+func (c *Client) SpawnWaiting(ctx context.Context, req JobRequest, files []*os.File) (*BoundJob, error) {
+	req.Bind = true
+	if len(files) > MaxFiles {
+		return nil, fmt.Errorf("spawn: %d files passed, at most %d", len(files), MaxFiles)
+	}
+	nc, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jc := &jobConn{conn: nc.(*net.UnixConn)}
+	jc.br = bufio.NewReader(jc.conn)
+	fail := func(err error) (*BoundJob, error) {
+		jc.close()
+		return nil, err
+	}
+	hreq, err := newRequest(ctx, http.MethodPost, "/v1/jobs?wait=1", req)
+	if err != nil {
+		return fail(err)
+	}
+	var buf bytes.Buffer
+	if err := hreq.Write(&buf); err != nil {
+		return fail(err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = jc.conn.SetDeadline(longAgo) })
+	defer stop()
+	if err := writeWithFiles(jc.conn, buf.Bytes(), files); err != nil {
+		return fail(fmt.Errorf("POST /v1/jobs: %w", err))
+	}
+	resp, err := http.ReadResponse(jc.br, hreq)
+	if err != nil {
+		return fail(fmt.Errorf("POST /v1/jobs: %w", err))
+	}
+	if err := checkStatus(resp); err != nil {
+		resp.Body.Close()
+		return fail(err)
+	}
+	b := &BoundJob{conn: jc, body: resp.Body, stream: json.NewDecoder(resp.Body)}
+	if err := b.stream.Decode(&b.Job); err != nil {
+		resp.Body.Close()
+		return fail(fmt.Errorf("bad answer from tend: %w", err))
+	}
+	return b, nil
+}
+
 // Wait long-polls the job's wait endpoint on the bound connection until
 // the job has exited, and returns its final record. When ctx is done first
 // it returns ctx's error and the BoundJob can only be closed (which kills
@@ -78,6 +162,17 @@ func (b *BoundJob) Wait(ctx context.Context) (Job, error) {
 	defer b.mu.Unlock()
 	if b.err != nil {
 		return b.Job, b.err
+	}
+	if b.stream != nil {
+		j, err := b.readFinal(ctx)
+		switch {
+		case err == nil:
+			return j, nil
+		case !errors.Is(err, io.EOF):
+			b.err = err
+			return b.Job, err
+		}
+		// An older tend answered the first record alone: poll.
 	}
 	path := "/v1/jobs/" + url.PathEscape(b.Job.ID) + "/wait"
 	for {
@@ -95,6 +190,30 @@ func (b *BoundJob) Wait(ctx context.Context) (Job, error) {
 			return j, nil
 		}
 	}
+}
+
+// readFinal reads the final record of a wait=1 answer; io.EOF when the
+// answer ended without one (a tend without wait=1).
+func (b *BoundJob) readFinal(ctx context.Context) (Job, error) {
+	stop := context.AfterFunc(ctx, func() { _ = b.conn.conn.SetDeadline(longAgo) })
+	defer stop()
+	var j Job
+	err := b.stream.Decode(&j)
+	body := b.body
+	b.stream, b.body = nil, nil
+	if errors.Is(err, io.EOF) {
+		body.Close() // drained: the connection is in step for a poll
+		return j, io.EOF
+	}
+	body.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return j, fmt.Errorf("waiting for job %s: %w", b.Job.ID, ctx.Err())
+		}
+		return j, fmt.Errorf("waiting for job %s: %w", b.Job.ID, err)
+	}
+	b.Job = j
+	return j, nil
 }
 
 // Close closes the bound connection: if the job has not exited yet, tend

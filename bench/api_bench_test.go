@@ -96,6 +96,21 @@ func BenchmarkAPISpawnWait(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 }
 
+// BenchmarkAPIRun is the same job in one round trip: POST
+// /v1/jobs?wait=1, whose answer ends with the exit record.
+func BenchmarkAPIRun(b *testing.B) {
+	c := server(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		j, err := c.Run(ctx, api.JobRequest{Argv: []string{"/bin/true"}})
+		if err != nil || j.ExitCode == nil || *j.ExitCode != 0 {
+			b.Fatal(j, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
 // BenchmarkAPISpawnWaitParallel is the same with 4 clients at once.
 func BenchmarkAPISpawnWaitParallel(b *testing.B) {
 	c := server(b)

@@ -168,7 +168,7 @@ func (r *clientRun) spawnDetached(req api.JobRequest, files map[int]*os.File, as
 // none is lost meanwhile) and forwarded once it does; its end is ours.
 func (r *clientRun) spawnBound(req api.JobRequest, files []*os.File, group bool) int {
 	fwd := startForwarding()
-	bj, err := r.client.SpawnBound(r.ctx, req, files)
+	bj, err := r.client.SpawnWaiting(r.ctx, req, files) // one round trip
 	if err != nil {
 		fwd.stop()
 		return r.spawnFailed(err)

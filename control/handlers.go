@@ -4,6 +4,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -131,6 +132,16 @@ func (s *Server) serviceOp(w http.ResponseWriter, r *http.Request, c *conn) {
 // pending on the connection belongs to this request: handed to the manager,
 // or closed here when the request is refused before it.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
+	wait := false
+	switch v := r.URL.Query().Get("wait"); v {
+	case "", "0", "false":
+	case "1", "true":
+		wait = true
+	default:
+		c.closeFDs(c.take()...)
+		s.fail(w, api.Errorf(http.StatusBadRequest, "wait %s: want 1 (answer the record at the start, then at the exit) or 0", quoteCut(v)))
+		return
+	}
 	files := c.take()
 	var req api.JobRequest
 	err := s.decode(w, r, &req, false)
@@ -151,6 +162,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	if req.Bind {
 		c.bound.Store(true)
 	}
+	if wait {
+		s.submitWait(w, r, c, job)
+		return
+	}
 	if req.PidFD && job.State == api.StateRunning {
 		// Sent with the answer's first bytes; none when it cannot be had
 		// (the job ended already, subreaper tracking, seccomp): the
@@ -163,6 +178,32 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	w.Header().Set("Location", "/v1/jobs/"+url.PathEscape(job.ID))
 	s.reply(w, http.StatusCreated, job)
+}
+
+// submitWait answers POST /v1/jobs?wait=1: a job in one round trip. The
+// 201 is an NDJSON stream of two records: the job's as it started (or was
+// queued), at once, so a client can signal it by id meanwhile, then its
+// record once it has exited. A bound job dies if the client leaves first;
+// an unbound one runs on, its record kept as any other's.
+func (s *Server) submitWait(w http.ResponseWriter, r *http.Request, c *conn, job api.Job) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.IOTimeout))
+	w.Header().Set("Location", "/v1/jobs/"+url.PathEscape(job.ID))
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusCreated)
+	enc := json.NewEncoder(w)
+	if enc.Encode(job) != nil || rc.Flush() != nil {
+		return // the client left
+	}
+	final := job
+	if job.State != api.StateExited {
+		var err error
+		if final, err = s.cfg.Jobs.Wait(r.Context(), c.caller, job.ID, c.id); err != nil {
+			return // the client left (or the record is gone): nobody to answer
+		}
+	}
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.IOTimeout))
+	_ = enc.Encode(final)
 }
 
 // list answers GET /v1/jobs?label=k=v...&limit=N&after=ID: a page of the

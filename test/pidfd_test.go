@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -147,4 +149,88 @@ func TestJobPidFD(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestJobWaitOneRoundTrip: POST /v1/jobs?wait=1 answers 201 with the
+// record at the start at once (the job still running), then, on the same
+// answer, its record at the exit; a bad wait value is a 400; a bound
+// waiting client that leaves kills its job (reason disconnected), an
+// unbound one's job runs on.
+func TestJobWaitOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	dir := hDir(t)
+	_, sock := hServe(t, opts{}, dir, nil)
+	c := hClient(t, sock)
+	conn := hDial(t, sock)
+	defer conn.Close()
+	body := `{"argv":["sh","-c","sleep 0.5; exit 6"]}`
+	fmt.Fprintf(conn, "POST /v1/jobs?wait=1 HTTP/1.1\r\nHost: tend\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusCreated || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("answer %v %v", resp, err)
+	}
+	t0 := time.Now()
+	dec := json.NewDecoder(resp.Body)
+	var first, final api.Job
+	if err := dec.Decode(&first); err != nil || first.State != api.StateRunning {
+		t.Fatalf("first record %+v, %v; want running", first, err)
+	}
+	if d := time.Since(t0); d > 300*time.Millisecond {
+		t.Errorf("the first record came %v late: want it at the start", d)
+	}
+	if err := dec.Decode(&final); err != nil || final.ID != first.ID || final.ExitCode == nil || *final.ExitCode != 6 {
+		t.Fatalf("final record %+v, %v; want exit 6 of %s", final, err, first.ID)
+	}
+	if d := time.Since(t0); d < 400*time.Millisecond {
+		t.Errorf("the final record came after %v, before the job could have exited", d)
+	}
+	resp.Body.Close()
+
+	if code, _ := rawPost(t, sock, "/v1/jobs?wait=maybe", `{"argv":["true"]}`); code != http.StatusBadRequest {
+		t.Errorf("wait=maybe: %d, want 400", code)
+	}
+	for _, bind := range []bool{true, false} {
+		conn := hDial(t, sock)
+		body := fmt.Sprintf(`{"argv":["sleep","30"],"bind":%v}`, bind)
+		fmt.Fprintf(conn, "POST /v1/jobs?wait=1 HTTP/1.1\r\nHost: tend\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var j api.Job
+		if err := json.NewDecoder(resp.Body).Decode(&j); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		if bind {
+			rec := hWaitJob(t, c, j.ID)
+			if rec.Reason != api.ReasonDisconnected {
+				t.Errorf("a bound job whose waiting client left: %+v; want reason disconnected", rec)
+			}
+			continue
+		}
+		time.Sleep(300 * time.Millisecond)
+		if rec, err := c.Job(hCtx(t), j.ID); err != nil || rec.State != api.StateRunning {
+			t.Errorf("an unbound job whose waiting client left: %+v, %v; want it running", rec, err)
+		}
+		c.Signal(hCtx(t), j.ID, api.SignalRequest{Signal: "SIGKILL"})
+	}
+	// The Go client's one round trip.
+	j, err := c.Run(hCtx(t), api.JobRequest{Argv: []string{"sh", "-c", "exit 4"}})
+	if err != nil || j.ExitCode == nil || *j.ExitCode != 4 || j.State != api.StateExited {
+		t.Errorf("Client.Run: %+v, %v", j, err)
+	}
+}
+
+// rawPost is POST path with body on sock: status and body.
+func rawPost(t *testing.T, sock, path, body string) (int, string) {
+	t.Helper()
+	resp, err := rHTTP(sock).Post("http://tend"+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
