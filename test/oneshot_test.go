@@ -77,25 +77,15 @@ func TestSupervisorOneshot(t *testing.T) {
 // and reads the row; the migration's run is done, postgres and app run.
 func TestPostgresOneshotMigration(t *testing.T) {
 	t.Parallel()
-	needRoot(t)
-	pg := pgUser(t)
-	dir := hDir(t)
-	data, run := filepath.Join(dir, "data"), filepath.Join(dir, "run")
-	pgMkdirs(t, pg, data, run)
-	pgInitdb(t, pg, dir, data)
-	port := freePort(t)
-	sock := filepath.Join(dir, "tend.sock")
+	pc := newPgCluster(t)
+	dir, port, sock := pc.dir, pc.port, pc.sock
 	psql := filepath.Join(pgBin, "psql") + " -X -q -h 127.0.0.1 -p " + strconv.Itoa(port) + " -U postgres -d postgres"
-	cfg := pgConfig(t, data, run, sock, port) +
+	cfg := pc.config +
 		svShell("migrate", dir, psql+` -v ON_ERROR_STOP=1 -c "create table items(x int); insert into items values (42)"; date +%s%N > "$D/migrate.done"`,
 			`type = "oneshot"`, `after = ["postgres"]`, "critical = true") +
 		svShell("app", dir, `date +%s%N > "$D/app.start"; `+psql+` -Atc "select x from items" > "$D/app.out"; exec sleep 1000`,
 			`after = ["migrate"]`)
-	path := filepath.Join(dir, "tend.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := startTend(t, opts{pid1: true}, "-v", "--config", path)
+	r := pc.start(t, cfg)
 	svPoll(t, r, time.Minute, "app read the migrated row", func() bool {
 		return strings.TrimSpace(readFileQuiet(filepath.Join(dir, "app.out"))) == "42"
 	})

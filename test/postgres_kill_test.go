@@ -4,8 +4,6 @@ package test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,19 +21,9 @@ import (
 // 5 of 10 restarts in 30 s).
 func TestPostgresKillNineRecovers(t *testing.T) {
 	t.Parallel()
-	needRoot(t)
-	pg := pgUser(t)
-	dir := hDir(t)
-	data, run := filepath.Join(dir, "data"), filepath.Join(dir, "run")
-	pgMkdirs(t, pg, data, run)
-	pgInitdb(t, pg, dir, data)
-	port := freePort(t)
-	sock := filepath.Join(dir, "tend.sock")
-	path := filepath.Join(dir, "tend.toml")
-	if err := os.WriteFile(path, []byte("[defaults]\ntrack = \"subreaper\"\n"+pgConfig(t, data, run, sock, port)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := startTend(t, opts{pid1: true}, "-v", "--config", path)
+	pc := newPgCluster(t)
+	port, sock := pc.port, pc.sock
+	r := pc.start(t, "[defaults]\ntrack = \"subreaper\"\n"+pc.config)
 	client := api.NewClient(sock)
 	t.Cleanup(client.CloseIdle)
 	healthy := func(what string) {

@@ -36,21 +36,11 @@ const pgStopWithin = 10 * time.Second
 // postgres's own SIGTERM is the smart shutdown, which waits for the client.
 func TestPostgresFastShutdown(t *testing.T) {
 	t.Parallel()
-	needRoot(t) // initdb as postgres, and CLONE_NEWPID
-	pg := pgUser(t)
-	dir := hDir(t) // 0755: postgres reaches its data directory inside
-	data, run := filepath.Join(dir, "data"), filepath.Join(dir, "run")
-	pgMkdirs(t, pg, data, run)
-	pgInitdb(t, pg, dir, data)
-	port := freePort(t)
-	sock := filepath.Join(dir, "tend.sock")
-	path := filepath.Join(dir, "tend.toml")
-	if err := os.WriteFile(path, []byte(pgConfig(t, data, run, sock, port)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pc := newPgCluster(t)
+	port, sock := pc.port, pc.sock
 
 	t0 := time.Now()
-	r := startTend(t, opts{pid1: true}, "-v", "--config", path)
+	r := pc.start(t, pc.config)
 	client := api.NewClient(sock)
 	t.Cleanup(client.CloseIdle)
 	svPoll(t, r, time.Minute, "GET /v1/health is 200", func() bool {
@@ -99,6 +89,39 @@ func TestPostgresFastShutdown(t *testing.T) {
 		t.Errorf("postgres was killed, not stopped:\n%s", stderr)
 	}
 	idle.expectClosed(t)
+}
+
+// pgCluster is a fresh database cluster for one test: the example's
+// config for it (data directory, socket directory, port and tend's
+// control socket put in), the test's directory, the port and the socket.
+type pgCluster struct {
+	dir, config, sock string
+	port              int
+}
+
+// newPgCluster runs initdb in a new directory (as postgres) and fills
+// examples/postgres/tend.toml in for it.
+func newPgCluster(t *testing.T) pgCluster {
+	t.Helper()
+	needRoot(t) // initdb as postgres, and CLONE_NEWPID
+	pg := pgUser(t)
+	dir := hDir(t) // 0755: postgres reaches its data directory inside
+	data, run := filepath.Join(dir, "data"), filepath.Join(dir, "run")
+	pgMkdirs(t, pg, data, run)
+	pgInitdb(t, pg, dir, data)
+	c := pgCluster{dir: dir, port: freePort(t), sock: filepath.Join(dir, "tend.sock")}
+	c.config = pgConfig(t, data, run, c.sock, c.port)
+	return c
+}
+
+// start writes body as the cluster's tend.toml and starts tend on it as PID 1.
+func (c pgCluster) start(t *testing.T, body string) *tendRun {
+	t.Helper()
+	path := filepath.Join(c.dir, "tend.toml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startTend(t, opts{pid1: true}, "-v", "--config", path)
 }
 
 // pgUser returns the postgres account. Without the server, its tools or the
