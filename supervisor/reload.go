@@ -152,9 +152,10 @@ func sameService(a, b config.Service) bool {
 func (l *loop) replaceService(s, fresh *service) {
 	if s.unit == nil {
 		l.adopt(s, fresh)
-		switch s.state {
-		case stateStopped, stateFailed, stateBackoff:
-			s.gen++ // a pending backoff restart is void: this start replaces it
+		if s.state != statePending {
+			// A backoff's restart, or a start whose lookup is in flight
+			// (the old command's), is void: the new keys start afresh.
+			s.gen++
 			l.setState(s, statePending, "reason", "changed by a reload")
 		}
 		return // startEligible starts it once its (new) after is ready
