@@ -3,9 +3,11 @@
  * kernel that recycles pids. See model/README.md for the mapping to the
  * Go code and the bounds.
  *
- * Processes: Kernel (exits, reparented orphans), Reaper (the one wait4
- * loop: reaper.Reaper.Run), Loop (the owner: starts, signals and takes
- * exits: supervisor's loop). The pid space is NPID pids and the loop makes
+ * Processes: Kernel (exits, orphans reparented to tend or to the unit
+ * helper, a subreaper whose own exit hands its children to tend), Reaper
+ * (the one wait4 loop: reaper.Reaper.Run), Helper (the unit helper's own
+ * reaping), Loop (the owner: starts, signals and takes exits: supervisor's
+ * loop). The pid space is NPID pids and the loop makes
  * NSTART starts, more than the pids, so a pid is always reused.
  *
  * Variants (spin -D...): each weakens one rule the way a first version
@@ -18,6 +20,10 @@
  *                    pass, not before (invariant 4: a zombie left)
  *   WITNESS_NO_REUSE asserts no pid is ever allocated twice: it must
  *                    fail, or the bounds are too small for reuse
+ *   REAP_ONLY_REGISTERED  the reaper leaves zombies nobody registered
+ *                    (orphans) alone (invariant 4)
+ *   HELPER_NO_REAP   the unit helper, a subreaper, does not reap the
+ *                    orphans reparented to it (invariant 4)
  */
 
 #ifndef NPID
@@ -40,6 +46,12 @@ byte  lastpid = 0;        /* allocation goes round from the last pid (ns_last_pi
 bool  everused[NPID + 1];
 bool  sigchld = false;    /* pending SIGCHLD: signals coalesce */
 byte  orphansleft = NORPHAN;
+/* parents: 0 is tend; otherwise the pid of the unit helper (the first
+ * child tend starts is a subreaper, PR_SET_CHILD_SUBREAPER, as
+ * unit/helper is) that a reparented orphan went to */
+byte  ppid[NPID + 1];
+byte  helper = 0;         /* the helper's pid while it lives, 0: none */
+bool  helperSig = false;  /* the helper's own SIGCHLD */
 
 /* the reaper's table, under its lock */
 bool  lock = false;
@@ -93,18 +105,32 @@ inline alloc(p, k) {
 /* The kernel: any live process may exit (its parent gets SIGCHLD), and a
  * grandchild whose parent died is reparented to tend: a child nobody
  * registered. */
-#define EXIT(P) :: atomic { pstate[P] == ALIVE -> pstate[P] = ZOMBIE; sigchld = true }
+/* A process exits: its parent gets SIGCHLD; a subreaper that exits hands
+ * its children (zombies included) on to tend, which gets SIGCHLD for the
+ * zombies among them. */
+#define EXIT(P) :: atomic { pstate[P] == ALIVE -> pstate[P] = ZOMBIE; \
+	if :: ppid[P] == 0 -> sigchld = true :: else -> helperSig = true fi; \
+	if \
+	:: P == helper -> helper = 0; \
+		for (r : 1 .. NPID) { if :: ppid[r] == P -> ppid[r] = 0; \
+			if :: pstate[r] == ZOMBIE -> sigchld = true :: else fi \
+		:: else fi } \
+	:: else \
+	fi }
 
 active proctype Kernel() {
 	byte q;
 	byte k;
+	byte r;
 end:	do
 	EXIT(1)
 	EXIT(2)
 #if NPID > 2
 	EXIT(3)
 #endif
-	:: atomic { orphansleft > 0 -> alloc(q, k); orphansleft-- }
+	/* a grandchild reparented: to tend, or to the helper if it lives */
+	:: atomic { orphansleft > 0 -> alloc(q, k); orphansleft--;
+		if :: q != 0 -> ppid[q] = 0 :: q != 0 && helper != 0 -> ppid[q] = helper :: else fi }
 	od
 }
 
@@ -125,7 +151,11 @@ end:	do
 		do
 		:: p <= NPID ->
 			if
-			:: pstate[p] == ZOMBIE ->
+#ifdef REAP_ONLY_REGISTERED
+			:: pstate[p] == ZOMBIE && ppid[p] == 0 && reg[p] != 0 ->
+#else
+			:: pstate[p] == ZOMBIE && ppid[p] == 0 -> /* every child of tend's */
+#endif
 				h = reg[p];
 				if
 				:: h != 0 ->
@@ -144,6 +174,23 @@ end:	do
 		sigchld = false;
 #endif
 		release()
+	od
+}
+
+/* The unit helper reaps its own children (the orphans reparented to it);
+ * what it leaves when it exits goes to tend (EXIT). */
+active proctype Helper() {
+	byte c;
+end:	do
+	:: atomic { helperSig && helper != 0 ->
+		helperSig = false;
+#ifndef HELPER_NO_REAP
+		for (c : 1 .. NPID) {
+			if :: pstate[c] == ZOMBIE && ppid[c] == helper && c != helper -> pstate[c] = FREE; ppid[c] = 0 :: else fi
+		}
+#endif
+		}
+	:: atomic { helperSig && helper == 0 -> helperSig = false }
 	od
 }
 
@@ -187,7 +234,9 @@ end:	do
 			hpid[started] = p;
 			hinc[started] = pinc[p];
 			hstarted[started] = true;
-			reg[p] = started + 1
+			reg[p] = started + 1;
+			ppid[p] = 0;
+			if :: started == 0 -> helper = p :: else fi /* the unit helper */
 		:: else -> skip /* EAGAIN: the start fails, nothing registered */
 		fi;
 		started++;
