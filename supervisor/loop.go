@@ -53,6 +53,9 @@ type loop struct {
 	main   *service     // the service "main", or nil
 	jobs   *jobs.Table
 	socket string // the control socket, once served: every child's TEND_SOCKET
+	// file is cfg.File for readers off the loop (a job's lookups, a
+	// reload's preparation): a reload replaces both, on the loop.
+	file atomic.Pointer[config.Config]
 	// zscan finds live processes holding zombies; zlast is the last
 	// [zombies] scan, zwarned the parents warned of since they crossed
 	// warn_at (loop only).
@@ -110,6 +113,7 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 		posts: make(chan func()),
 		done:  make(chan struct{}),
 	}
+	l.file.Store(cfg.File)
 	l.prepare = l.prepareOnPool
 	_, err = os.Stat(helper.Exe)
 	l.helperOK = err == nil
@@ -311,4 +315,4 @@ func (l *loop) setSocket(path string) {
 }
 
 // jobsConfig is the [jobs] section.
-func (l *loop) jobsConfig() config.Jobs { return l.cfg.File.Jobs }
+func (l *loop) jobsConfig() config.Jobs { return l.file.Load().Jobs }

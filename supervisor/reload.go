@@ -128,6 +128,7 @@ func (l *loop) applyReload(nf *config.Config, prepared map[string]*service) (api
 	}
 	nf.Main = old.Main // refused above if it changed
 	l.cfg.File = nf
+	l.file.Store(nf)
 	j := nf.Jobs
 	l.jobs.SetLimits(jobs.Limits{MaxRunning: j.MaxRunning, MaxQueued: j.MaxQueued, Keep: j.Keep, MaxRecords: j.MaxRecords,
 		MaxRecordBytes: int64(j.MaxRecordBytes), RecordArgvBytes: j.RecordArgvBytes})

@@ -117,7 +117,7 @@ const helperRescue = 5 * time.Second
 // safe off the loop.
 func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 	if t == "" {
-		t = l.cfg.File.Defaults.Track
+		t = l.file.Load().Defaults.Track // off the loop too: the reload's copy
 	}
 	switch t {
 	case config.TrackAuto, "":

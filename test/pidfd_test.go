@@ -159,7 +159,7 @@ func TestJobPidFD(t *testing.T) {
 func TestJobWaitOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	dir := hDir(t)
-	_, sock := hServe(t, opts{}, dir, nil)
+	r, sock := hServe(t, opts{}, dir, nil)
 	c := hClient(t, sock)
 	conn := hDial(t, sock)
 	defer conn.Close()
@@ -204,7 +204,14 @@ func TestJobWaitOneRoundTrip(t *testing.T) {
 		}
 		conn.Close()
 		if bind {
-			rec := hWaitJob(t, c, j.ID)
+			// Polled, not waited on: a wait on a bound job binds it to
+			// the waiting connection too, and would keep it alive.
+			var rec api.Job
+			svPoll(t, r, svWait, "the bound job killed", func() bool {
+				var err error
+				rec, err = c.Job(hCtx(t), j.ID)
+				return err == nil && rec.State == api.StateExited
+			})
 			if rec.Reason != api.ReasonDisconnected {
 				t.Errorf("a bound job whose waiting client left: %+v; want reason disconnected", rec)
 			}
