@@ -28,7 +28,7 @@ type namedMember struct {
 func (l *loop) members() []namedMember {
 	var out []namedMember
 	for _, s := range l.svcs {
-		if s.unit != nil {
+		if s.unit != nil && s.unit.proc != nil {
 			out = append(out, namedMember{"service " + s.cfg.Name, memberOf(s.unit)})
 		}
 	}
