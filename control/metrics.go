@@ -77,6 +77,10 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request, c *conn) {
 	b.sample("tend_zombie_parents", nil, uint64(m.ZombieParents))
 	b.family("tend_zombies_held", "gauge", "Zombies held by live parents, in all.")
 	b.sample("tend_zombies_held", nil, uint64(m.Zombies))
+	b.family("tend_zombies_held_by", "gauge", "Zombies held by each live parent (the 20 holding the most).")
+	for _, z := range m.ZombieTop {
+		b.sample("tend_zombies_held_by", []string{"pid", strconv.Itoa(z.PID), "command", z.Command, "owner", z.Owner}, uint64(z.Zombies))
+	}
 	b.family("tend_stopping", "gauge", "1 once tend is shutting down.")
 	b.sample("tend_stopping", nil, boolVal(m.Stopping))
 	rss, threads := selfStatus()

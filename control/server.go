@@ -75,11 +75,17 @@ type Metrics struct {
 	// ZombieParents and Zombies are what the last scan found (a scan is
 	// made for the metrics when none is a second old).
 	ZombieParents, Zombies int
+	// ZombieTop are the parents holding the most, at most MaxZombieSeries.
+	ZombieTop []api.ZombieParent
 	Jobs                   api.Counters
 	JobsEnded              map[string]uint64 // by reason
 	Services               []api.Service
 	Stopping               bool
 }
+
+// MaxZombieSeries bounds the per-parent series of GET /v1/metrics: a
+// container full of such parents must not make the answer unbounded.
+const MaxZombieSeries = 20
 
 // Services is the supervisor as the API uses it.
 type Services interface {

@@ -387,9 +387,12 @@ func (b backend) Metrics() (m control.Metrics) {
 		m.Services, m.Stopping = b.l.services(), b.l.sd.active
 		ms = b.l.members()
 	})
-	for _, p := range scanZombies(b.l.zscan, ms) {
+	for _, p := range scanZombies(b.l.zscan, ms) { // most first
 		m.ZombieParents++
 		m.Zombies += p.Zombies
+		if len(m.ZombieTop) < control.MaxZombieSeries {
+			m.ZombieTop = append(m.ZombieTop, p)
+		}
 	}
 	return m
 }

@@ -5,6 +5,7 @@ package test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -89,7 +90,15 @@ func TestZombiesNamed(t *testing.T) {
 		t.Errorf("tend zombies: %d %q %q", res.code(), res.stdout, res.stderr)
 	}
 	_, body := rawGet(t, sock, "/v1/metrics")
-	if !strings.Contains(body, "\ntend_zombies_held 11\n") || !strings.Contains(body, "\ntend_zombie_parents 2\n") {
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(body + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics with zombies held: %v\n%s", err, out)
+		}
+	}
+	if !strings.Contains(body, "\ntend_zombies_held 11\n") || !strings.Contains(body, "\ntend_zombie_parents 2\n") ||
+		!strings.Contains(body, fmt.Sprintf("\ntend_zombies_held_by{pid=\"%d\",command=\"python3\",owner=\"service gw\"} 8\n", gwPid)) {
 		t.Errorf("metrics: %s", body)
 	}
 	select {
