@@ -77,10 +77,10 @@ type Metrics struct {
 	ZombieParents, Zombies int
 	// ZombieTop are the parents holding the most, at most MaxZombieSeries.
 	ZombieTop []api.ZombieParent
-	Jobs                   api.Counters
-	JobsEnded              map[string]uint64 // by reason
-	Services               []api.Service
-	Stopping               bool
+	Jobs      api.Counters
+	JobsEnded map[string]uint64 // by reason
+	Services  []api.Service
+	Stopping  bool
 }
 
 // MaxZombieSeries bounds the per-parent series of GET /v1/metrics: a
