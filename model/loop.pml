@@ -71,7 +71,7 @@ inline signalJob(j, delivered) {
 	:: !jreaped[j] ->
 #endif
 		/* kill(2) reaches the job's own process, a zombie of it at worst */
-		assert(jalive[j]);
+		assert(jalive[j]); /* invariant 3 */
 		delivered = true
 	:: else -> delivered = false
 	fi;
@@ -85,7 +85,7 @@ inline finish(j, r) {
 	:: else -> skip
 	fi;
 	jends[j]++;
-	assert(jends[j] == 1)
+	assert(jends[j] == 1) /* invariant 2: a record ends once */
 }
 
 /* the jobs' part of the shutdown: queued ones dropped, running ones
@@ -113,7 +113,7 @@ inline startJob(j) {
 	if
 	:: true ->
 #endif
-		assert(!shutdown);
+		assert(!shutdown); /* invariant 9: nothing starts once stopping */
 		jstate[j] = RUNNING;
 		jalive[j] = true;
 		running++;

@@ -207,7 +207,7 @@ inline signal(h) {
 #endif
 		/* kill(2) reaches whoever holds the number now: it must be
 		 * this handle's process (a zombie of it counts). */
-		assert(pstate[hpid[h]] != FREE && pinc[hpid[h]] == hinc[h])
+		assert(pstate[hpid[h]] != FREE && pinc[hpid[h]] == hinc[h]) /* invariant 3 */
 	:: else -> skip /* ErrNotRunning */
 	fi;
 	release()
@@ -263,7 +263,7 @@ end:	do
 		xh = h;
 #endif
 		/* invariant 2: the exit is its own child's */
-		assert(hinc[xh] == xi);
+		assert(hinc[xh] == xi); /* invariant 2: the exit is its own child's */
 		hexits[xh]++
 	od
 }
@@ -276,13 +276,14 @@ active proctype Quiescent() {
 	i = 0;
 	do
 	:: i < NSTART ->
+		/* invariant 2: no exit lost, none taken twice */
 		assert(!hstarted[i] || hexits[i] == 1 || (hexits[i] == 0 && pstate[hpid[i]] == ALIVE && pinc[hpid[i]] == hinc[i]));
 		i++
 	:: else -> break
 	od;
 	i = 1;
 	do
-	:: i <= NPID -> assert(pstate[i] != ZOMBIE); i++
+	:: i <= NPID -> assert(pstate[i] != ZOMBIE); i++ /* invariant 4 */
 	:: else -> break
 	od
 }

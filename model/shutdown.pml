@@ -125,7 +125,7 @@ done:
 	finishedAt = now;
 	/* what is left may only be stuck in D state */
 	assert((!alive[0] || how[0] == STUCK) && (!alive[1] || how[1] == STUCK) &&
-	       (!alive[2] || how[2] == STUCK) && (!alive[3] || how[3] == STUCK));
-	assert(finishedAt <= GRACE + FINAL)
+	       (!alive[2] || how[2] == STUCK) && (!alive[3] || how[3] == STUCK)); /* invariant 11 */
+	assert(finishedAt <= GRACE + FINAL) /* invariant 6 */
 }
 
