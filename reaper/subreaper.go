@@ -146,7 +146,7 @@ func (r *Reaper) signalFrom(pid int, sig unix.Signal, uid int) int {
 			if err != nil {
 				continue // gone, or no pidfds: a later sweep finds it as our child
 			}
-			if parentOf(g) == p.pid && stillThere(p.fd) {
+			if ParentOf(g) == p.pid && stillThere(p.fd) {
 				queue = append(queue, pinned{g, fd})
 				continue
 			}
@@ -179,8 +179,8 @@ func stillThere(fd int) bool {
 	return err == nil || errors.Is(err, unix.EPERM)
 }
 
-// parentOf reads the parent pid of pid from /proc/PID/stat, or -1.
-func parentOf(pid int) int {
+// ParentOf reads the parent pid of pid from /proc/PID/stat, or -1.
+func ParentOf(pid int) int {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return -1

@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/notify"
+	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/spawn"
 	"github.com/tendinit/tend/unit/cgroup"
 )
@@ -222,42 +222,12 @@ func (m *member) holds(pid int) bool {
 			if p == m.helper {
 				return true
 			}
-			var err error
-			if p, _, err = procStat(p); err != nil {
-				return false
-			}
+			p = reaper.ParentOf(p) // -1 once gone: not the unit's
 		}
 		return false
 	default:
-		if pid == m.leader {
-			return true
-		}
-		_, pgid, err := procStat(pid)
-		return err == nil && pgid == m.leader
+		return pid == m.leader || pgidOf(pid) == m.leader // pgidOf: 0 once gone
 	}
-}
-
-// procStat reads the parent and the process group of pid.
-func procStat(pid int) (ppid, pgid int, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// pid (comm) state ppid pgrp ...: comm may hold anything, even ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 3 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	pgid, err2 := strconv.Atoi(string(f[2]))
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	return ppid, pgid, nil
 }
 
 // takeNotify applies, on the loop, what s's current run said.
