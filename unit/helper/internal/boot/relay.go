@@ -7,58 +7,32 @@ import (
 	"unsafe"
 )
 
-// os/signal cannot be imported here (it imports os, whose init must not
-// run), so boot uses the two runtime functions os/signal is built on. The
-// runtime defines them and pushes them to these names itself
-// (//go:linkname signal_enable os/signal.signal_enable in
-// runtime/sigqueue.go), which is why the linker's -checklinkname accepts the
-// references. Should a Go release ever refuse them, the build fails loudly;
-// TestSignalsForwarded and the inittrace test cover the behaviour.
-//
-// Only one goroutine may receive (runtime/sigqueue.go): in helper mode
-// os/signal's own loop never starts, as nothing calls signal.Notify.
-
-//go:linkname signalEnable os/signal.signal_enable
-func signalEnable(sig uint32)
-
-//go:linkname signalRecv os/signal.signal_recv
-func signalRecv() uint32
+// The helper relays every catchable signal it receives to the unit's main
+// process. How it catches them is per architecture: on amd64 a handler of
+// its own (relay_amd64.go), elsewhere the runtime's os/signal hooks
+// (relay_runtime.go). Either way each signal becomes one byte, its number,
+// in a pipe that the event loop polls: a pipe keeps their order (TSTP
+// before CONT), and a full pipe only drops bytes of signals the loop has
+// yet to read, as the kernel coalesces a pending signal.
 
 // keepIgnored are the signals tend leaves ignored when it was started with
 // them ignored; the helper does the same, so the command inherits SIG_IGN.
 // The Go runtime leaves these dispositions alone until they are enabled.
 var keepIgnored = [...]syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGCONT}
 
-// catchSignals enables every catchable signal and starts the relay: one
-// goroutine that writes each signal number, as one byte, to a pipe that the
-// event loop polls. A pipe keeps their order (TSTP before CONT); the runtime
-// coalesces each signal while it is pending, as the kernel does, and a full
-// pipe only makes the relay wait. It returns the pipe's read end.
-func catchSignals() (int, error) {
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
-		return -1, err
-	}
-	if err := syscall.SetNonblock(p[0], true); err != nil {
-		return -1, err
-	}
-	for sig := syscall.Signal(1); sig <= 64; sig++ {
-		if catchable(sig) {
-			signalEnable(uint32(sig))
-		}
-	}
-	go relay(p[1])
-	return p[0], nil
-}
-
 // catchable leaves out KILL and STOP, PROF (the runtime's profiler), URG
 // (the runtime's own preemption signal: left alone it is ignored), 32-34
-// (libc's, never handled by Go) and the keepIgnored signals found ignored.
+// (libc's, never handled by Go), the faults (SEGV, BUS, FPE, ILL, TRAP,
+// SYS: the runtime's handler turns the helper's own into a crash report,
+// and one sent with kill(2) is ignored by it) and the keepIgnored signals
+// found ignored.
 func catchable(sig syscall.Signal) bool {
-	switch {
-	case sig == syscall.SIGKILL, sig == syscall.SIGSTOP, sig == syscall.SIGPROF, sig == syscall.SIGURG:
+	switch sig {
+	case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGPROF, syscall.SIGURG,
+		syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSYS:
 		return false
-	case sig >= 32 && sig <= 34:
+	}
+	if sig >= 32 && sig <= 34 {
 		return false
 	}
 	for _, k := range keepIgnored {
@@ -69,15 +43,23 @@ func catchable(sig syscall.Signal) bool {
 	return true
 }
 
-func relay(w int) {
-	for {
-		b := [1]byte{byte(signalRecv())}
-		for {
-			if _, err := syscall.Write(w, b[:]); err != syscall.EINTR {
-				break
-			}
+// signalPipe makes the relay's pipe, both ends close-on-exec, the read end
+// non-blocking for the loop; wnonblock makes the write end non-blocking
+// too (a signal handler must never block).
+func signalPipe(wnonblock bool) (r, w int, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return -1, -1, err
+	}
+	if err := syscall.SetNonblock(p[0], true); err != nil {
+		return -1, -1, err
+	}
+	if wnonblock {
+		if err := syscall.SetNonblock(p[1], true); err != nil {
+			return -1, -1, err
 		}
 	}
+	return p[0], p[1], nil
 }
 
 // ignored asks the kernel for sig's disposition with rt_sigaction(2) and no
