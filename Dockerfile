@@ -1,6 +1,7 @@
-# tend's release image: a static binary in an otherwise empty image, to copy
-# into yours:
-#     COPY --from=tend /tend /sbin/tend
+# tend's release image: two static binaries in an otherwise empty image, to
+# copy into yours, side by side (tend finds its unit helper beside itself,
+# and without it starts its own binary as the helper, slower):
+#     COPY --from=tend /tend /tend-unit-helper /sbin/
 #     ENTRYPOINT ["/sbin/tend", "--"]
 # Build it with the version and the commit (the build stage has no git):
 #     docker build --build-arg VERSION=0.1.0 \
@@ -24,8 +25,10 @@ RUN set -eu; \
     if [ -n "$COMMIT" ]; then ldflags="$ldflags -X main.commit=$COMMIT"; fi; \
     CGO_ENABLED=0 go build -buildvcs=false -trimpath -tags urfave_cli_no_docs \
         -ldflags "$ldflags" -o /tend . ; \
+    CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags "-s -w" \
+        -o /tend-unit-helper ./unit/helper/cmd/tend-unit-helper ; \
     /tend --version
 
 FROM scratch
-COPY --from=build /tend /tend
+COPY --from=build /tend /tend-unit-helper /
 ENTRYPOINT ["/tend"]

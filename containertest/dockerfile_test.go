@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +23,9 @@ var dockerMounts = map[string]bool{
 }
 
 // TestDockerfile builds the repository's Dockerfile (its golang stage is the
-// local debootstrap image) and checks the release image: only /tend, static
-// (it runs in an image FROM scratch), stamped with the build arguments.
+// local debootstrap image) and checks the release image: only /tend and
+// /tend-unit-helper, static (they run in an image FROM scratch), tend
+// stamped with the build arguments.
 func TestDockerfile(t *testing.T) {
 	d := docker(t)
 	d.golang(t)
@@ -40,15 +42,16 @@ func TestDockerfile(t *testing.T) {
 	name := strings.TrimSpace(d.must(t, "create", "--network", "none", releaseImage))
 	t.Cleanup(func() { _, _ = d.docker(time.Minute, "rm", "-f", name) })
 	files := exportedFiles(t, d, name)
-	if len(files) != 1 || files[0] != "tend" {
-		t.Errorf("release image holds %v, want only tend", files)
+	slices.Sort(files)
+	if len(files) != 2 || files[0] != "tend" || files[1] != "tend-unit-helper" {
+		t.Errorf("release image holds %v, want only tend and tend-unit-helper", files)
 	}
-	// A user copies it into an image of their own.
-	df := "FROM " + d.image(t) + "\nCOPY --from=" + releaseImage + " /tend /sbin/tend2\n"
+	// A user copies them into an image of their own.
+	df := "FROM " + d.image(t) + "\nCOPY --from=" + releaseImage + " /tend /tend-unit-helper /sbin/\n"
 	if _, err := d.buildStdin(t, "tend-ct/copy:test", df); err != nil {
 		t.Fatal(err)
 	}
-	out = d.must(t, "run", "--rm", "--network", "none", "tend-ct/copy:test", "/sbin/tend2", "--", "sh", "-c", "echo ok")
+	out = d.must(t, "run", "--rm", "--network", "none", "tend-ct/copy:test", "/sbin/tend", "--", "sh", "-c", "echo ok")
 	if strings.TrimSpace(out) != "ok" {
 		t.Errorf("tend copied from the release image: output %q, want ok", out)
 	}

@@ -82,7 +82,10 @@ func (d *daemon) buildTestImage() error {
 	if err := copyFile(tendBin, filepath.Join(dir, "tend"), 0o755); err != nil {
 		return err
 	}
-	df := fmt.Sprintf("FROM %s\nCOPY tend /sbin/tend\n", base)
+	if err := copyFile(filepath.Join(filepath.Dir(tendBin), "tend-unit-helper"), filepath.Join(dir, "tend-unit-helper"), 0o755); err != nil {
+		return err
+	}
+	df := fmt.Sprintf("FROM %s\nCOPY tend tend-unit-helper /sbin/\n", base)
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		return err
 	}

@@ -87,6 +87,15 @@ func tend(t *testing.T) string {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			tendErr = fmt.Errorf("go build tend: %v\n%s", err, out)
+			return
+		}
+		// The unit helper that ships beside tend (the Dockerfile's).
+		cmd = exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w",
+			"-o", filepath.Join(workDir, "tend-unit-helper"), "./unit/helper/cmd/tend-unit-helper")
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			tendErr = fmt.Errorf("go build tend-unit-helper: %v\n%s", err, out)
 		}
 	})
 	if tendErr != nil {

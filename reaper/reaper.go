@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -110,6 +111,13 @@ type Reaper struct {
 	// ready gets a token when exits are queued or a reap pass found no
 	// child at all; the loop then takes them (TakeExits) or checks Idle.
 	ready chan struct{}
+	// started gets a token at each Start: Run, told by waitid that tend
+	// has no child, waits for one (or for SIGCHLD) before it blocks again.
+	started chan struct{}
+	// blocking: Run waits for exits in waitid(2) on a thread of its own;
+	// false when Options.Wait4 replaces the kernel (tests), then Run
+	// reaps on SIGCHLD alone.
+	blocking bool
 
 	orphan  func(pid int, ws unix.WaitStatus)
 	orphans atomic.Uint64
@@ -138,6 +146,8 @@ func New(o Options) *Reaper {
 		children: make(map[int]*Child),
 		pidfds:   o.PidFDs,
 		ready:    make(chan struct{}, 1),
+		started:  make(chan struct{}, 1),
+		blocking: o.Wait4 == nil,
 		orphan:   o.Orphan,
 		wait4:    unix.Wait4,
 		kill:     unix.Kill,
@@ -213,6 +223,10 @@ func (r *Reaper) Start(start func(pidfd *int) (int, error), owner any) (*Child, 
 	}
 	c.pid = pid
 	r.children[pid] = c
+	select {
+	case r.started <- struct{}{}:
+	default:
+	}
 	return c, nil
 }
 
@@ -266,17 +280,61 @@ func (r *Reaper) Reap() int {
 	return n
 }
 
-// Run is the reaping goroutine: it reaps once (children may have exited
-// before SIGCHLD was notified), then on every SIGCHLD, until ctx ends. No
+// Run is the reaping goroutine until ctx ends. It reaps once (children may
+// have exited before it started), then whenever a child has exited. No
 // timer, no polling: an idle tend sleeps here. It never forks.
+//
+// It learns of exits from the kernel directly: it blocks in
+// waitid(P_ALL, WEXITED|WNOWAIT) on an OS thread of its own, which returns
+// as soon as any child (a registered one or an orphan) is a zombie,
+// without reaping it; Reap then reaps under the lock. WNOWAIT is what
+// keeps this right beside Start: a child whose exec fails is waited for
+// by Start itself, under the lock, and a waitid that sees it first has
+// taken nothing. Against the hand-offs of SIGCHLD (the runtime's signal
+// goroutine, os/signal's, then this one) it saves two goroutine
+// switches per exit (docs/BENCHMARKS.md).
+//
+// waitid fails with ECHILD at once when tend has no child at all; Run
+// then waits for a Start or for SIGCHLD (an orphan reparented to tend
+// is not announced: its exit is, by SIGCHLD, since the kernel sets its
+// exit signal to SIGCHLD) before it blocks again. So every exit is reaped
+// by one of the two, and sigchld must be notified of SIGCHLD throughout.
+//
+// A Run blocked in waitid ends only when a child exits: the caller must
+// not wait for it without a bound (tend at its exit may leave a process
+// that never ends, in D state).
 func (r *Reaper) Run(ctx context.Context, sigchld <-chan os.Signal) {
 	r.Reap()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sigchld:
-			r.Reap()
+	if !r.blocking {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sigchld:
+				r.Reap()
+			}
+		}
+	}
+	// Locked: a thread blocked in a syscall is this goroutine's alone, and
+	// the runtime runs every other goroutine elsewhere meanwhile.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for ctx.Err() == nil {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		switch {
+		case errors.Is(err, unix.EINTR):
+		case err == nil && r.Reap() > 0:
+		default:
+			// ECHILD: no child; or a zombie that wait4 does not report
+			// (never seen; waiting here keeps it from being a spin).
+			select {
+			case <-ctx.Done():
+				return
+			case <-sigchld:
+				r.Reap()
+			case <-r.started:
+			}
 		}
 	}
 }

@@ -54,7 +54,7 @@ func (l *loop) findCgroups() {
 		l.cg.err = err
 		return
 	}
-	if !l.helperOK {
+	if l.helperExe == "" {
 		l.cg.err = fmt.Errorf("%s is not there for the unit helper", helper.Exe)
 		return
 	}

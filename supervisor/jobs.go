@@ -153,7 +153,7 @@ func startError(err error) error {
 		// pids.max or RLIMIT_NPROC: tend's limit, not the command's fault.
 		return api.Errorf(http.StatusServiceUnavailable, "%v (EAGAIN)", err)
 	case errors.Is(err, errHelperEnded):
-		return api.Errorf(http.StatusServiceUnavailable, "%v: tend could not set up the unit (at pids.max, or RLIMIT_NPROC, the helper cannot make its threads): try again later", err)
+		return api.Errorf(http.StatusServiceUnavailable, "%v: tend could not set up the unit (the likely cause, EAGAIN: at pids.max or RLIMIT_NPROC the helper cannot make its threads): try again later", err)
 	}
 	return api.Errorf(http.StatusInternalServerError, "start job: %v", err)
 }

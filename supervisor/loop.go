@@ -22,7 +22,6 @@ import (
 	"github.com/tendinit/tend/logline"
 	"github.com/tendinit/tend/reaper"
 	"github.com/tendinit/tend/spawn"
-	"github.com/tendinit/tend/unit/helper"
 	"github.com/tendinit/tend/zombies"
 )
 
@@ -66,9 +65,10 @@ type loop struct {
 	// "notify" (notify.go); "" when none has.
 	notifyDir string
 	notifySeq int // names the sockets in it
-	// helperOK says a unit helper can be started: tend's own binary is
-	// there to exec (/proc/self/exe).
-	helperOK bool
+	// helperExe is the program started as a unit helper (helper.Locate:
+	// the standalone binary beside tend's, else tend's own); "" when
+	// neither can be executed.
+	helperExe string
 	cg       cgroups  // cgroup v2 tracking, where tend found a hierarchy
 	v1       v1Limits // cgroup v1 hierarchies for unit limits
 	// nproc is the RLIMIT_NPROC of jobs that run as a non-root uid
@@ -115,8 +115,7 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	}
 	l.file.Store(cfg.File)
 	l.prepare = l.prepareOnPool
-	_, err = os.Stat(helper.Exe)
-	l.helperOK = err == nil
+	l.locateHelper()
 	l.findCgroups()
 	l.findV1()
 	l.setNProc()

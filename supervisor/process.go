@@ -33,7 +33,7 @@ func (l *loop) checkProcess(c config.Service, hasUser bool) error {
 	if !processOf(c).Set() {
 		return nil
 	}
-	if !l.helperOK {
+	if l.helperExe == "" {
 		return fmt.Errorf("umask, nice, rlimits and no_new_privs are set by tend's unit helper, and %s cannot be executed", helper.Exe)
 	}
 	track, _ := l.resolveTrack(c.Track)

@@ -119,14 +119,13 @@ func Run(cfg Config) (int, error) {
 		return -1, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var reaping sync.WaitGroup
-	reaping.Add(1)
-	go func() { defer reaping.Done(); r.Run(ctx, cfg.SIGCHLD) }()
+	reaped := make(chan struct{}) // closed when Run has returned
+	go func() { defer close(reaped); r.Run(ctx, cfg.SIGCHLD) }()
 
 	srv, err := l.serve(hub, closer)
 	if err != nil {
 		cancel()
-		reaping.Wait()
+		endReaper(log, reaped, time.Now().Add(teardownBound))
 		l.release()
 		return -1, err
 	}
@@ -147,7 +146,7 @@ func Run(cfg Config) (int, error) {
 	go func() { defer wg.Done(); l.closeLogs(deadline) }()
 	wg.Wait()
 	cancel()
-	reaping.Wait()
+	endReaper(log, reaped, deadline)
 	l.release()
 	for _, c := range cfg.ExpectZero {
 		if c == code {
@@ -155,6 +154,20 @@ func Run(cfg Config) (int, error) {
 		}
 	}
 	return code, l.errs.ErrorOrNil()
+}
+
+// endReaper waits for the reaper's Run to return (closing reaped), until
+// deadline. Run returns at the next exit, or at once when tend has no
+// child; a child that never ends (D state, or one tend inherited and
+// does not stop) must not hold tend's exit.
+func endReaper(log *slog.Logger, reaped <-chan struct{}, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-reaped:
+	case <-t.C:
+		log.Warn("a child of tend has not ended: exiting without waiting for it")
+	}
 }
 
 // serve opens the control socket when one is configured and points every

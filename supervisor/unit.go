@@ -121,12 +121,14 @@ func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 	}
 	switch t {
 	case config.TrackAuto, "":
-		// The unit helper is not auto's choice yet: its start costs
-		// about 14 ms a job here (docs/BENCHMARKS.md), and the whole
-		// suite does not yet pass with it as the default (a queued
-		// job's pid, parallel stops); it is there by name.
-		if l.cg.h != nil {
+		// A cgroup each where tend has a writable hierarchy; else each
+		// unit's own subreaper (docs/BENCHMARKS.md, Units: about 1.1 ms
+		// more a start); the group alone only where neither can be had.
+		switch {
+		case l.cg.h != nil:
 			return config.TrackCgroup, nil
+		case l.helperExe != "":
+			return config.TrackSubreaper, nil
 		}
 		return config.TrackGroup, nil
 	case config.TrackCgroup:
@@ -134,7 +136,7 @@ func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 			return "", fmt.Errorf("track %q: not available: %v", t, l.cg.err)
 		}
 	case config.TrackSubreaper:
-		if !l.helperOK {
+		if l.helperExe == "" {
 			return "", fmt.Errorf("track %q: the unit helper cannot be started: %s is not there", t, helper.Exe)
 		}
 	}
@@ -214,7 +216,7 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	// The control socket goes after the stdio and any fds passed on at
 	// their own numbers (socket activation): where Via puts it; the v1
 	// directories to join follow it.
-	_, hs.CtlFD = q.Via(helper.Exe, nil, nil, 0)
+	_, hs.CtlFD = q.Via(l.helperExe, nil, nil, 0)
 	argv, env, err := hs.Args()
 	if err != nil {
 		return nil, err
@@ -223,7 +225,7 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	if err != nil {
 		return nil, err
 	}
-	hq, _ := q.Via(helper.Exe, argv, env, append([]uintptr{theirs.Fd()}, u.v1FDs()...)...)
+	hq, _ := q.Via(l.helperExe, argv, env, append([]uintptr{theirs.Fd()}, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close() // the helper has its copy
 	if err != nil {
@@ -263,7 +265,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 		Process: u.spec.proc}
 	// The report socket and the cgroup's fd go after the stdio and any
 	// fds passed on at their own numbers: where Via puts them.
-	_, he.CtlFD = q.Via(helper.Exe, nil, nil, 0)
+	_, he.CtlFD = q.Via(l.helperExe, nil, nil, 0)
 	argv, env, err := he.Args()
 	if err != nil {
 		return fail(err)
@@ -276,7 +278,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	if u.cg != nil {
 		extra = append(extra, uintptr(u.cg.FD()))
 	}
-	hq, _ := q.AsRoot().Via(helper.Exe, argv, env, append(extra, u.v1FDs()...)...)
+	hq, _ := q.AsRoot().Via(l.helperExe, argv, env, append(extra, u.v1FDs()...)...)
 	c, err := l.r.Start(func(pidfd *int) (int, error) { return l.fork(hq, pidfd) }, u)
 	theirs.Close()
 	if err != nil {
@@ -561,4 +563,19 @@ func unitPid(u *unit) *int {
 	}
 	pid := u.main
 	return &pid
+}
+
+// locateHelper picks the unit helper's program once, at start.
+func (l *loop) locateHelper() {
+	exe, note := helper.Locate()
+	if _, err := os.Stat(exe); err != nil {
+		l.log.Warn("no unit helper: track subreaper and per-service process settings are unavailable", "err", err)
+		return
+	}
+	l.helperExe = exe
+	if note != "" && exe == helper.Exe {
+		l.log.Warn(note) // one was installed and refused
+	} else if note != "" {
+		l.log.Debug(note)
+	}
 }

@@ -73,6 +73,11 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Searchable by all: the unit helper beside tend runs as each unit's user.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err := buildTend(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -82,7 +87,9 @@ func runTests(m *testing.M) int {
 }
 
 // buildTend builds the repository root (the parent of this directory) into
-// dir/tend, once for the whole package.
+// dir/tend, once for the whole package, and the standalone unit helper
+// beside it, as a release ships them; with TEND_TEST_HELPER=self the helper
+// is left out, and tend's own binary is the unit helper (its fallback).
 func buildTend(dir string) error {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -94,6 +101,15 @@ func buildTend(dir string) error {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build tend in %s: %v\n%s", root, err, out)
+	}
+	if os.Getenv("TEND_TEST_HELPER") == "self" {
+		return nil
+	}
+	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "tend-unit-helper"), "./unit/helper/cmd/tend-unit-helper")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build tend-unit-helper in %s: %v\n%s", root, err, out)
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ package helper_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,7 +20,10 @@ import (
 
 // The helper under test is this test binary: boot's init is linked in, so
 // starting helper.Exe with the helper's argv and marker runs the helper, as
-// tend's binary will.
+// tend's binary will. With TEND_HELPER_STANDALONE=1 (scripts/test runs the
+// package both ways) it is the standalone cmd/tend-unit-helper instead,
+// built once here.
+var exe = helper.Exe
 
 // TestMain dispatches to the re-executed test helpers (not unit helpers:
 // those are taken over by boot's init before this runs).
@@ -26,7 +31,33 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv("HELPER_TEST"); name != "" {
 		os.Exit(testHelpers[name](os.Args[1:]))
 	}
+	if os.Getenv("TEND_HELPER_STANDALONE") == "1" {
+		dir, err := os.MkdirTemp("", "tend-helper-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		exe, err = buildStandalone(dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
 	os.Exit(m.Run())
+}
+
+// buildStandalone builds cmd/tend-unit-helper into dir.
+func buildStandalone(dir string) (string, error) {
+	bin := filepath.Join(dir, helper.BinaryName)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/tend-unit-helper")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build cmd/tend-unit-helper: %v\n%s", err, out)
+	}
+	return bin, nil
 }
 
 var testHelpers = map[string]func([]string) int{"pidns": helperPIDNS}
@@ -60,7 +91,7 @@ func startSubreaper(t *testing.T, s helper.Subreaper) *run {
 	return start(t, argv, env, &syscall.SysProcAttr{Setsid: true}, nil)
 }
 
-// start starts helper.Exe with argv and env; fds 0-2 are /dev/null, a pipe
+// start starts exe with argv and env; fds 0-2 are /dev/null, a pipe
 // (read by r.stdout) and stderr; fd 3 the socket; extra fds follow.
 func start(t *testing.T, argv, env []string, sys *syscall.SysProcAttr, extra []*os.File) *run {
 	t.Helper()
@@ -81,7 +112,7 @@ func start(t *testing.T, argv, env []string, sys *syscall.SysProcAttr, extra []*
 		files = append(files, f.Fd())
 	}
 	// A fresh cwd: a command dumping core writes it there.
-	pid, err := syscall.ForkExec(helper.Exe, argv, &syscall.ProcAttr{Dir: t.TempDir(), Env: env, Files: files, Sys: sys})
+	pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{Dir: t.TempDir(), Env: env, Files: files, Sys: sys})
 	peer.Close()
 	pw.Close()
 	null.Close()

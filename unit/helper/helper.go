@@ -33,8 +33,9 @@ import (
 	"github.com/tendinit/tend/unit/helper/internal/boot"
 )
 
-// Exe is the program to start as a helper: tend's own binary. It is read
-// at the moment of the exec, so a replaced binary on disk is not run.
+// Exe is tend's own binary, the helper when no standalone one is
+// installed (see Locate). It is read at the moment of the exec, so a
+// replaced binary on disk is not run.
 const Exe = "/proc/self/exe"
 
 // Fds of the helper, besides its stdio 0-2.

@@ -29,11 +29,18 @@ import "syscall"
 
 // The helper is recognised by both the environment marker and argv[0]; a
 // stray marker alone (a user's environment) never turns tend into a helper.
+//
+// MarkerValue is the protocol's version: a standalone helper binary
+// (cmd/tend-unit-helper) from another build refuses to run for a tend
+// that asks for another version (see Refuse), instead of misreading it.
 const (
 	Marker      = "TEND_UNIT_HELPER" // environment variable, removed before the command runs
-	MarkerValue = "1"
+	MarkerValue = "2"
 	Name        = "tend-unit-helper" // argv[0]
 )
+
+// seen is the marker's value when it was not MarkerValue, for Refuse.
+var seen string
 
 // The modes, argv[1].
 const (
@@ -49,7 +56,13 @@ const (
 )
 
 func init() {
-	if v, ok := syscall.Getenv(Marker); !ok || v != MarkerValue {
+	v, ok := syscall.Getenv(Marker)
+	if !ok {
+		return
+	}
+	if v != MarkerValue {
+		seen = v
+		syscall.Unsetenv(Marker)
 		return
 	}
 	args, err := cmdline()
@@ -83,6 +96,20 @@ func run(mode string, args []string) int {
 	say("tend-unit-helper: unknown mode " + mode)
 	report(ctlFD, failed(syscall.EINVAL, "usage"))
 	return ExitUsage
+}
+
+// Refuse is the main of the standalone helper binary, reached only when
+// its init did not run it as a helper: it was started by hand, or by a tend
+// that speaks another version of the protocol. It says so on stderr and,
+// when fd 3 is tend's socket, to tend, and exits.
+func Refuse() {
+	msg := "tend-unit-helper: this program is started by tend, as the helper of one unit"
+	if seen != "" {
+		msg = "tend-unit-helper: protocol version " + MarkerValue + ", but tend asked for " + seen + ": install the tend-unit-helper built with this tend"
+	}
+	say(msg)
+	report(ctlFD, failed(syscall.EPROTO, msg))
+	syscall.Exit(ExitUsage)
 }
 
 // say writes one line to stderr, for what tend's protocol cannot carry.
