@@ -69,8 +69,8 @@ type loop struct {
 	// the standalone binary beside tend's, else tend's own); "" when
 	// neither can be executed.
 	helperExe string
-	cg       cgroups  // cgroup v2 tracking, where tend found a hierarchy
-	v1       v1Limits // cgroup v1 hierarchies for unit limits
+	cg        cgroups  // cgroup v2 tracking, where tend found a hierarchy
+	v1        v1Limits // cgroup v1 hierarchies for unit limits
 	// nproc is the RLIMIT_NPROC of jobs that run as a non-root uid
 	// ([jobs] nproc, "auto" resolved at start by setNProc); 0: none.
 	nproc int
