@@ -407,3 +407,193 @@ func wchans(pid int) map[string]int {
 	}
 	return out
 }
+
+// TestStuckHungExec pins the one limit of DESIGN.md §1.9 that remains: an
+// executable on a hung filesystem stalls the fork under the reaper lock.
+// prog is on a FUSE file system whose server answers LOOKUP, GETATTR and
+// ACCESS (so the lookup before the lock passes) but never OPEN or READ.
+//
+// A job request for prog, track group (as with cgroup, tend forks prog
+// itself): the lookup succeeds; under the lock, the vfork'd child's execve
+// blocks in FUSE_OPEN (request_wait_answer), and with it tend's forking
+// thread (kernel_clone, waiting for the vfork to end). That thread is the
+// loop's and holds the reaper lock, so while it lasts: the request gets no
+// answer; `GET /v1/status` and `GET /v1/health` get none (the loop answers
+// them); a service killed with SIGKILL stays <defunct> (the reap pass
+// needs the lock). Track subreaper: the unit helper, tend's child, forks
+// prog, so the helper is what hangs: the request waits, but the API
+// answers and the killed service is reaped and runs again within 1 s.
+// Either way, aborting the FUSE connection (what `umount -f`, or the
+// server's end, does) fails the open (ENOTCONN; ECONNABORTED on Linux
+// 6.18): within 1 s the request gets a 422 naming prog and the errno, the
+// killed service runs again, the API answers. If the group case starts
+// failing because tend stays responsive, the limit is gone: update
+// README's "Nothing slow under the lock" and docs/GUARANTEES.md §0.
+func TestStuckHungExec(t *testing.T) {
+	needRoot(t)
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+	}
+	needOrSkip(t, err, "/dev/fuse")
+	for _, tc := range []struct {
+		track  string
+		stalls bool // tend's loop and reaper stall
+	}{{"group", true}, {"subreaper", false}} {
+		t.Run(tc.track, func(t *testing.T) { hungExec(t, tc.track, tc.stalls) })
+	}
+}
+
+func hungExec(t *testing.T, track string, stalls bool) {
+	dir := hDir(t)
+	cfg := fmt.Sprintf(`
+[control]
+socket = %s
+
+[[service]]
+name = "victim"
+command = ["/bin/sleep", "100000"]
+restart = "always"
+backoff = "100ms"
+# tend's own child (whatever TEND_TRACK says): its exit is tend's to reap.
+track = "group"
+`, svQuote(filepath.Join(dir, "s")))
+	r, sock := hConfig(t, opts{argv0: fuseServed(dir)}, dir, cfg)
+	t.Cleanup(func() { fuseAbort(t, r, dir) }) // runs before the namespace is killed
+	c := hClient(t, sock)
+	// within calls f with a context of d and reports its error.
+	within := func(d time.Duration, f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return f(ctx)
+	}
+	status := func() api.Status {
+		t.Helper()
+		var st api.Status
+		if err := within(time.Second, func(ctx context.Context) (err error) { st, err = c.Status(ctx); return err }); err != nil {
+			t.Fatalf("status: %v; tend's stderr:\n%s", err, r.stderrNow())
+		}
+		return st
+	}
+	victim := func() api.Service {
+		t.Helper()
+		for _, s := range status().Services {
+			if s.Name == "victim" {
+				return s
+			}
+		}
+		t.Fatal("no service victim")
+		return api.Service{}
+	}
+	svPoll(t, r, hWait, "victim running", func() bool { return victim().State == "running" })
+	old := *victim().PID
+
+	// The control: prog is there, an executable regular file, for the
+	// test itself (through tend's mount namespace) as for tend's lookup.
+	prog := filepath.Join(dir, "fuse", "prog")
+	seen := fmt.Sprintf("/proc/%d/root%s", r.pid(), prog)
+	if st, err := os.Stat(seen); err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o755 {
+		t.Fatalf("stat %s: %v, %v; want a regular file, 0755 (the FUSE server's LOOKUP answer)", seen, st, err)
+	}
+	if err := unix.Access(seen, unix.X_OK); err != nil {
+		t.Fatalf("access(%s, X_OK): %v, want it executable (the FUSE server's ACCESS answer)", seen, err)
+	}
+
+	type answer struct {
+		err error
+		at  time.Time
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		_, err := c.Spawn(hCtx(t), api.JobRequest{Track: track, Argv: []string{prog}}, nil)
+		answered <- answer{err, time.Now()}
+	}()
+	svPoll(t, r, hWait, "the FUSE server got prog's OPEN", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "fuselog"))
+		return strings.Contains(string(b), "OPEN 2 (never answered)")
+	})
+	// The exec hangs in FUSE_OPEN in a vfork'd child (its cmdline still
+	// its parent's: tend's, or the helper's), whose parent waits in
+	// kernel_clone.
+	svPoll(t, r, hWait, "a descendant of tend waiting on the FUSE server", func() bool {
+		for _, p := range descendants(r.pid()) {
+			if w, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", p)); string(w) == "request_wait_answer" {
+				return true
+			}
+		}
+		return false
+	})
+	if n := wchans(r.pid())["kernel_clone"]; (n > 0) != stalls {
+		t.Errorf("track %s: %d tend threads wait in kernel_clone (a vfork), want them %v", track, n, map[bool]string{true: "1", false: "none: the helper forks"}[stalls])
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "fuselog"))
+	t.Logf("the FUSE server's requests:\n%s", b)
+
+	// What stalls: the API, and reaping (or, through a helper, nothing).
+	for _, call := range []struct {
+		name string
+		f    func(ctx context.Context) error
+	}{
+		{"GET /v1/status", func(ctx context.Context) error { _, err := c.Status(ctx); return err }},
+		{"GET /v1/health", func(ctx context.Context) error { _, err := c.Health(ctx); return err }},
+	} {
+		err := within(time.Second, call.f)
+		if stalls && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s during the hung exec: %v, want no answer within 1s (the limit: the loop forks under the reaper lock)", call.name, err)
+		}
+		if !stalls && err != nil {
+			t.Errorf("%s during the helper's hung exec: %v, want an answer within 1s", call.name, err)
+		}
+	}
+	host := svHostPid(t, r, old)
+	killed := time.Now()
+	if err := unix.Kill(host, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if stalls {
+		svPoll(t, r, hWait, "victim <defunct>", func() bool { st, _, _ := procStat(host); return st == 'Z' })
+		time.Sleep(time.Second) // a wait that asserts nothing is reaped in it
+		if st, _, _ := procStat(host); st != 'Z' {
+			t.Errorf("victim, killed with SIGKILL %v ago during the hung exec, is in state %q, want still <defunct> (the reap pass waits for the lock)", time.Since(killed), st)
+		}
+	} else {
+		svPoll(t, r, hWait, "victim running again", func() bool {
+			s := victim()
+			return s.State == "running" && s.PID != nil && *s.PID != old
+		})
+		if d := time.Since(killed); d > time.Second {
+			t.Errorf("victim ran again %v after its SIGKILL during the helper's hung exec, want within 1s", d)
+		}
+	}
+	select {
+	case a := <-answered:
+		t.Fatalf("the job request for prog was answered during the hung exec: %v", a.err)
+	default:
+	}
+
+	// The abort ends it.
+	aborted := time.Now()
+	fuseAbort(t, r, dir)
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(hWait):
+		t.Fatalf("no answer to the job request %v after the FUSE connection was aborted", hWait)
+	}
+	var se *api.StatusError
+	if d := a.at.Sub(aborted); d > time.Second || !errors.As(a.err, &se) || se.Code != 422 || !strings.Contains(se.Msg, prog) ||
+		!strings.Contains(se.Msg, "ENOTCONN") && !strings.Contains(se.Msg, "ECONNABORTED") {
+		t.Errorf("the job request's answer %v after the abort: %v; want within 1s a 422 naming %s and the abort's errno", d, a.err, prog)
+	}
+	svPoll(t, r, hWait, "victim running again", func() bool {
+		s := victim()
+		return s.State == "running" && s.PID != nil && *s.PID != old
+	})
+	if d := time.Since(aborted); stalls && d > time.Second {
+		t.Errorf("victim ran again %v after the abort, want within 1s (backoff 100ms)", d)
+	}
+	if z := zombiesUnder(r.pid()); len(z) > 0 {
+		t.Errorf("zombies under tend after the abort: %v", z)
+	}
+	t.Logf("after the abort: the answer in %v (%v)", a.at.Sub(aborted), a.err)
+}
