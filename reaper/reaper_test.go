@@ -201,29 +201,61 @@ func TestSignalOnlyWhileLive(t *testing.T) {
 
 // TestReapedHandleNeverSignals is the registry rule in isolation: once the
 // reap pass has marked a handle reaped, kill(2) is never called through it,
-// whoever holds the number now.
+// whoever holds the number now. With pidfds on, the old handle's pidfd is
+// a real one, of a real process already waited for (its number is free):
+// Signal goes through it, the kernel refuses it, and kill(2) is still never
+// called; the new child has no pidfd, so its signal is a kill(2).
 func TestReapedHandleNeverSignals(t *testing.T) {
-	r := New(Options{})
-	var kills []int
-	r.kill = func(pid int, sig unix.Signal) error { kills = append(kills, pid); return nil }
-	c, _ := r.Start(func(*int) (int, error) { return 4242, nil }, nil)
-	r.wait4 = fakeWait4(t, 4242, -2)
-	r.Reap()
-	if err := c.Signal(unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("Signal after reap = %v", err)
-	}
-	if err := c.SignalGroup(unix.SIGKILL); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("SignalGroup after reap = %v", err)
-	}
-	// A new child takes the number: its own handle works, the old never.
-	d, _ := r.Start(func(*int) (int, error) { return 4242, nil }, nil)
-	if err := d.Signal(unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Signal(unix.SIGKILL)
-	if len(kills) != 1 || kills[0] != 4242 {
-		t.Errorf("kills = %v, want exactly one, through the new handle", kills)
-	}
+	both(t, func(t *testing.T, pidfds bool) {
+		r := New(Options{PidFDs: pidfds})
+		var kills []int
+		r.kill = func(pid int, sig unix.Signal) error { kills = append(kills, pid); return nil }
+		c, err := r.Start(func(pidfd *int) (int, error) {
+			if pidfds {
+				if pidfd == nil {
+					t.Fatal("PidFDs on, but Start passed no pidfd pointer")
+				}
+				// A real process behind the pidfd, gone for good.
+				pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{
+					Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{PidFD: pidfd}})
+				if err != nil {
+					return 0, err
+				}
+				if _, err := unix.Wait4(pid, nil, 0, nil); err != nil {
+					return 0, err
+				}
+			}
+			return 4242, nil
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pidfds && c.PidFD() < 0 {
+			t.Fatal("PidFDs on but the handle has no pidfd")
+		}
+		r.wait4 = fakeWait4(t, 4242, -2)
+		r.Reap()
+		if err := c.Signal(unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Signal after reap = %v", err)
+		}
+		if err := c.SignalGroup(unix.SIGKILL); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("SignalGroup after reap = %v", err)
+		}
+		// A new child takes the number: its own handle works, the old never.
+		d, _ := r.Start(func(*int) (int, error) { return 4242, nil }, nil)
+		if err := d.Signal(unix.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Signal(unix.SIGKILL)
+		_ = c.SignalGroup(unix.SIGKILL)
+		if len(kills) != 1 || kills[0] != 4242 {
+			t.Errorf("kills = %v, want exactly one, through the new handle", kills)
+		}
+		c.Release()
+		if c.PidFD() != -1 {
+			t.Errorf("PidFD after Release = %d, want -1", c.PidFD())
+		}
+	})
 }
 
 func TestStartErrorRegistersNothing(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,11 +20,13 @@ import (
 )
 
 // Helpers of stuck_test.go: a FUSE file system that answers FUSE_INIT and
-// then nothing (every lookup under it hangs), and TCP sockets whose last
-// close lingers for 120 s.
+// then nothing (every lookup under it hangs), or, served, one whose single
+// file can be looked up but never opened (an exec of it hangs); and TCP
+// sockets whose last close lingers for 120 s.
 
 func init() {
 	helpers["fusesetup"] = helperFuseSetup
+	helpers["fuseserve"] = helperFuseServe
 }
 
 // inCI reports whether a missing precondition must fail the test instead
@@ -46,12 +49,20 @@ func needOrSkip(t *testing.T, err error, what string) {
 // The FUSE protocol, as much of it as a file system that never answers
 // needs (linux/fuse.h).
 const (
-	fuseInit       = 26
-	fuseInHdrLen   = 40 // len, opcode, unique, nodeid, uid, gid, pid, padding
-	fuseOutHdrLen  = 16 // len, error, unique
-	fuseInitOutLen = 64 // struct fuse_init_out since 7.23 (7.36 names its unused tail)
-	fuseCompatInit = 24 // FUSE_COMPAT_22_INIT_OUT_SIZE, for older kernels
-	fuseFD         = 100
+	fuseLookup      = 1
+	fuseForget      = 2
+	fuseGetattr     = 3
+	fuseOpen        = 14
+	fuseRead        = 15
+	fuseAccess      = 34
+	fuseInterrupt   = 36
+	fuseBatchForget = 42
+	fuseInit        = 26
+	fuseInHdrLen    = 40 // len, opcode, unique, nodeid, uid, gid, pid, padding
+	fuseOutHdrLen   = 16 // len, error, unique
+	fuseInitOutLen  = 64 // struct fuse_init_out since 7.23 (7.36 names its unused tail)
+	fuseCompatInit  = 24 // FUSE_COMPAT_22_INIT_OUT_SIZE, for older kernels
+	fuseFD          = 100
 )
 
 // helperFuseSetup runs as PID 1 of tend's namespace (after helperPID1):
@@ -62,11 +73,21 @@ const (
 // writes the connection's number to DIR/conn, for the test to abort it
 // through /proc/TENDPID/root. Everything is in tend's private mount
 // namespace: nothing is left on the host.
-// args: DIR -- ARGV...
+//
+// With "serve" before the "--", a server (helperFuseServe, a child of the
+// helper and so of tend, which reaps it as an orphan when it ends) answers
+// every request after FUSE_INIT but OPEN and READ: DIR/fuse/prog is an
+// executable regular file that stat and access(X_OK) see, whose open (an
+// execve's) never returns until the connection is aborted.
+// args: DIR [serve] -- ARGV...
 func helperFuseSetup(args []string) int {
 	dir := args[0]
+	serve := len(args) > 1 && args[1] == "serve"
+	if serve {
+		args = append(args[:1], args[2:]...)
+	}
 	if len(args) < 3 || args[1] != "--" {
-		return fail("fusesetup: want DIR -- ARGV")
+		return fail("fusesetup: want DIR [serve] -- ARGV")
 	}
 	mnt, ctl := filepath.Join(dir, "fuse"), filepath.Join(dir, "ctl")
 	for _, d := range []string{mnt, ctl} {
@@ -143,8 +164,125 @@ func helperFuseSetup(args []string) int {
 	if err := os.WriteFile(filepath.Join(dir, "conn"), []byte(strconv.Itoa(conn)+"\n"), 0o644); err != nil {
 		return fail("%v", err)
 	}
+	if serve {
+		dup, err := unix.Dup(fuseFD)
+		if err != nil {
+			return fail("dup: %v", err)
+		}
+		srv := exec.Command(os.Args[0], "fuseserve", filepath.Join(dir, "fuselog"))
+		srv.ExtraFiles = []*os.File{os.NewFile(uintptr(dup), "/dev/fuse")} // its fd 3
+		srv.Stderr = os.Stderr
+		if err := srv.Start(); err != nil {
+			return fail("start the FUSE server: %v", err)
+		}
+	}
 	err = unix.Exec(args[2], args[2:], os.Environ())
 	return fail("exec %s: %v", args[2], err)
+}
+
+// The nodes of the served file system.
+const (
+	fuseRootNode = 1
+	fuseProgNode = 2
+)
+
+// helperFuseServe serves the FUSE connection on fd 3 (see helperFuseSetup)
+// until it is aborted, and appends a line per request to LOG: the opcode's
+// name and the node (and the name looked up), with "(never answered)" for
+// OPEN and READ. The root holds one file, prog: mode 0755, 4 KiB; every
+// other name is ENOENT, every other request ENOSYS.
+// args: LOG
+func helperFuseServe(args []string) int {
+	logf, err := os.OpenFile(args[0], os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fail("%v", err)
+	}
+	le := binary.LittleEndian
+	attr := func(b []byte, node uint64) {
+		// struct fuse_attr: ino, size, blocks, atime, mtime, ctime,
+		// their nsecs, mode, nlink, uid, gid, rdev, blksize, flags.
+		le.PutUint64(b[0:], node)
+		mode, nlink := uint32(unix.S_IFDIR|0o755), uint32(2)
+		if node == fuseProgNode {
+			mode, nlink = unix.S_IFREG|0o755, 1
+			le.PutUint64(b[8:], 4096)
+			le.PutUint64(b[16:], 8)
+		}
+		le.PutUint32(b[60:], mode)
+		le.PutUint32(b[64:], nlink)
+		le.PutUint32(b[80:], 4096)
+	}
+	const attrLen = 88
+	buf := make([]byte, 1<<20+4096)
+	for {
+		n, err := unix.Read(3, buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ECONNABORTED):
+			return 0 // aborted or unmounted
+		case err != nil:
+			return fail("read /dev/fuse: %v", err)
+		case n < fuseInHdrLen:
+			return fail("short FUSE request: %d bytes", n)
+		}
+		op, unique, node := le.Uint32(buf[4:]), le.Uint64(buf[8:]), le.Uint64(buf[16:])
+		body := buf[fuseInHdrLen:n]
+		var out []byte // nil: no answer
+		answer := func(errno unix.Errno, size int) []byte {
+			out := make([]byte, fuseOutHdrLen+size)
+			le.PutUint32(out[0:], uint32(len(out)))
+			le.PutUint32(out[4:], uint32(-int32(errno)))
+			le.PutUint64(out[8:], unique)
+			return out
+		}
+		line := fmt.Sprintf("op%d %d", op, node)
+		switch op {
+		case fuseLookup:
+			name, _, _ := strings.Cut(string(body), "\x00")
+			line = fmt.Sprintf("LOOKUP %d %s", node, name)
+			if node != fuseRootNode || name != "prog" {
+				out = answer(unix.ENOENT, 0)
+				break
+			}
+			// struct fuse_entry_out: nodeid, generation, entry_valid,
+			// attr_valid, their nsecs, attr.
+			out = answer(0, 40+attrLen)
+			b := out[fuseOutHdrLen:]
+			le.PutUint64(b[0:], fuseProgNode)
+			le.PutUint64(b[16:], 60)
+			le.PutUint64(b[24:], 60)
+			attr(b[40:], fuseProgNode)
+		case fuseGetattr:
+			line = fmt.Sprintf("GETATTR %d", node)
+			if node != fuseRootNode && node != fuseProgNode {
+				out = answer(unix.ENOENT, 0)
+				break
+			}
+			// struct fuse_attr_out: attr_valid, its nsec, dummy, attr.
+			out = answer(0, 16+attrLen)
+			le.PutUint64(out[fuseOutHdrLen:], 60)
+			attr(out[fuseOutHdrLen+16:], node)
+		case fuseAccess:
+			line = fmt.Sprintf("ACCESS %d", node)
+			out = answer(0, 0)
+		case fuseOpen:
+			line = fmt.Sprintf("OPEN %d (never answered)", node)
+		case fuseRead:
+			line = fmt.Sprintf("READ %d (never answered)", node)
+		case fuseForget, fuseBatchForget, fuseInterrupt:
+			// no answer is expected
+		default:
+			out = answer(unix.ENOSYS, 0)
+		}
+		fmt.Fprintln(logf, line)
+		if out != nil {
+			if _, err := unix.Write(3, out); err != nil && !errors.Is(err, unix.ENOENT) {
+				// ENOENT: the request was interrupted meanwhile.
+				return fail("answer %s: %v", line, err)
+			}
+		}
+	}
 }
 
 // mountMinor finds mnt in /proc/self/mountinfo and returns the minor of
@@ -174,8 +312,14 @@ func fuseSetup(dir string) []string {
 	return []string{testBin, "fusesetup", dir, "--", tendBin}
 }
 
+// fuseServed is fuseSetup with the file system served (DIR/fuse/prog).
+func fuseServed(dir string) []string {
+	return []string{testBin, "fusesetup", dir, "serve", "--", tendBin}
+}
+
 // fuseAbort aborts the FUSE connection of a tend started with fuseSetup:
-// every hung request ends with ENOTCONN. Later aborts do nothing.
+// every hung request ends with an error (ENOTCONN; ECONNABORTED on Linux
+// 6.18). Later aborts do nothing.
 func fuseAbort(t *testing.T, r *tendRun, dir string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "conn"))
