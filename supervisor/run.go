@@ -79,6 +79,8 @@ type Config struct {
 
 // Sizes of the blocking pools: path lookups of jobs, probes and services,
 // and closes of passed fds. Each worker is one OS thread made at start.
+// README "Pids and threads" states what they add up to (GOMAXPROCS + 21),
+// and test/threads_test.go holds every flood test to it: change both.
 const (
 	lookupWorkers = 4
 	closeWorkers  = 2
