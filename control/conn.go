@@ -61,6 +61,13 @@ type conn struct {
 	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
 	bound atomic.Bool
 
+	// answers replace net/http's plain-text refusals of a request head;
+	// nil: net/http's are sent. Read-only after accept.
+	answers *headAnswers
+	// timedOut is set when a Read ended at its deadline: a head cut off
+	// by ReadHeaderTimeout, which net/http answers with a bare 400.
+	timedOut atomic.Bool
+
 	// leave uncounts the connection from the limits it was admitted
 	// under (Listener.Accept), once, at its Close; nil: not counted.
 	leave     func()
@@ -119,6 +126,12 @@ func newConn(uc *net.UnixConn, id uint64, closeFDs func(...int)) (*conn, error) 
 // hanging up. With MSG_NOSIGNAL the write just fails with EPIPE. RawConn.Write
 // waits on the poller for EAGAIN, so write deadlines still hold.
 func (c *conn) Write(b []byte) (int, error) {
+	if ours := c.answers.instead(b, c.timedOut.Load()); ours != nil {
+		if _, err := c.Write(ours); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	n := 0
 	var werr error
 	c.mu.Lock()
@@ -215,6 +228,9 @@ func (c *conn) Read(b []byte) (int, error) {
 	if err != nil {
 		// Unlike Read, ReadMsgUnix passes recvmsg's -1 on, and bufio
 		// panics on a negative count.
+		if isTimeout(err) {
+			c.timedOut.Store(true)
+		}
 		return max(n, 0), err
 	}
 	if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {

@@ -49,6 +49,7 @@ type Listener struct {
 	closeFDs func(...int)   // for passed fds nobody claims; nil: close at once
 	log      *slog.Logger   // nil: discard
 	admit    *admission     // nil: no connection limits
+	answers  *headAnswers   // tend's answers in place of net/http's; nil: net/http's
 	uid      int            // tend's own uid: it shares root's reserve
 	refusals sync.WaitGroup // refuse's goroutines
 

@@ -170,7 +170,8 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 	be := newBackend(l, ctl.Socket)
 	srv, err := control.Serve(control.Config{
 		Path: ctl.Socket, Mode: ctl.Mode, Group: ctl.Group, Version: l.cfg.Version, Log: l.log,
-		IdleTimeout: ctl.IdleTimeout, MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
+		IdleTimeout: ctl.IdleTimeout, ReadHeaderTimeout: ctl.ReadHeaderTimeout,
+		MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
 		Jobs: be, Services: be, CloseFDs: closer.Close, Limits: control.LimitsOf(ctl, l.cfg.File.Jobs),
 		Events: hub.Attach, EndEvents: hub.End,
 	})

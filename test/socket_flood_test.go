@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 func init() {
@@ -32,8 +33,8 @@ func init() {
 const (
 	floodMax    = 400 // max_connections
 	floodPerUID = 256 // max_connections_per_uid, the default
-	// floodReserve is control's reserve for root beyond max_connections.
-	floodReserve = 16
+	// floodReserve is root's reserve beyond max_connections.
+	floodReserve = config.DefaultReservedConnections
 	// floodMaxRssAnonKB bounds tend's RssAnon with 400 connections held
 	// (about 14 MiB measured: net/http's buffers and goroutine per
 	// connection), far from one MiB per connection.
