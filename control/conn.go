@@ -64,7 +64,7 @@ type conn struct {
 	// answers replace net/http's plain-text refusals of a request head;
 	// nil: net/http's are sent. Read-only after accept.
 	answers *headAnswers
-	// timedOut is set when a Read ended at its deadline: a head cut off
+	// timedOut says the last Read ended at its deadline: a head cut off
 	// by ReadHeaderTimeout, which net/http answers with a bare 400.
 	timedOut atomic.Bool
 
@@ -225,12 +225,12 @@ func peerGroups(fd int) ([]int, error) {
 // (internal/poll's eofError).
 func (c *conn) Read(b []byte) (int, error) {
 	n, oobn, flags, _, err := c.ReadMsgUnix(b, c.oob)
+	// Only the last read counts: net/http also ends its background read
+	// after each answer with a deadline in the past.
+	c.timedOut.Store(err != nil && isTimeout(err))
 	if err != nil {
 		// Unlike Read, ReadMsgUnix passes recvmsg's -1 on, and bufio
 		// panics on a negative count.
-		if isTimeout(err) {
-			c.timedOut.Store(true)
-		}
 		return max(n, 0), err
 	}
 	if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {
