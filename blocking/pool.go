@@ -47,6 +47,9 @@ type Pool struct {
 	here  chan struct{} // permits of Here: how many callers may block in it at once
 	n     int
 	start sync.Once
+	// become switches a worker's identity (the function become); a test
+	// may replace it before the first Do or Start.
+	become func(cred *syscall.Credential) error
 }
 
 type task struct {
@@ -57,7 +60,7 @@ type task struct {
 
 // New returns a pool of n workers; Start makes their threads.
 func New(name string, n int) *Pool {
-	return &Pool{name: name, work: make(chan *task), here: make(chan struct{}, n), n: n}
+	return &Pool{name: name, work: make(chan *task), here: make(chan struct{}, n), n: n, become: become}
 }
 
 // Start makes the workers' threads, and as many spare ones for Here, now:
@@ -153,8 +156,8 @@ func (p *Pool) worker(started chan<- struct{}) {
 		// The thread keeps the last identity while idle (nothing else
 		// ever runs on it), so a run of calls as one caller switches once.
 		if !same(cur, t.cred) {
-			if err := become(t.cred); err != nil {
-				if rerr := become(nil); rerr != nil {
+			if err := p.become(t.cred); err != nil {
+				if rerr := p.become(nil); rerr != nil {
 					t.done <- errors.Join(err, rerr)
 					p.alive.Add(-1)
 					return // exits locked: the thread is destroyed, never reused

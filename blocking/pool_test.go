@@ -5,17 +5,27 @@ package blocking
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// init keeps the main thread to the main goroutine (init functions run on
+// it, and the lock is kept for main: runtime.LockOSThread), so no worker
+// lands there: the runtime never ends the main thread, and
+// TestRestoreFailureRetiresWorker checks that a retired worker's thread
+// ends.
+func init() { runtime.LockOSThread() }
 
 func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -250,4 +260,49 @@ func TestHereBounded(t *testing.T) {
 	if err := p.Here(context.Background(), func() {}); err != nil {
 		t.Errorf("after release: %v", err)
 	}
+}
+
+// TestRestoreFailureRetiresWorker: a worker that did a caller's work and
+// then can switch neither to the next identity nor back to tend's is never
+// used again: the call fails naming both errors without running, the pool
+// has one worker fewer, and the thread, still the caller's for the
+// filesystem, is ended with its goroutine instead of being reused.
+func TestRestoreFailureRetiresWorker(t *testing.T) {
+	needRoot(t)
+	p := New("test", 1)
+	defer p.Close()
+	var broken atomic.Bool
+	p.become = func(cred *syscall.Credential) error {
+		if broken.Load() {
+			return fmt.Errorf("setgroups: %w", unix.EPERM)
+		}
+		return become(cred)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tids := make(chan int, 1)
+	if err := p.Do(ctx, &syscall.Credential{Uid: 65534, Gid: 65534}, func() { tids <- unix.Gettid() }); err != nil {
+		t.Fatalf("Do as uid 65534: %v", err)
+	}
+	tid := <-tids
+	broken.Store(true)
+	var ran atomic.Bool
+	err := p.Do(ctx, nil, func() { ran.Store(true) })
+	if err == nil || strings.Count(err.Error(), "setgroups") != 2 || ran.Load() {
+		t.Fatalf("Do after a failed restore: %v (ran %v); want both switches' errors, fn not run", err, ran.Load())
+	}
+	if n := p.Size(); n != 0 {
+		t.Errorf("Size() = %d after the only worker failed to restore, want 0", n)
+	}
+	broken.Store(false)
+	if err := p.Do(ctx, nil, func() { ran.Store(true) }); err == nil || !strings.Contains(err.Error(), "no worker left") || ran.Load() {
+		t.Errorf("Do with no worker left: %v (ran %v), want \"no worker left\", fn not run", err, ran.Load())
+	}
+	if tid == os.Getpid() {
+		t.Fatalf("the worker ran on the main thread, which init keeps for the main goroutine")
+	}
+	waitFor(t, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
+		return errors.Is(err, os.ErrNotExist)
+	})
 }

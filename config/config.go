@@ -92,6 +92,18 @@ const (
 	DefaultIdleTimeout          = 2 * time.Minute
 	DefaultMaxConnections       = 1024
 	DefaultMaxConnectionsPerUID = 256
+	// DefaultReservedConnections is root's and tend's uid's room beyond
+	// max_connections: enough for a few `tend` commands during a flood.
+	DefaultReservedConnections = 16
+	// A request's size limits: far more than any tend client sends (a
+	// job request at every [jobs] cap is about 200 KiB), far less than a
+	// flood of them could make tend hold.
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultMaxURLBytes    = 8 << 10
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultReadHeaderTimeout closes a connection whose request head does
+	// not arrive in time: a silent connection holds a place for no more.
+	DefaultReadHeaderTimeout = 10 * time.Second
 )
 
 // MainName is the reserved name of the service made from the command after --.
@@ -125,6 +137,18 @@ type Control struct {
 	// small reserve beyond MaxConnections).
 	MaxConnections       int
 	MaxConnectionsPerUID int
+	// ReservedConnections is how many more than MaxConnections root and
+	// tend's uid may open, >= 0.
+	ReservedConnections int
+	// ReadHeaderTimeout closes a connection whose request head has not
+	// arrived this long after it began, > 0.
+	ReadHeaderTimeout time.Duration
+	// What one request may carry, >= minRequestBytes each: its body (413),
+	// its URL (414), its request line and headers (431; net/http allows
+	// 4 KiB of slack beyond it).
+	MaxBodyBytes   int
+	MaxURLBytes    int `key:"max_url_bytes"` // not max_urlbytes
+	MaxHeaderBytes int
 
 	PageSize             int // jobs in a GET /v1/jobs page (and in GET /v1/status) without ?limit; >= 1
 	MaxPageSize          int // the largest ?limit; >= PageSize

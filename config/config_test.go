@@ -283,6 +283,16 @@ func TestParseControlLimits(t *testing.T) {
 		t.Errorf("[control] = idle_timeout %v, max_connections %d, max_connections_per_uid %d; want 30s, 100, 10",
 			c.IdleTimeout, c.MaxConnections, c.MaxConnectionsPerUID)
 	}
+	cfg, err = Parse([]byte("[control]\nreserved_connections = 0\nread_header_timeout = \"3s\"\n"+
+		"max_body_bytes = 2048\nmax_url_bytes = 1500\nmax_header_bytes = 4096\n"), "c.toml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	c = cfg.Control
+	if c.ReservedConnections != 0 || c.ReadHeaderTimeout != 3*time.Second || c.MaxBodyBytes != 2048 || c.MaxURLBytes != 1500 || c.MaxHeaderBytes != 4096 {
+		t.Errorf("[control] = reserved_connections %d, read_header_timeout %v, max_body_bytes %d, max_url_bytes %d, max_header_bytes %d; want 0, 3s, 2048, 1500, 4096",
+			c.ReservedConnections, c.ReadHeaderTimeout, c.MaxBodyBytes, c.MaxURLBytes, c.MaxHeaderBytes)
+	}
 }
 
 // defaultControl is [control] with every default but socket.
@@ -305,6 +315,8 @@ func paged(c Control) Control {
 	c.PageSize, c.MaxPageSize = DefaultPageSize, DefaultMaxPageSize
 	c.MaxSubscribers, c.MaxSubscribersPerUID = DefaultMaxSubscribers, DefaultMaxSubscribersPerUID
 	c.MaxParkedFDs, c.MaxParkedFDsPerUID = DefaultMaxParkedFDs, DefaultMaxParkedFDsPerUID
+	c.ReservedConnections, c.ReadHeaderTimeout = DefaultReservedConnections, DefaultReadHeaderTimeout
+	c.MaxBodyBytes, c.MaxURLBytes, c.MaxHeaderBytes = DefaultMaxBodyBytes, DefaultMaxURLBytes, DefaultMaxHeaderBytes
 	return c
 }
 

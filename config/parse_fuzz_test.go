@@ -205,6 +205,8 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"page_size": c.PageSize, "max_page_size": c.MaxPageSize,
 			"max_subscribers": c.MaxSubscribers, "max_subscribers_per_uid": c.MaxSubscribersPerUID,
 			"max_parked_fds": c.MaxParkedFDs, "max_parked_fds_per_uid": c.MaxParkedFDsPerUID,
+			"reserved_connections": c.ReservedConnections, "read_header_timeout": c.ReadHeaderTimeout.String(),
+			"max_body_bytes": c.MaxBodyBytes, "max_url_bytes": c.MaxURLBytes, "max_header_bytes": c.MaxHeaderBytes,
 			"reload_on": map[bool]string{true: strconv.Itoa(int(c.ReloadOn))}[c.ReloadOn != 0]},
 		"shutdown": map[string]any{"grace": cfg.Shutdown.Grace.String(), "killed_exit_code": cfg.Shutdown.KilledExitCode},
 		"defaults": map[string]any{"track": string(cfg.Defaults.Track)},

@@ -23,6 +23,11 @@ const maxSocketPath = 107
 // stderr): a parked-fd limit below it would refuse every passing request.
 const maxFDsPerRequest = 3
 
+// minRequestBytes is the least of [control] max_body_bytes, max_url_bytes
+// and max_header_bytes: tend's own clients send heads and bodies of a few
+// hundred bytes, which a smaller limit would refuse.
+const minRequestBytes = 1024
+
 // minRecordBytes is the least [jobs] max_record_bytes: a few of the
 // largest records the request limits allow by default.
 const minRecordBytes = 64 << 10
@@ -36,8 +41,7 @@ func (t *table) atMost(key string, n int, limitKey string, limit int) {
 
 // control reads [control].
 func (d *decoder) control(t *table) Control {
-	c := Control{Socket: DefaultSocket, Mode: DefaultMode, IdleTimeout: DefaultIdleTimeout,
-		MaxConnections: DefaultMaxConnections, MaxConnectionsPerUID: DefaultMaxConnectionsPerUID}
+	c := Control{Socket: DefaultSocket, Mode: DefaultMode}
 	if s, ok := t.str("socket"); ok {
 		c.Socket, c.SocketSet = s, true
 		switch {
@@ -65,6 +69,11 @@ func (d *decoder) control(t *table) Control {
 	c.IdleTimeout = t.duration("idle_timeout", DefaultIdleTimeout, true)
 	c.MaxConnections = t.integer("max_connections", DefaultMaxConnections, 1)
 	c.MaxConnectionsPerUID = t.integer("max_connections_per_uid", DefaultMaxConnectionsPerUID, 1)
+	c.ReservedConnections = t.integer("reserved_connections", DefaultReservedConnections, 0)
+	c.ReadHeaderTimeout = t.duration("read_header_timeout", DefaultReadHeaderTimeout, true)
+	c.MaxBodyBytes = t.integer("max_body_bytes", DefaultMaxBodyBytes, minRequestBytes)
+	c.MaxURLBytes = t.integer("max_url_bytes", DefaultMaxURLBytes, minRequestBytes)
+	c.MaxHeaderBytes = t.integer("max_header_bytes", DefaultMaxHeaderBytes, minRequestBytes)
 	c.Group, _ = t.str("group")
 	if v, ok := t.str("reload_on"); ok && v != "" {
 		sig, err := signals.Parse(v)

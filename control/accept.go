@@ -18,10 +18,6 @@ import (
 )
 
 const (
-	// adminReserve is how many connections root and tend's own uid may
-	// open beyond max_connections, so that `tend status` works when the
-	// others used it up (their max_connections_per_uid still applies).
-	adminReserve = 16
 	// refuseTimeout bounds reading the request of a connection over a
 	// limit and writing its 503; maxRefusing bounds how many are answered
 	// at once (beyond, they are closed unanswered).
@@ -64,6 +60,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			uc.Close() // the peer is gone already, or the kernel refused: next one
 			continue
 		}
+		c.answers = l.answers
 		if l.admit == nil {
 			return c, nil
 		}
@@ -198,28 +195,34 @@ func (l *Listener) logger() *slog.Logger {
 // admission counts connections from accept to close, overall and per uid.
 type admission struct {
 	max, perUID int // the limits: [control] max_connections, max_connections_per_uid
+	// reserve is how many more root and tend's uid may open ([control]
+	// reserved_connections), so that `tend status` works when the others
+	// used max up (their max_connections_per_uid still applies).
+	reserve int
 
 	mu    sync.Mutex
 	total int         // guarded by mu
 	byUID map[int]int // guarded by mu; a uid's entry goes at 0
 }
 
-func newAdmission(max, perUID int) *admission {
-	return &admission{max: max, perUID: perUID, byUID: map[int]int{}}
+func newAdmission(max, perUID, reserve int) *admission {
+	return &admission{max: max, perUID: perUID, reserve: reserve, byUID: map[int]int{}}
 }
 
 // enter counts a connection of uid, or returns why it is refused. admin
-// (root, tend's uid) may go adminReserve beyond max.
+// (root, tend's uid) may go reserve beyond max.
 func (a *admission) enter(uid int, admin bool) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	limit := a.max
 	if admin {
-		limit += adminReserve
+		limit += a.reserve
 	}
 	switch {
 	case a.byUID[uid] >= a.perUID:
 		return fmt.Sprintf("uid %d has %d connections open: the limit is %d ([control] max_connections_per_uid)", uid, a.byUID[uid], a.perUID)
+	case a.total >= limit && admin:
+		return fmt.Sprintf("%d connections open: the limit is %d ([control] max_connections) and %d more for root and tend's uid ([control] reserved_connections)", a.total, a.max, a.reserve)
 	case a.total >= limit:
 		return fmt.Sprintf("%d connections open: the limit is %d ([control] max_connections)", a.total, a.max)
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 // asUID runs fn on an OS thread of its own whose credentials are uid, gid
@@ -154,18 +155,19 @@ func TestConnectionLimits(t *testing.T) {
 	closeAll(b)
 }
 
-// Root's reserve: adminReserve connections beyond max_connections, then a
+// Root's reserve: [control] reserved_connections beyond max_connections, then a
 // 503 like anyone's, which a Go client (api.Client) reads as an answer.
 func TestConnectionRootReserve(t *testing.T) {
 	h := limitServer(t, 2, 100)
 	a := openAs(t, h, 1000, 2)
 	defer closeAll(a)
 	refusedAs(t, h, 1000, "2 connections open: the limit is 2 ([control] max_connections)")
-	mine := openAs(t, h, 0, adminReserve)
+	mine := openAs(t, h, 0, config.DefaultReservedConnections)
 	defer closeAll(mine)
 	_, err := api.NewClient(h.path).Status(context.Background())
 	var se *api.StatusError
-	want := fmt.Sprintf("%d connections open: the limit is 2 ([control] max_connections)", 2+adminReserve)
+	want := fmt.Sprintf("%d connections open: the limit is 2 ([control] max_connections) and %d more for root and tend's uid ([control] reserved_connections)",
+		2+config.DefaultReservedConnections, config.DefaultReservedConnections)
 	if !errors.As(err, &se) || se.Code != 503 || !strings.Contains(se.Msg, want) {
 		t.Errorf("root past its reserve, through api.Client: %v, want a 503 with %q", err, want)
 	}

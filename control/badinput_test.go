@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 func TestBadInput(t *testing.T) {
 	h := startServer(t, nil)
-	big := `{"argv":["` + strings.Repeat("a", maxBody) + `"]}`
+	big := `{"argv":["` + strings.Repeat("a", config.DefaultMaxBodyBytes) + `"]}`
 	for _, tc := range []struct {
 		name, method, path, body string
 		code                     int
@@ -36,7 +37,7 @@ func TestBadInput(t *testing.T) {
 		{"empty argv0", "POST", "/v1/jobs", `{"argv":[""]}`, 400, "argv[0] is empty"},
 		{"bad timeout", "POST", "/v1/jobs", `{"argv":["ls"],"timeout":"soon"}`, 400, `timeout "soon"`},
 		{"stdio without fds", "POST", "/v1/jobs", `{"argv":["ls"],"stdio":[1]}`, 400, "stdio names 1 fds but 0"},
-		{"too big", "POST", "/v1/jobs", big, 413, "limit is 1048576"},
+		{"too big", "POST", "/v1/jobs", big, 413, "request body is 1048589 bytes, over the limit of 1048576 ([control] max_body_bytes)"},
 		{"bad job signal", "POST", "/v1/jobs/j-1/signal", `{"signal":"SIGFOO"}`, 400, "SIGFOO"},
 		{"signal wrong type", "POST", "/v1/jobs/j-1/signal", `{"signal":15}`, 400, "signal must be string"},
 		{"bad wait timeout", "GET", "/v1/jobs/j-1/wait?timeout=-1s", ``, 400, "timeout"},
@@ -110,7 +111,7 @@ func (b neverEnding) Read(p []byte) (int, error) {
 func TestHugeHeader(t *testing.T) {
 	h := startServer(t, nil)
 	c := h.dial(t)
-	go fmt.Fprintf(c, "GET /v1/health HTTP/1.1\r\nHost: tend\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 2*maxHeaderBytes))
+	go fmt.Fprintf(c, "GET /v1/health HTTP/1.1\r\nHost: tend\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 2*config.DefaultMaxHeaderBytes))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {

@@ -61,6 +61,13 @@ type conn struct {
 	// server timeout may cut it (DESIGN.md §5), see SetReadDeadline.
 	bound atomic.Bool
 
+	// answers replace net/http's plain-text refusals of a request head;
+	// nil: net/http's are sent. Read-only after accept.
+	answers *headAnswers
+	// timedOut says the last Read ended at its deadline: a head cut off
+	// by ReadHeaderTimeout, which net/http answers with a bare 400.
+	timedOut atomic.Bool
+
 	// leave uncounts the connection from the limits it was admitted
 	// under (Listener.Accept), once, at its Close; nil: not counted.
 	leave     func()
@@ -119,6 +126,12 @@ func newConn(uc *net.UnixConn, id uint64, closeFDs func(...int)) (*conn, error) 
 // hanging up. With MSG_NOSIGNAL the write just fails with EPIPE. RawConn.Write
 // waits on the poller for EAGAIN, so write deadlines still hold.
 func (c *conn) Write(b []byte) (int, error) {
+	if ours := c.answers.instead(b, c.timedOut.Load()); ours != nil {
+		if _, err := c.Write(ours); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	n := 0
 	var werr error
 	c.mu.Lock()
@@ -212,6 +225,9 @@ func peerGroups(fd int) ([]int, error) {
 // (internal/poll's eofError).
 func (c *conn) Read(b []byte) (int, error) {
 	n, oobn, flags, _, err := c.ReadMsgUnix(b, c.oob)
+	// Only the last read counts: net/http also ends its background read
+	// after each answer with a deadline in the past.
+	c.timedOut.Store(err != nil && isTimeout(err))
 	if err != nil {
 		// Unlike Read, ReadMsgUnix passes recvmsg's -1 on, and bufio
 		// panics on a negative count.

@@ -66,7 +66,7 @@ func (f *front) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // admit refuses a connection whose fds were refused, a GET with a body, a
-// caller who may not use the socket and a URL over maxURLBytes, puts a
+// caller who may not use the socket and a URL over max_url_bytes, puts a
 // deadline on reading a body and closes the connection after a chunked one.
 func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
 	if len(r.TransferEncoding) > 0 {
@@ -98,8 +98,8 @@ func (f *front) admit(w *statusWriter, r *http.Request, c *conn) error {
 	if !f.s.mayConnect(c.caller) {
 		return api.Errorf(http.StatusForbidden, "uid %d may not use this socket: %s", c.caller.UID, f.s.connectRule())
 	}
-	if n := len(r.RequestURI); n > maxURLBytes {
-		return api.Errorf(http.StatusRequestURITooLong, "URL is %d bytes: the limit is %d", n, maxURLBytes)
+	if n, limit := len(r.RequestURI), f.s.cfg.Limits.MaxURLBytes; n > limit {
+		return api.Errorf(http.StatusRequestURITooLong, "URL is %d bytes, over the limit of %d ([control] max_url_bytes)", n, limit)
 	}
 	return nil
 }

@@ -49,6 +49,7 @@ type Listener struct {
 	closeFDs func(...int)   // for passed fds nobody claims; nil: close at once
 	log      *slog.Logger   // nil: discard
 	admit    *admission     // nil: no connection limits
+	answers  *headAnswers   // tend's answers in place of net/http's; nil: net/http's
 	uid      int            // tend's own uid: it shares root's reserve
 	refusals sync.WaitGroup // refuse's goroutines
 
@@ -104,8 +105,8 @@ func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 	return l, nil
 }
 
-// openSocketDir opens the socket's directory and refuses one whose entries
-// someone other than root or tend could rename or remove.
+// openSocketDir opens the socket's directory and refuses one that someone
+// other than root or tend may write to (safeDir).
 func openSocketDir(dir string) (int, error) {
 	// O_NOFOLLOW: a symlink as the last component is refused (ELOOP), its
 	// owner could point it elsewhere between two uses.
@@ -133,23 +134,24 @@ func openSocketDir(dir string) (int, error) {
 	return fd, nil
 }
 
-// safeDir refuses a directory in which a uid other than root and euid can
-// rename or remove entries: its owner can, and so can anyone who may write
-// to it unless the sticky bit limits that to each entry's owner (/tmp's
-// 1777 is fine).
+// safeDir refuses a directory that a uid other than root and euid may
+// write to (issue 13): its owner, and anyone group or other write
+// permission lets in. The sticky bit is no exception: it stops others
+// renaming tend's entries, but not taking the socket's name before tend
+// does, nor filling the directory.
 func safeDir(dir string, st *unix.Stat_t, euid int) error {
-	if st.Uid != 0 && int(st.Uid) != euid {
-		whose := "root's"
-		if euid != 0 {
-			whose = fmt.Sprintf("root's or of tend's uid %d", euid)
-		}
-		return fmt.Errorf("socket directory %s is owned by uid %d: refused, its owner could replace the socket; "+
-			"put [control] socket / --socket in a directory of %s", dir, st.Uid, whose)
+	whose := "root's"
+	if euid != 0 {
+		whose = fmt.Sprintf("root's or of tend's uid %d", euid)
 	}
-	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
-		return fmt.Errorf("socket directory %s has mode %04o: refused, others may write to it without the sticky bit "+
-			"and could replace the socket; put [control] socket / --socket in a directory only its owner may write to, or one with the sticky bit (as /tmp's 1777)",
-			dir, st.Mode&0o7777)
+	if st.Uid != 0 && int(st.Uid) != euid {
+		return fmt.Errorf("socket directory %s is owned by uid %d: refused, its owner could replace the socket; "+
+			"put [control] socket / --socket in a directory of %s that only its owner may write to", dir, st.Uid, whose)
+	}
+	if st.Mode&0o022 != 0 {
+		return fmt.Errorf("socket directory %s has mode %04o: refused, group or others may write to it (sticky or not) and could take or replace the socket; "+
+			"put [control] socket / --socket in a directory of %s that only its owner may write to (mode 0755 or 0700, as /run), or chmod go-w %s",
+			dir, st.Mode&0o7777, whose, dir)
 	}
 	return nil
 }

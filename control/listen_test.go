@@ -185,9 +185,10 @@ func privateDir(t *testing.T) string {
 	return dir
 }
 
-// The socket's directory: refused, naming it and why, when someone other
-// than root or tend could replace entries in it; accepted when it is
-// root's and only root may write, or sticky.
+// The socket's directory: refused, naming it, why and what to do, when a
+// uid other than root and tend's may write to it (its owner, or group or
+// others, sticky or not: issue 13); accepted when it is root's and only
+// root may write.
 func TestListenDirectory(t *testing.T) {
 	base := privateDir(t)
 	mkdir := func(name string, mode os.FileMode, uid int) string {
@@ -215,10 +216,12 @@ func TestListenDirectory(t *testing.T) {
 		name, dir, want string // want: "" = accepted
 	}{
 		{"root 0755", mkdir("plain", 0o755, 0), ""},
-		{"sticky 1777", mkdir("sticky", 0o777|os.ModeSticky, 0), ""},
-		{"sticky group-writable 1770", mkdir("sticky-group", 0o770|os.ModeSticky, 0), ""},
-		{"world-writable 0777", mkdir("world", 0o777, 0), "has mode 0777: refused, others may write to it without the sticky bit"},
+		{"root 0700", mkdir("private", 0o700, 0), ""},
+		{"sticky 1777", mkdir("sticky", 0o777|os.ModeSticky, 0), "has mode 1777: refused, group or others may write to it (sticky or not)"},
+		{"sticky group-writable 1770", mkdir("sticky-group", 0o770|os.ModeSticky, 0), "has mode 1770: refused"},
+		{"world-writable 0777", mkdir("world", 0o777, 0), "has mode 0777: refused, group or others may write to it"},
 		{"group-writable 0775", mkdir("group", 0o775, 0), "has mode 0775: refused"},
+		{"other-writable 0757", mkdir("other", 0o757, 0), "has mode 0757: refused"},
 		{"owned by uid 1000", mkdir("user", 0o755, 1000), "is owned by uid 1000: refused, its owner could replace the socket"},
 		{"sticky but owned by uid 1000", mkdir("user-sticky", 0o777|os.ModeSticky, 1000), "is owned by uid 1000: refused"},
 		{"a symlink", link, "is a symlink: refused"},
@@ -247,6 +250,9 @@ func TestListenDirectory(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "socket directory "+tc.dir) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Listen(%s) = %v, want an error naming %s with %q", path, err, tc.dir, tc.want)
+			}
+			if strings.Contains(tc.want, "has mode") && !strings.Contains(err.Error(), "chmod go-w "+tc.dir) {
+				t.Errorf("Listen(%s) = %v, want it to say what to do (chmod go-w %s)", path, err, tc.dir)
 			}
 			if ents, _ := os.ReadDir(tc.dir); len(ents) != 0 {
 				t.Errorf("refused, but %s has %d entries", tc.dir, len(ents))

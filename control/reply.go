@@ -5,6 +5,7 @@ package control
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,11 +15,8 @@ import (
 	"github.com/tendinit/tend/api"
 )
 
-// maxBody is the largest request body accepted.
-const maxBody = 1 << 20
-
 // decode reads r's body, one JSON value, into v. Unknown fields, trailing
-// data and bodies over maxBody are refused; an empty body leaves v alone
+// data and bodies over [control] max_body_bytes are refused; an empty body leaves v alone
 // when emptyOK. Reading is under the deadline front set; it is lifted once
 // the whole body is read, and kept after a failure, because net/http then
 // reads and discards the rest of the body, and must not wait for it forever.
@@ -35,11 +33,12 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 			w.Header().Set("Connection", "close")
 		}
 	}()
-	if r.ContentLength > maxBody {
+	limit := int64(s.cfg.Limits.MaxBodyBytes)
+	if r.ContentLength > limit {
 		// Refused before a byte of it is read.
-		return api.Errorf(http.StatusRequestEntityTooLarge, "body is %d bytes: the limit is %d", r.ContentLength, maxBody)
+		return api.Errorf(http.StatusRequestEntityTooLarge, "request body is %d bytes, over the limit of %d ([control] max_body_bytes)", r.ContentLength, limit)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if emptyOK && errors.Is(err, io.EOF) {
@@ -71,7 +70,7 @@ func bodyError(err error, timeout time.Duration) *api.StatusError {
 	)
 	switch {
 	case errors.As(err, &big):
-		return api.Errorf(http.StatusRequestEntityTooLarge, "body over %d bytes", big.Limit)
+		return api.Errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes ([control] max_body_bytes)", big.Limit)
 	case isTimeout(err):
 		return api.Errorf(http.StatusRequestTimeout, "body not received within %v", timeout)
 	case errors.Is(err, io.EOF):
@@ -124,4 +123,54 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		se = api.Errorf(http.StatusInternalServerError, "internal error: %v", err)
 	}
 	s.reply(w, se.Code, api.Error{Error: se.Msg})
+}
+
+// What net/http writes, in one write to the connection and before any
+// handler runs, when it refuses a request head (net/http's server.go,
+// conn.serve): over http.Server.MaxHeaderBytes, or malformed, which is also
+// what a head cut off by ReadHeaderTimeout looks like to it. No handler's
+// answer is ever these exact bytes.
+const (
+	netHTTPTooLarge   = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large"
+	netHTTPBadRequest = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+)
+
+// headAnswers are tend's answers in place of net/http's refusals of a
+// request head: JSON errors like every other refusal, naming the limit and
+// its setting.
+type headAnswers struct {
+	tooLarge, tooSlow []byte
+}
+
+func newHeadAnswers(maxHeaderBytes int, readHeaderTimeout time.Duration) *headAnswers {
+	return &headAnswers{
+		tooLarge: rawAnswer(http.StatusRequestHeaderFieldsTooLarge,
+			fmt.Sprintf("request line and headers over %d bytes ([control] max_header_bytes)", maxHeaderBytes)),
+		tooSlow: rawAnswer(http.StatusRequestTimeout,
+			fmt.Sprintf("request line and headers not received within %v ([control] read_header_timeout)", readHeaderTimeout)),
+	}
+}
+
+// instead is tend's answer in place of b, what net/http is writing, or nil
+// to write b itself; timedOut says a read of the connection hit its
+// deadline (a bare 400 then means the head came too slowly).
+func (a *headAnswers) instead(b []byte, timedOut bool) []byte {
+	switch {
+	case a == nil:
+		return nil
+	case string(b) == netHTTPTooLarge:
+		return a.tooLarge
+	case timedOut && string(b) == netHTTPBadRequest:
+		return a.tooSlow
+	}
+	return nil
+}
+
+// rawAnswer is a whole answer that closes the connection, with msg as its
+// JSON error.
+func rawAnswer(code int, msg string) []byte {
+	body, _ := json.Marshal(api.Error{Error: msg})
+	body = append(body, '\n') // as json.Encoder ends every other answer
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		code, http.StatusText(code), len(body), body)
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 // fuzzJobs is a jobs manager for the fuzzers: it answers at once and
@@ -205,7 +206,7 @@ func FuzzRequest(f *testing.F) {
 		if len(svcs.ops) > 0 && caller.UID != 0 && caller.UID != 1500 {
 			t.Fatalf("uid %d controlled a service: %q", caller.UID, svcs.ops)
 		}
-		if len(body) > maxBody && code < 300 {
+		if len(body) > config.DefaultMaxBodyBytes && code < 300 {
 			t.Fatalf("a %d-byte body was accepted (%d)", len(body), code)
 		}
 	})

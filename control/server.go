@@ -23,17 +23,11 @@ import (
 	"github.com/tendinit/tend/config"
 )
 
-// Defaults of the Config durations (the configurable ones, idle_timeout and
-// the connection limits, are config's).
+// Defaults of the Config fields that are no setting (those that are have
+// their defaults in config).
 const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIOTimeout         = 10 * time.Second
-	DefaultMode              = 0o600
-	// maxHeaderBytes is far more than any tend client sends. net/http
-	// answers 431 beyond it (and a little slack).
-	maxHeaderBytes = 64 << 10
-	// maxURLBytes bounds a request's target: longer ones get 414.
-	maxURLBytes = 8 << 10
+	DefaultIOTimeout = 10 * time.Second
+	DefaultMode      = 0o600
 )
 
 // Jobs is the jobs side of the backend: the supervisor's loop, which owns
@@ -138,13 +132,14 @@ type Config struct {
 	// DefaultLimits.
 	Limits Limits
 
-	ReadHeaderTimeout time.Duration // a connection silent this long is closed; 0 = 10s
+	ReadHeaderTimeout time.Duration // a request head not read this long closes its connection; 0 = config's default
 	IdleTimeout       time.Duration // between requests; 0 = config.DefaultIdleTimeout
 	IOTimeout         time.Duration // for each request body, response and event line; 0 = 10s
 
 	// MaxConnections and MaxConnectionsPerUID bound the connections open
 	// at once, overall and per peer uid (root and tend's uid may go
-	// adminReserve beyond MaxConnections); 0 = config's defaults.
+	// Limits.ReservedConnections beyond MaxConnections); 0 = config's
+	// defaults.
 	MaxConnections       int
 	MaxConnectionsPerUID int
 }
@@ -182,7 +177,8 @@ func Serve(cfg Config) (*Server, error) {
 	ln.closeFDs = cfg.CloseFDs
 	ln.log = cfg.Log
 	ln.uid = os.Getuid()
-	ln.admit = newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerUID)
+	ln.admit = newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerUID, cfg.Limits.ReservedConnections)
+	ln.answers = newHeadAnswers(cfg.Limits.MaxHeaderBytes, cfg.ReadHeaderTimeout)
 	if ln.ViaPath() {
 		cfg.Log.Warn("no /proc: the control socket was bound by its path inside tend's private directory, not through its fd", "socket", cfg.Path)
 	}
@@ -193,7 +189,7 @@ func Serve(cfg Config) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		// No ReadTimeout or WriteTimeout: they would cut long polls, event
 		// streams and bound connections. Handlers set their own deadlines.
-		MaxHeaderBytes: maxHeaderBytes,
+		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes, // beyond, net/http's 431 (conn.Write puts tend's in its place)
 		// Recovered panics and the like: tolerated failures. Accept's
 		// EMFILE never gets here: Listener.Accept retries it itself.
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
@@ -219,8 +215,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()
 	}
+	cfg.Limits = cfg.Limits.withRequestDefaults()
 	if cfg.ReadHeaderTimeout <= 0 {
-		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+		cfg.ReadHeaderTimeout = config.DefaultReadHeaderTimeout
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = config.DefaultIdleTimeout

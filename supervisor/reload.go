@@ -282,7 +282,11 @@ func fieldDiff(a, b any) []fieldChange {
 		if reflect.DeepEqual(fa.Interface(), fb.Interface()) {
 			continue
 		}
-		key := snake(va.Type().Field(i).Name)
+		f := va.Type().Field(i)
+		key := f.Tag.Get("key") // where snake cannot tell an acronym's end
+		if key == "" {
+			key = snake(f.Name)
+		}
 		out = append(out, fieldChange{key, fmt.Sprintf("%s: %v -> %v", key, fa.Interface(), fb.Interface())})
 	}
 	return out

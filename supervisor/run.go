@@ -79,6 +79,8 @@ type Config struct {
 
 // Sizes of the blocking pools: path lookups of jobs, probes and services,
 // and closes of passed fds. Each worker is one OS thread made at start.
+// README "Pids and threads" states what they add up to (GOMAXPROCS + 21),
+// and test/threads_test.go holds every flood test to it: change both.
 const (
 	lookupWorkers = 4
 	closeWorkers  = 2
@@ -181,7 +183,8 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 	be := newBackend(l, ctl.Socket)
 	srv, err := control.Serve(control.Config{
 		Path: ctl.Socket, Mode: ctl.Mode, Group: ctl.Group, Version: l.cfg.Version, Log: l.log,
-		IdleTimeout: ctl.IdleTimeout, MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
+		IdleTimeout: ctl.IdleTimeout, ReadHeaderTimeout: ctl.ReadHeaderTimeout,
+		MaxConnections: ctl.MaxConnections, MaxConnectionsPerUID: ctl.MaxConnectionsPerUID,
 		Jobs: be, Services: be, CloseFDs: closer.Close, Limits: control.LimitsOf(ctl, l.cfg.File.Jobs),
 		Events: hub.Attach, EndEvents: hub.End,
 	})

@@ -124,6 +124,7 @@ func TestJobNProcUnderPidsLimit(t *testing.T) {
 				if said != (setting == "auto") {
 					t.Errorf("nproc %s: tend said RLIMIT_NPROC %d: %v, want %v; stderr:\n%s", setting, nproc, said, setting == "auto", r.stderrNow())
 				}
+				threads := watchThreads(r)
 				id, n := npEat(t, r, c, track)
 				// Root's job needs 11 processes of the cgroup's room.
 				rootJob, err := c.Spawn(hCtx(t), api.JobRequest{Track: track, Argv: []string{"sh", "-c",
@@ -151,6 +152,7 @@ func TestJobNProcUnderPidsLimit(t *testing.T) {
 					}
 				}
 				npEnd(t, r, c, id)
+				threads.done(t, "uid "+strconv.Itoa(npUID)+"'s job at the pids limit")
 				if !r.running() {
 					t.Fatalf("tend died: stderr:\n%s", r.stderrNow())
 				}

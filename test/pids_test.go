@@ -72,8 +72,7 @@ func TestPidsLimitFlood(t *testing.T) {
 				time.Sleep(500 * time.Millisecond)
 			}
 
-			stop := make(chan struct{})
-			most := floodThreads(r.pid(), stop)
+			threads := watchThreads(r)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			codes := map[int]int{}
@@ -110,8 +109,7 @@ func TestPidsLimitFlood(t *testing.T) {
 			statusStart := time.Now()
 			_, statusErr := c.Status(hCtx(t))
 			took := time.Since(statusStart)
-			close(stop)
-			peak := <-most
+			peak := threads.done(t, "600 job starts at pids.max")
 			t.Logf("pids.max %d (room %d): codes %v; first 503 %q; tend's threads %d at start, at most %d in the flood; status in %v",
 				n+tc.room, tc.room, codes, firstRefusal, base, peak, took)
 			if !r.running() {

@@ -36,7 +36,6 @@ func init() { helpers["rflood"] = helperRFlood }
 const (
 	rUID      = 1000
 	rMaxRssKB = 64 << 10 // the stated bound of every flood here: 64 MiB
-	rMaxThr   = 64       // tend's threads during a flood, loosely (the pids work states the real bound)
 )
 
 // rServe starts tend (supervisor mode, PID 1, one sleeping service) with a
@@ -111,16 +110,18 @@ func (f *rFlood) end(t *testing.T) {
 	}
 }
 
-// rSampler samples tend's RssAnon and Threads until stopped: the peaks.
+// rSampler samples tend's RssAnon until stopped, and its threads
+// (watchThreads): the peaks.
 type rSampler struct {
-	stop         chan struct{}
-	done         chan struct{}
-	rss, threads atomic.Int64
-	samples      atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+	rss     atomic.Int64
+	samples atomic.Int64
+	threads *threadWatch
 }
 
 func rSample(t *testing.T, r *tendRun) *rSampler {
-	s := &rSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	s := &rSampler{stop: make(chan struct{}), done: make(chan struct{}), threads: watchThreads(r)}
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -128,9 +129,6 @@ func rSample(t *testing.T, r *tendRun) *rSampler {
 		for {
 			if v := int64(rStatus(r, "RssAnon")); v > s.rss.Load() {
 				s.rss.Store(v)
-			}
-			if v := int64(rStatus(r, "Threads")); v > s.threads.Load() {
-				s.threads.Store(v)
 			}
 			s.samples.Add(1)
 			select {
@@ -143,10 +141,14 @@ func rSample(t *testing.T, r *tendRun) *rSampler {
 	return s
 }
 
-func (s *rSampler) end() (rssKB, threads int) {
+// end stops the sampling and fails t if tend's threads went over their
+// stated bound during flood.
+func (s *rSampler) end(t *testing.T, flood string) (rssKB int) {
+	t.Helper()
 	close(s.stop)
 	<-s.done
-	return int(s.rss.Load()), int(s.threads.Load())
+	s.threads.done(t, flood)
+	return int(s.rss.Load())
 }
 
 // rStatus reads a number field of tend's /proc status (0 if gone); safe
@@ -203,17 +205,14 @@ func TestRecordFloodBounded(t *testing.T) {
 	f := rStart(t, sock, "jobs", strconv.Itoa(jobs), "8")
 	got := f.line(t, 3*time.Minute)
 	f.end(t)
-	peak, threads := s.end()
+	peak := s.end(t, "the record flood")
 	after := hRssAnon(t, r)
-	t.Logf("uid %d: %s; RssAnon %d KiB before, peak %d KiB during, %d KiB after; peak threads %d", rUID, got, base, peak, after, threads)
+	t.Logf("uid %d: %s; RssAnon %d KiB before, peak %d KiB during, %d KiB after", rUID, got, base, peak, after)
 	if got != fmt.Sprintf("created %d refused 0", jobs) {
 		t.Errorf("flood: %q, want every job created", got)
 	}
 	if peak > rMaxRssKB || after > rMaxRssKB {
 		t.Errorf("RssAnon peaked at %d KiB, %d KiB after: over the bound of %d KiB", peak, after, rMaxRssKB)
-	}
-	if threads > rMaxThr {
-		t.Errorf("tend had %d threads during the flood", threads)
 	}
 	mine, err := c.Jobs(hCtx(t), map[string]string{"owner": "root"})
 	if err != nil {
@@ -323,18 +322,15 @@ func TestEventSubscriberFlood(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	peak, threads := s.end()
+	peak := s.end(t, "the event stream flood")
 	after := hRssAnon(t, r)
-	t.Logf("event streams: uid %d %q, again %q; RssAnon %d KiB before, %d while held, peak %d, %d after; peak threads %d",
-		rUID, got, again, base, during, peak, after, threads)
+	t.Logf("event streams: uid %d %q, again %q; RssAnon %d KiB before, %d while held, peak %d, %d after",
+		rUID, got, again, base, during, peak, after)
 	if !strings.HasPrefix(again, fmt.Sprintf("open %d ", config.DefaultMaxSubscribersPerUID)) {
 		t.Errorf("after every stream closed, uid %d got %q: the places were not given back", rUID, again)
 	}
 	if peak > rMaxRssKB || after > rMaxRssKB {
 		t.Errorf("RssAnon peaked at %d KiB (%d after), over %d KiB", peak, after, rMaxRssKB)
-	}
-	if threads > rMaxThr {
-		t.Errorf("tend had %d threads during the flood", threads)
 	}
 	hAlive(t, r, c)
 }
@@ -376,8 +372,8 @@ func TestParkedFDFlood(t *testing.T) {
 		j = hWaitJob(t, c, j.ID)
 	}
 	f.end(t)
-	peak, threads := s.end()
-	t.Logf("uid %d's fd flood: %s; tend's fds %d of %d during; root's job %+v, %v; RssAnon peak %d KiB, threads %d", rUID, got, fds, nofile, j.ExitCode, err, peak, threads)
+	peak := s.end(t, "the parked fd flood")
+	t.Logf("uid %d's fd flood: %s; tend's fds %d of %d during; root's job %+v, %v; RssAnon peak %d KiB", rUID, got, fds, nofile, j.ExitCode, err, peak)
 	if err != nil || j.ExitCode == nil || *j.ExitCode != 0 {
 		t.Errorf("root's job during the flood: %v, %+v; want it started and exit 0", err, j)
 	}

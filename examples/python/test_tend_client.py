@@ -2,7 +2,7 @@
 
 Run with TEND_SOCKET set to a tend serving the control API, and TEND set to
 the tend binary (for the shim):
-    TEND_SOCKET=/tmp/t.sock TEND=./tend python3 -m unittest -v test_tend_client
+    TEND_SOCKET=$(mktemp -d)/t.sock TEND=./tend python3 -m unittest -v test_tend_client
 containertest/python_test.go does this with a tend it starts.
 """
 

@@ -3,7 +3,7 @@
 Run with TEND_SOCKET set to a tend serving the control API with [jobs]
 limits large enough for 1,000 jobs, and TEND set to the tend binary (some
 tests start a small tend of their own):
-    TEND_SOCKET=/tmp/t.sock TEND=./tend python3 -m unittest -v test_tend
+    TEND_SOCKET=$(mktemp -d)/t.sock TEND=./tend python3 -m unittest -v test_tend
 containertest/python_test.go does this with a tend it starts.
 """
 
