@@ -42,7 +42,7 @@ func (l *loop) onSignal(sig unix.Signal) {
 				// as its stop once they have ended.
 				m.stopWith = out
 			} else {
-				l.log.Debug("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.unit.main)
+				l.log.Info("forwarding signal", "sig", signals.Name(out), "service", m.cfg.Name, "pid", m.unit.main)
 				l.signalService(m, out, "forward")
 				if stop {
 					m.stopSent = true

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Small regressions pinned black-box (issue 10's review): each was seen
@@ -73,5 +75,19 @@ restart = "never"
 	}
 	if strings.Contains(stderr, "terminated") {
 		t.Errorf("the log says \"terminated\" (Go's name of SIGTERM); stderr:\n%s", stderr)
+	}
+}
+
+// TestPinnedInitForwardLoggedAtV: in init mode, each signal tend forwards
+// to the main process is logged at -v, as in supervisor mode (it was at
+// -vv, debug, while README said -v).
+func TestPinnedInitForwardLoggedAtV(t *testing.T) {
+	r := startTend(t, opts{pid1: true}, "-v", "--", "sh", "-c", `trap 'echo got; exit 0' USR1; echo up; while :; do sleep 0.05; done`)
+	r.expect("up")
+	r.signal(unix.SIGUSR1)
+	r.expect("got")
+	r.expectExit(0)
+	if !strings.Contains(r.stderrAll(), `msg="forwarding signal" sig=SIGUSR1 service=main`) {
+		t.Errorf("no `forwarding signal sig=SIGUSR1` line at -v; stderr:\n%s", r.stderrAll())
 	}
 }
