@@ -42,8 +42,14 @@ const (
 
 func main() {
 	// First statement: catch every catchable signal before anything else
-	// can take tend down (DESIGN.md §1.5).
-	sigs := signals.Notify()
+	// can take tend down (DESIGN.md §1.5). A client command (its name the
+	// first word) needs none of it: the runtime's defaults are an ordinary
+	// program's, and catching ~60 signals is a round trip each to the
+	// runtime's signal thread, a third of `tend spawn`'s own time.
+	var sigs *signals.Set
+	if !clientWord(os.Args) {
+		sigs = signals.Notify()
+	}
 	if err := signals.ClearInheritedMask(); err != nil { // returns unless it must exec tend afresh
 		fmt.Fprintf(os.Stderr, "tend: children inherit the signal mask tend was started with: %v\n", err)
 	}
@@ -182,6 +188,13 @@ func subcommandArgs(args []string) ([]string, error) {
 	}
 	return nil, fmt.Errorf("help %s: want one of %s (to run a program called help, write tend -- help ...)",
 		strings.Join(rest, " "), strings.Join(client.Names(), ", "))
+}
+
+// clientWord reports whether args name a client command first (args[1]),
+// with no flag before it: only then does tend know, before parsing, that
+// it is not an init.
+func clientWord(args []string) bool {
+	return len(args) > 1 && slices.Contains(client.Names(), args[1])
 }
 
 // shortForms maps tend's own long flags to their short aliases.
@@ -347,6 +360,9 @@ func fileFlags(c *cli.Context, f *config.Config) error {
 // both), with the control API when a socket is configured, and returns
 // tend's exit code.
 func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
+	if sigs == nil {
+		sigs = signals.Notify() // not reached: clientWord named a client command
+	}
 	stdout, stderr := outlet.New(1, 0), outlet.New(2, 0)
 	defer func() { // tend's last words must reach its stderr before it exits
 		stdout.Close(outletFlush)

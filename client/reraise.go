@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/internal/sigrelay"
 	"github.com/tendinit/tend/signals"
 )
 
@@ -68,12 +69,18 @@ func setDefault(sig unix.Signal) {
 
 // defaultSignals gives a client command an ordinary program's reaction to
 // signals. main catches every signal first thing, for PID 1's sake (a Go
-// program otherwise dies of SIGHUP or SIGPIPE), so without this ^C would
-// not stop `tend events` or `tend wait`. A signal whose default action
+// program otherwise dies of SIGHUP or SIGPIPE), unless the first word is a
+// client command's; when it did (tend's own flags before the command), ^C
+// would not stop `tend events` or `tend wait` without this. A signal whose default action
 // ends or stops a process is raised again with that action, so the shell
 // sees the client die of its ^C. Signals that were ignored when tend
 // started stay ignored. The returned function stops it.
 func defaultSignals(raise func(unix.Signal)) (stop func()) {
+	if !signals.Caught() {
+		// main caught nothing (a client command named first): the
+		// runtime's defaults are already an ordinary program's.
+		return func() {}
+	}
 	ch := make(chan os.Signal, 1) // the first fatal signal is enough
 	for _, sig := range signals.Catchable() {
 		switch sig {
@@ -111,11 +118,71 @@ type forwarder struct {
 }
 
 // startForwarding starts catching every signal tend may forward. Until to
-// is called they wait, coalesced per signal as the kernel would, in
-// signals.Set's channels (which stay registered: the process exits soon).
+// is called they wait in order in sigrelay's pipe (on amd64) or, coalesced
+// per signal as the kernel would, in signals.Set's channels (which stay
+// registered: the process exits soon).
+//
+// The pipe is what makes tend spawn start quickly: sigrelay installs its
+// handler with one rt_sigaction per signal, where os/signal.Notify costs a
+// round trip to the runtime's signal-mask thread for each (about 60 of
+// them, most of tend spawn's own time besides its request). The faults
+// (SEGV, BUS, FPE, ILL, TRAP, SYS) stay the runtime's (sigrelay.Own): a
+// kill(2)-sent one is forwarded through os/signal.
 func startForwarding() *forwarder {
 	f := &forwarder{sigs: make(chan unix.Signal), quit: make(chan struct{})}
-	signals.Notify().Funnel(f.sigs, f.quit)
+	if !sigrelay.Supported {
+		signals.Notify().Funnel(f.sigs, f.quit)
+		return f
+	}
+	var relayed []syscall.Signal
+	var faults []os.Signal
+	for _, sig := range signals.Catchable() {
+		switch {
+		case !signals.Forwardable(sig), signals.KeptIgnored(sig):
+		case sigrelay.Own(syscall.Signal(sig)):
+			faults = append(faults, sig)
+		default:
+			relayed = append(relayed, syscall.Signal(sig))
+		}
+	}
+	fd, err := sigrelay.Install(relayed)
+	if err != nil {
+		signals.Notify().Funnel(f.sigs, f.quit) // the runtime's way still works
+		return f
+	}
+	pipe := os.NewFile(uintptr(fd), "signal relay") // non-blocking: read parks the goroutine
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, faults...)
+	go func() {
+		var buf [64]byte
+		for {
+			n, err := pipe.Read(buf[:])
+			if err != nil {
+				return
+			}
+			for _, b := range buf[:n] {
+				select {
+				case f.sigs <- unix.Signal(b):
+				case <-f.quit:
+					return
+				}
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				select {
+				case f.sigs <- unix.Signal(s.(syscall.Signal)):
+				case <-f.quit:
+					return
+				}
+			case <-f.quit:
+				return
+			}
+		}
+	}()
 	return f
 }
 

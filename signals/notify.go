@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -30,10 +32,23 @@ type Set struct {
 	Ignored []unix.Signal // left ignored, as found at start
 }
 
+// caught is set by Notify: the process catches every signal.
+var caught atomic.Bool
+
+// Caught reports whether Notify was called in this process.
+func Caught() bool { return caught.Load() }
+
+// KeptIgnored reports whether sig is one that Notify leaves ignored because
+// it was ignored at start (nohup, a shell's background job).
+func KeptIgnored(sig unix.Signal) bool {
+	return slices.Contains(keepIgnored, sig) && isIgnored(sig)
+}
+
 // Notify catches every catchable signal. Call it first thing in main: until
 // then a Go program dies of SIGHUP, SIGQUIT, SIGABRT, SIGPIPE and others,
 // even as PID 1.
 func Notify() *Set {
+	caught.Store(true)
 	s := &Set{CHLD: make(chan os.Signal, 1)}
 	ignored := map[unix.Signal]bool{}
 	for _, sig := range keepIgnored {

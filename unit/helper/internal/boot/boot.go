@@ -8,18 +8,19 @@
 //
 // Why its init runs first: since Go 1.21 the spec initialises packages one at
 // a time, each time taking "the first uninitialized package [sorted by import
-// path] whose imports are all initialized". boot imports nothing but syscall
-// and packages syscall itself imports (TestBootImports checks it), so boot is
-// ready as soon as syscall is. Every package that does any I/O imports time
+// path] whose imports are all initialized". boot imports nothing but syscall,
+// packages syscall itself imports and internal/sigrelay, which imports no
+// more and has no init work (TestBootImports checks it), so boot is ready as
+// soon as syscall is. Every package that does any I/O imports time
 // or os; both sort after this import path and both need syscall, so the
 // moment either is ready boot is ready too and is taken first. What can run
 // before boot is only what cannot wait for time: the runtime and a few pure
 // packages (math, errors, sync, encoding/base64 ...), microseconds in all.
 //
-// Rules that keep this true: boot's files import only such packages (no os,
-// time, strconv, fmt, x/sys/unix); its tests are in package boot_test, whose
-// imports are not boot's; and no package-level variable here calls into
-// another package.
+// Rules that keep this true: boot's files (and sigrelay's) import only such
+// packages (no os, time, strconv, fmt, x/sys/unix); its tests are in package
+// boot_test, whose imports are not boot's; and no package-level variable
+// here calls into another package.
 //
 // Signals: os/signal cannot be imported (it needs os), so boot calls the
 // runtime's hooks that os/signal itself is linked to (see relay.go).
