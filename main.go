@@ -348,9 +348,16 @@ func fileFlags(c *cli.Context, f *config.Config) error {
 // tend's exit code.
 func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	stdout, stderr := outlet.New(1, 0), outlet.New(2, 0)
-	defer func() { // tend's last words must reach its stderr before it exits
-		stdout.Close(outletFlush)
-		stderr.Close(outletFlush)
+	defer func() {
+		// tend's last words must reach its stderr before it exits. After
+		// supervisor.Run this returns at once: Run flushed both by its
+		// teardown deadline. Before it (a refused config), both flush side
+		// by side by one deadline.
+		by := time.Now().Add(outletFlush)
+		done := make(chan struct{})
+		go func() { defer close(done); stdout.CloseBy(by) }()
+		stderr.CloseBy(by)
+		<-done
 	}()
 	cfg, err := initConfig(c, argv, sigs, stderr)
 	if err != nil {
@@ -398,10 +405,7 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	case n < 0:
 		return -1, err // a socket that was asked for cannot be served: exit 1
 	}
-	if err != nil {
-		cfg.Log.Warn("errors while running", "err", err)
-	}
-	return n, nil
+	return n, nil // Run logged its errors before closing tend's stderr
 }
 
 // checkUser looks a service's user up, so that an unknown one is refused
@@ -420,7 +424,8 @@ func checkUser(spec string) error {
 }
 
 // outletFlush bounds how long tend waits at exit for its stdout and stderr
-// to take what is queued.
+// to take what is queued when it exits before supervisor.Run (which flushes
+// them within its own teardown bound).
 const outletFlush = time.Second
 
 // initConfig turns flags and environment into the loop's config.

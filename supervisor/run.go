@@ -88,9 +88,10 @@ const (
 	spareThreads = 8
 )
 
-// teardownBound is how long everything after the loop may take: the
-// control server's close, the last log lines, tend's own output
-// (DESIGN.md §1.6).
+// teardownBound is how long everything after the loop may take, all of it
+// against this one deadline: the control server's close, the last log
+// lines, tend's own stdout and stderr (DESIGN.md §1.6; README and
+// docs/GUARANTEES.md state the same figure).
 const teardownBound = time.Second
 
 // Run supervises until a shutdown completes and returns tend's exit code.
@@ -132,8 +133,28 @@ func Run(cfg Config) (int, error) {
 	}
 	code := l.run()
 
-	// One deadline for everything after the loop, all at once.
-	deadline := time.Now().Add(teardownBound)
+	teardown(cfg, log, time.Now().Add(teardownBound), srv, l)
+	cancel()
+	reaping.Wait()
+	l.release()
+	for _, c := range cfg.ExpectZero {
+		if c == code {
+			code = 0
+		}
+	}
+	return code, l.errs.ErrorOrNil()
+}
+
+// flusher is tend's own stdout or stderr (an outlet.Outlet): CloseBy
+// stops it and waits until the deadline for what it has queued.
+type flusher interface{ CloseBy(time.Time) }
+
+// teardown ends everything after the loop by one deadline: the control
+// server and the service logs (pipes drained, sinks flushed) close side by
+// side; tend's own stdout and stderr keep taking their lines meanwhile and
+// are flushed side by side by the same deadline, so a stalled terminal or
+// a pipe nobody reads costs teardownBound once, not once per step.
+func teardown(cfg Config, log *slog.Logger, deadline time.Time, srv *control.Server, l *loop) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -146,15 +167,16 @@ func Run(cfg Config) (int, error) {
 	}()
 	go func() { defer wg.Done(); l.closeLogs(deadline) }()
 	wg.Wait()
-	cancel()
-	reaping.Wait()
-	l.release()
-	for _, c := range cfg.ExpectZero {
-		if c == code {
-			code = 0
+	if err := l.errs.ErrorOrNil(); err != nil { // tend's last words, before its outlets close
+		log.Warn("errors while running", "err", err)
+	}
+	for _, w := range []io.Writer{cfg.Stdout, cfg.Stderr} {
+		if f, ok := w.(flusher); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); f.CloseBy(deadline) }()
 		}
 	}
-	return code, l.errs.ErrorOrNil()
+	wg.Wait()
 }
 
 // serve opens the control socket when one is configured and points every
