@@ -43,14 +43,14 @@ type Config struct {
 	SocketExplicit bool // the socket was asked for: failing to bind it is fatal
 
 	// Init is init mode: no config file, tini's rules for the main
-	// process (every forwardable signal forwarded to it, Rewrite applied).
+	// process (every forwardable signal forwarded to it).
 	Init bool
 	Main []string // the command after --; nil: none
 	Env  []string // tend's environment less its own settings
 	Log  *slog.Logger
 
 	Group      bool                        // -g: signals go to the main process's group
-	Rewrite    map[unix.Signal]unix.Signal // -r (init mode); a 0 value drops the signal
+	Rewrite    map[unix.Signal]unix.Signal // -r, in both modes; a 0 value drops the signal
 	ExpectZero []int                       // -e: tend's exit codes reported as 0
 	WarnReap   bool                        // -w: tini's warning for each orphan reaped
 

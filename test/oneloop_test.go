@@ -68,6 +68,58 @@ func TestRewrittenTermStartsNothing(t *testing.T) {
 	}
 }
 
+// TestRewriteSupervisorMode: -r has the one meaning of init mode with
+// --config too (it was silently ignored there): a signal rewritten to 0 is
+// dropped and starts nothing (-r TERM:0 with grace 1s: no shutdown, no kill
+// clock, health 200 after 1.5 s), and any other is forwarded rewritten (the
+// main service gets USR2 for USR1).
+func TestRewriteSupervisorMode(t *testing.T) {
+	dir := hDir(t)
+	got := filepath.Join(dir, "got")
+	body := "[control]\nsocket = \"" + filepath.Join(dir, "s") + "\"\n[shutdown]\ngrace = \"1s\"\n" +
+		svShell("other", dir, `while :; do sleep 0.05; done`)
+	main := `trap 'echo USR1 > ` + got + `' USR1; trap 'echo USR2 > ` + got + `' USR2; while :; do sleep 0.05; done`
+	r, sock := hConfig(t, opts{}, dir, body, "-r", "TERM:0", "--rewrite", "USR1:USR2", "--", "sh", "-c", main)
+	c := hClient(t, sock)
+	svPoll(t, r, hWait, "both services running", func() bool {
+		st, err := c.Status(hCtx(t))
+		if err != nil || len(st.Services) != 2 {
+			return false
+		}
+		for _, s := range st.Services {
+			if s.State != "running" {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(200 * time.Millisecond) // the main service's traps are set
+	r.signal(unix.SIGUSR1)
+	svPoll(t, r, 5*time.Second, "the main service got a signal", func() bool { return svExists(got) })
+	if b, _ := os.ReadFile(got); strings.TrimSpace(string(b)) != "USR2" {
+		t.Errorf("the main service got %q for SIGUSR1 with -r USR1:USR2: want USR2", b)
+	}
+	r.signal(unix.SIGTERM)
+	time.Sleep(1500 * time.Millisecond) // past the grace a started shutdown would have
+	h, err := c.Health(hCtx(t))
+	if err != nil || !h.Healthy || !r.running() {
+		t.Fatalf("1.5s after a SIGTERM dropped by -r TERM:0: health %+v, %v; running %v; want healthy and running\n%s", h, err, r.running(), r.stderrNow())
+	}
+	st, err := c.Status(hCtx(t))
+	if err != nil || st.Stopping {
+		t.Errorf("status %+v, %v: want not stopping", st, err)
+	}
+	for _, s := range st.Services {
+		if s.State != "running" {
+			t.Errorf("service %s is %s after the dropped SIGTERM, want running", s.Name, s.State)
+		}
+	}
+	r.signal(unix.SIGINT) // not rewritten: stops as usual
+	if code := r.wait(); code != 143 {
+		t.Errorf("exit code %d after SIGINT, want the main service's 143 (its stop_signal)", code)
+	}
+}
+
 // TestInitJobsStopWithMain: in init mode jobs get SIGTERM when the main
 // process does, while it drains, not only after it has exited.
 func TestInitJobsStopWithMain(t *testing.T) {
