@@ -248,7 +248,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "log a warning for every orphan reaped"},
 			&cli.StringFlag{Name: "grace", EnvVars: envTwin("grace"), // read by durationFlag
 				Usage: "the stop budget `D` (a duration with its unit: 30s): on SIGTERM/SIGINT (or a critical stop), kill what is left D after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
-			&cli.StringFlag{Name: "cleanup-grace", Value: "2s", EnvVars: envTwin("cleanup-grace"),
+			&cli.StringFlag{Name: "cleanup-grace", Value: config.DefaultCleanupGrace.String(), EnvVars: envTwin("cleanup-grace"),
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
 			&cli.StringFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"), // parsed below, to name a bad value
 				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
@@ -260,7 +260,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "every `D`, look for live processes holding zombies they never waited for, and warn (zombie.held) of each holding --zombie-warn-at (overrides [zombies] scan; default: only when asked, tend zombies)"},
 			&cli.StringFlag{Name: "zombie-warn-at", EnvVars: envTwin("zombie-warn-at"),
 				Usage: "warn of a parent holding `N` zombies or more (overrides [zombies] warn_at; default 10)"},
-			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
+			&cli.StringFlag{Name: "log-format", Value: config.DefaultLogFormat, EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
 				Usage: "supervise the services of this TOML `FILE` (the command after -- becomes the critical service main)"},

@@ -24,11 +24,10 @@ import (
 )
 
 // Defaults of the Config durations (the configurable ones, idle_timeout and
-// the connection limits, are config's).
+// the connection limits, and the socket's mode, are config's).
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIOTimeout         = 10 * time.Second
-	DefaultMode              = 0o600
 	// maxHeaderBytes is far more than any tend client sends. net/http
 	// answers 431 beyond it (and a little slack).
 	maxHeaderBytes = 64 << 10
@@ -214,7 +213,7 @@ func Serve(cfg Config) (*Server, error) {
 
 func withDefaults(cfg Config) Config {
 	if cfg.Mode == 0 {
-		cfg.Mode = DefaultMode
+		cfg.Mode = config.DefaultMode
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 // TestGraceZeroRefused: --grace 0 meant "never kill" in init mode and
@@ -224,5 +225,25 @@ func TestTeardownBoundedStalledOutput(t *testing.T) {
 	}
 	if code != 137 && code != 143 {
 		t.Errorf("exit code %d, want 143 (or 137)", code)
+	}
+}
+
+// TestJobDirDefault: a job whose request names no dir starts in
+// config.DefaultJobDir ("/"), not in tend's own working directory.
+func TestJobDirDefault(t *testing.T) {
+	dir := hDir(t)
+	r, sock := hServe(t, opts{}, dir, nil)
+	c := hClient(t, sock)
+	got := filepath.Join(dir, "cwd")
+	if _, err := c.Spawn(hCtx(t), api.JobRequest{Argv: []string{"sh", "-c", "pwd > " + got}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	svPoll(t, r, 5*time.Second, "the job wrote its directory", func() bool {
+		b, _ := os.ReadFile(got)
+		return strings.HasSuffix(string(b), "\n")
+	})
+	wd, _ := os.Getwd() // tend's, which it does not change
+	if b, _ := os.ReadFile(got); strings.TrimSpace(string(b)) != config.DefaultJobDir {
+		t.Errorf("a job with no dir ran in %q (tend's is %q), want %q", strings.TrimSpace(string(b)), wd, config.DefaultJobDir)
 	}
 }
