@@ -321,6 +321,7 @@ func helperHClient(args []string) int {
 // helperHSetup prepares tend's stdio, then execs ARGV (tend):
 //
 //	stdout=closed        fd 1 closed (a shell's >&-)
+//	stdout=fullpipe      fd 1 a pipe nobody reads, already full
 //	stderr=fullpipe      fd 2 a pipe nobody reads, already full
 //
 // args: SETTING... -- ARGV...
@@ -329,7 +330,11 @@ func helperHSetup(args []string) int {
 		switch args[0] {
 		case "stdout=closed":
 			unix.Close(1)
-		case "stderr=fullpipe":
+		case "stdout=fullpipe", "stderr=fullpipe":
+			fd := 1
+			if args[0] == "stderr=fullpipe" {
+				fd = 2
+			}
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_NONBLOCK); err != nil { // both ends kept: writes block
 				return fail("pipe: %v", err)
@@ -339,11 +344,11 @@ func helperHSetup(args []string) int {
 					break // EAGAIN: full
 				}
 			}
-			// Blocking again for tend (whatever it makes of it), and fd 2.
+			// Blocking again for tend (whatever it makes of it), and fd 1 or 2.
 			if err := unix.SetNonblock(p[1], false); err != nil {
 				return fail("%v", err)
 			}
-			if err := unix.Dup3(p[1], 2, 0); err != nil {
+			if err := unix.Dup3(p[1], fd, 0); err != nil {
 				return fail("dup3: %v", err)
 			}
 		default:

@@ -193,28 +193,22 @@ func TestTeardownBounded(t *testing.T) {
 }
 
 // TestTeardownBoundedStalledOutput: tend's own stdout and stderr are pipes
-// nobody reads, both full, so each outlet's thread is stuck in write(2)
-// with lines queued. After the budget tend is still gone within the one
-// teardown bound: its two outlets are flushed side by side against the
-// deadline of the rest, not for 1 s each after it.
+// nobody reads, full from the start, so each outlet's thread is stuck in
+// write(2) with lines queued (the service's, with log_prefix, and tend's
+// own log). After the budget tend is still gone within the one teardown
+// bound: its two outlets are flushed side by side against the deadline of
+// the rest, not for 1 s each after it.
 func TestTeardownBoundedStalledOutput(t *testing.T) {
 	dir := hDir(t)
-	// 256 KiB to each of the service's stdout and stderr (log_prefix: to
-	// tend's), more than a pipe holds; then it ignores SIGTERM.
-	flood := `trap "" TERM; head -c 262144 /dev/zero | tr '\0' x | fold -w 1000; ` +
-		`head -c 262144 /dev/zero | tr '\0' y | fold -w 1000 >&2; sleep 1000`
 	body := "[control]\nsocket = \"" + filepath.Join(dir, "s") + "\"\n[shutdown]\ngrace = \"1s\"\n" +
-		svShell("flood", dir, flood, `log_prefix = true`)
-	r, _ := hConfig(t, opts{stalled: true}, dir, body)
-	for _, f := range r.stalled {
-		svPoll(t, r, 10*time.Second, "tend's stdout and stderr full", func() bool {
-			size, err := unix.FcntlInt(f.Fd(), unix.F_GETPIPE_SZ, 0)
-			n, err2 := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ) // FIONREAD
-			// Full to the last page: what is left is less than a
-			// write, and 256 KiB are on their way.
-			return err == nil && err2 == nil && n > size*3/4
-		})
-	}
+		svShell("ticks", dir, `trap "" TERM; while :; do echo out; echo err >&2; sleep 0.05; done`, `log_prefix = true`)
+	r, sock := hConfig(t, opts{argv0: hSetup("stdout=fullpipe", "stderr=fullpipe")}, dir, body)
+	c := hClient(t, sock)
+	svPoll(t, r, hWait, "the service is running", func() bool {
+		st, err := c.Status(hCtx(t))
+		return err == nil && len(st.Services) == 1 && st.Services[0].State == "running"
+	})
+	time.Sleep(200 * time.Millisecond) // some of its lines are queued
 	code, took := svTermAndExit(t, r)
 	t.Logf("tend gone %v after SIGTERM", took)
 	// 1 s budget (SIGKILL at its end), then at most the 1 s teardown

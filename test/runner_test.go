@@ -38,10 +38,6 @@ type opts struct {
 	argv0  []string      // what runs instead of tend (pid1 then execs it)
 
 	closedStderr bool // tend's stderr is a pipe nobody reads: writes get EPIPE
-	// stalled: tend's stdout and stderr are pipes whose read ends the test
-	// holds open (tendRun.stalled) and never reads: once full, tend's
-	// writes to them block.
-	stalled bool
 }
 
 // tendRun is a started tend (or a helper that runs one). Its stdout is read
@@ -53,11 +49,8 @@ type tendRun struct {
 	lines  chan string
 	stdin  *os.File // write end, or nil
 	extraW *os.File // write end of fd 3, or nil
-	// stalled holds the unread read ends of tend's stdout and stderr
-	// (opts.stalled), or nil.
-	stalled []*os.File
-	done    chan struct{}
-	ended   time.Time // set before done is closed
+	done   chan struct{}
+	ended  time.Time // set before done is closed
 
 	mu      sync.Mutex
 	stderr  bytes.Buffer // guarded by mu
@@ -119,18 +112,11 @@ func startTend(t *testing.T, o opts, args ...string) *tendRun {
 	if err != nil {
 		t.Fatalf("start %v: %v", argv, err)
 	}
-	switch {
-	case o.stalled:
-		r.stalled = []*os.File{outR, errR}
-		t.Cleanup(func() { outR.Close(); errR.Close() })
-		close(r.lines)
-		close(r.errDone)
-	case o.closedStderr:
-		go r.readLines(outR)
+	go r.readLines(outR)
+	if o.closedStderr {
 		errR.Close()
 		close(r.errDone)
-	default:
-		go r.readLines(outR)
+	} else {
 		go r.readStderr(errR)
 	}
 	go func() {
