@@ -196,7 +196,9 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 	})
 	if err != nil {
 		if !l.cfg.SocketExplicit {
-			l.log.Warn("no control API: cannot open the default socket", "err", err)
+			l.log.Warn("no control API: cannot open the default socket; running without it "+
+				"(set [control] socket or --socket to a path tend can create, or socket = \"\" for none)",
+				"socket", ctl.Socket, "err", err)
 			return nil, nil
 		}
 		return nil, fmt.Errorf("control socket: %w", err)

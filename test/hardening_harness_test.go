@@ -323,6 +323,8 @@ func helperHClient(args []string) int {
 //	stdout=closed        fd 1 closed (a shell's >&-)
 //	stdout=fullpipe      fd 1 a pipe nobody reads, already full
 //	stderr=fullpipe      fd 2 a pipe nobody reads, already full
+//	run=readonly         /run an empty read-only tmpfs (in pid1's private
+//	                     mount namespace), so the default socket cannot be bound
 //
 // args: SETTING... -- ARGV...
 func helperHSetup(args []string) int {
@@ -350,6 +352,10 @@ func helperHSetup(args []string) int {
 			}
 			if err := unix.Dup3(p[1], fd, 0); err != nil {
 				return fail("dup3: %v", err)
+			}
+		case "run=readonly":
+			if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "size=64k"); err != nil {
+				return fail("mount a read-only /run: %v", err)
 			}
 		default:
 			return fail("hsetup: unknown setting %q", args[0])

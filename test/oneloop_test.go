@@ -18,26 +18,34 @@ import (
 
 // TestGraceZeroRefused: --grace 0 meant "never kill" in init mode and
 // "SIGKILL at once" in supervisor mode; now it is a usage error in both,
-// with a message saying what to write instead, and nothing starts.
+// as flag, env twin and [shutdown] grace alike (tend PID 1), with a message
+// saying what to write instead, and nothing starts.
 func TestGraceZeroRefused(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tend.toml")
 	os.WriteFile(cfg, []byte("[control]\nsocket = \"\"\n"), 0o644)
+	zero := filepath.Join(dir, "zero.toml")
+	os.WriteFile(zero, []byte("[control]\nsocket = \"\"\n[shutdown]\ngrace = \"0\"\n"), 0o644)
 	marker := filepath.Join(dir, "ran")
 	for _, tc := range []struct {
 		name string
 		args []string
 		env  []string
+		want []string // in stderr: what is wrong and what to write
 	}{
-		{"init flag", []string{"--grace", "0", "--"}, nil},
-		{"init env", []string{"--"}, []string{"TEND_GRACE=0s"}},
-		{"supervisor flag", []string{"--config", cfg, "--grace", "0", "--"}, nil},
+		{"init flag", []string{"--grace", "0", "--"}, nil, []string{"0 is not a budget", "--grace 30s"}},
+		{"init env", []string{"--"}, []string{"TEND_GRACE=0s"}, []string{"0 is not a budget", "--grace 30s"}},
+		{"supervisor flag", []string{"--config", cfg, "--grace", "0", "--"}, nil, []string{"0 is not a budget", "--grace 30s"}},
+		{"supervisor file", []string{"--config", zero, "--"}, nil, []string{"shutdown: grace", `"0" is not a budget`, `"30s"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startTend(t, opts{env: tc.env}, append(tc.args, "touch", marker)...)
+			r := startTend(t, opts{pid1: true, env: tc.env}, append(tc.args, "touch", marker)...)
 			r.expectExit(2)
-			if stderr := r.stderrAll(); !strings.Contains(stderr, "0 is not a budget") || !strings.Contains(stderr, "--grace 30s") {
-				t.Errorf("stderr %q: want it to say 0 is not a budget and what to give", stderr)
+			stderr := r.stderrAll()
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q: want it to say %q (0 is not a budget, and what to give)", stderr, w)
+				}
 			}
 			if svExists(marker) {
 				t.Error("the command ran")
