@@ -92,6 +92,31 @@ func TestGraceRows(t *testing.T) {
 	})
 }
 
+// TestGraceClockStartsOnce: a second stop signal during the shutdown is
+// forwarded but does not restart the budget: SIGKILL comes 5 s after the
+// first (supervisor/init_test.go's TestInitGrace, before the one loop).
+func TestGraceClockStartsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Init: true, Main: []string{"/bin/true", "main"}, Grace: 5 * time.Second})
+		synctest.Wait()
+		start := time.Now()
+		h.sigs <- unix.SIGTERM
+		h.waitSent("100:TERM", time.Second)
+		time.Sleep(3 * time.Second)
+		h.sigs <- unix.SIGINT
+		h.waitSent("100:INT", time.Second)
+		h.waitSent("-100:KILL", time.Minute)
+		if d := time.Since(start); d < 4900*time.Millisecond || d > 5100*time.Millisecond {
+			t.Errorf("SIGKILL %v after the first SIGTERM (SIGINT at 3s), want 5s", d)
+		}
+		h.exit(mainPid, killedBy(unix.SIGKILL))
+		h.reap()
+		if code := h.exitCode(time.Minute); code != 137 {
+			t.Errorf("exit code %d, want 137", code)
+		}
+	})
+}
+
 // TestRewriteToZeroStartsNothing: -r TERM:0 drops SIGTERM: it is not
 // forwarded, the kill clock of --grace does not start, health stays good.
 func TestRewriteToZeroStartsNothing(t *testing.T) {
@@ -246,6 +271,69 @@ func TestCleanupSweep(t *testing.T) {
 		if d := time.Since(start); d < 4900*time.Millisecond || d > 5100*time.Millisecond {
 			t.Errorf("done %v after the main exited, want 2s + finalWait", d)
 		}
+	})
+}
+
+// TestCleanupSweepGoneAtTerm: leftovers that go at the sweep's SIGTERM
+// get no SIGKILL, and tend leaves as soon as they are gone, not at the
+// cleanup grace (TestInitCleanup's second case, before the one loop).
+func TestCleanupSweepGoneAtTerm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Init: true, Main: []string{"/bin/true", "main"}, CleanupGrace: 2 * time.Second})
+		synctest.Wait()
+		h.mu.Lock()
+		h.live[555] = true // an orphan, which goes at SIGTERM
+		h.mu.Unlock()
+		start := time.Now()
+		h.exit(mainPid, exitedWith(0))
+		h.reap()
+		h.waitSent("all:TERM", time.Second)
+		time.Sleep(100 * time.Millisecond)
+		h.exit(555, killedBy(unix.SIGTERM))
+		h.reap()
+		if code := h.exitCode(time.Minute); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("done %v after the main exited, want at the leftover's exit (100ms), not the 2s grace", d)
+		}
+		if slices.Contains(h.signalsSent(), "all:KILL") {
+			t.Errorf("SIGKILL sent although everything went at SIGTERM: %q", h.signalsSent())
+		}
+	})
+}
+
+// TestJobTimerStoppedAtExit: a job that ends before its timeout leaves no
+// timer behind (invariant 8: idle means idle; jobs/run_test.go's
+// TestTimerStoppedAtExit, before the one loop).
+func TestJobTimerStoppedAtExit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Init: true, Main: []string{"/bin/true", "main"}})
+		synctest.Wait()
+		var before, during, after int
+		h.do(func() { before = len(h.l.tm.byID) })
+		j, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "job"}, Timeout: time.Hour, TimeoutSet: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.do(func() { during = len(h.l.tm.byID) })
+		pid := *h.jobRec(j).PID
+		h.exit(pid, exitedWith(0))
+		h.reap()
+		synctest.Wait()
+		h.do(func() { after = len(h.l.tm.byID) })
+		if during != before+1 || after != before {
+			t.Errorf("timers: %d before the job, %d while it runs, %d after its exit; want %d, %d, %d",
+				before, during, after, before, before+1, before)
+		}
+		if rec := h.jobRec(j); rec.Reason != api.ReasonExited {
+			t.Errorf("job record %+v, want reason exited", rec)
+		}
+		h.sigs <- unix.SIGTERM
+		h.waitSent("100:TERM", time.Second)
+		h.exit(mainPid, killedBy(unix.SIGTERM))
+		h.reap()
+		h.exitCode(time.Minute)
 	})
 }
 

@@ -3,9 +3,11 @@
 package test
 
 import (
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +249,60 @@ func TestJobDirDefault(t *testing.T) {
 	wd, _ := os.Getwd() // tend's, which it does not change
 	if b, _ := os.ReadFile(got); strings.TrimSpace(string(b)) != config.DefaultJobDir {
 		t.Errorf("a job with no dir ran in %q (tend's is %q), want %q", strings.TrimSpace(string(b)), wd, config.DefaultJobDir)
+	}
+}
+
+// TestJobEnvChoices: what environment a root caller's job gets (tend PID
+// 1, serving its socket): with no env, tend's own (less tend's settings),
+// with TEND_SOCKET set to the socket; with an env, exactly that one, its
+// TEND_SOCKET replaced; naming a user, tend's with that user's HOME
+// (jobs/env_test.go's TestEnvChoices, before the one loop; a non-root
+// caller's is TestJobsUnprivilegedCaller and TestHardeningCallerIdentity).
+func TestJobEnvChoices(t *testing.T) {
+	dir := hDir(t)
+	r, sock := hServe(t, opts{env: []string{"SECRET=hunter2", "HOME=/root"}}, dir, nil)
+	c := hClient(t, sock)
+	for _, tc := range []struct {
+		name      string
+		req       api.JobRequest
+		uid       string
+		want, not []string
+	}{
+		{"tend's env", api.JobRequest{}, "0", []string{"SECRET=hunter2", "HOME=/root", "TEND_SOCKET=" + sock}, nil},
+		{"the request's env", api.JobRequest{Env: []string{"FOO=1", "TEND_SOCKET=/elsewhere"}}, "0",
+			[]string{"FOO=1", "TEND_SOCKET=" + sock}, []string{"SECRET=hunter2", "TEND_SOCKET=/elsewhere"}},
+		{"a user named", api.JobRequest{User: "nobody"}, "65534",
+			[]string{"SECRET=hunter2", "HOME=/nonexistent", "TEND_SOCKET=" + sock}, []string{"HOME=/root"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr, pw := mustPipe(t)
+			defer pr.Close()
+			tc.req.Argv = []string{"/bin/sh", "-c", "/usr/bin/id -u; /usr/bin/env"}
+			tc.req.Stdio = []int{1}
+			_, err := c.Spawn(hCtx(t), tc.req, []*os.File{pw})
+			pw.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr.SetReadDeadline(time.Now().Add(hWait))
+			out, err := io.ReadAll(pr) // EOF: the job has ended, and tend kept no copy
+			if err != nil {
+				t.Fatalf("job output: %v\n%s", err, r.stderrNow())
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if lines[0] != tc.uid {
+				t.Errorf("uid %q, want %s", lines[0], tc.uid)
+			}
+			for _, kv := range tc.want {
+				if !slices.Contains(lines[1:], kv) {
+					t.Errorf("env lacks %s: %q", kv, lines[1:])
+				}
+			}
+			for _, kv := range tc.not {
+				if slices.Contains(lines[1:], kv) {
+					t.Errorf("env has %s: %q", kv, lines[1:])
+				}
+			}
+		})
 	}
 }
