@@ -247,12 +247,14 @@ func TestJobsEventsOrder(t *testing.T) {
 	jt.expectHealthy(t)
 }
 
-// TestJobsQueuedExecFails: a queued job whose command passes the lookup at
-// submission but cannot be executed when its turn comes (no #! and no ELF:
-// ENOEXEC) ends with reason exec_failed, code 126, no pid, an error naming
-// the path and the errno, and only a job.exited event: it never started
-// (jobs/run_test.go's TestQueuedExecFails, before the one loop; a command
-// missing at submission is a 422 now, TestJobsCaptureFromTest).
+// TestJobsQueuedExecFails: a command missing at submission is a 422 naming
+// the path and ENOENT, with no record and no event; a queued job whose
+// command passes the lookup at submission but cannot be executed when its
+// turn comes (no #! and no ELF: ENOEXEC) ends with reason exec_failed, code
+// 126, no pid, an error naming the path and the errno, and only a
+// job.exited event: it never started (jobs/run_test.go's
+// TestQueuedExecFails and jobs/submit_test.go's
+// TestExecFailureNamesPathAndErrno, before the one loop).
 func TestJobsQueuedExecFails(t *testing.T) {
 	t.Parallel()
 	jt := startJobsTend(t, opts{}, "[jobs]\nmax_running = 1\nmax_queued = 1\n")
@@ -266,6 +268,13 @@ func TestJobsQueuedExecFails(t *testing.T) {
 		t.Fatalf("Events(): %v", err)
 	}
 	defer es.Close()
+	// A command missing at submission: 422 naming the path and the errno,
+	// no record and no event (the events below would show one).
+	missing := filepath.Join(jt.dir, "no-such-prog")
+	_, err = jt.client.Spawn(ctx, api.JobRequest{Argv: []string{missing}}, nil)
+	if jobsCode(err) != http.StatusUnprocessableEntity || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "ENOENT") {
+		t.Errorf("Spawn of a missing command: %v, want a 422 naming %s and ENOENT", err, missing)
+	}
 	hold := jt.spawn(t, api.JobRequest{Argv: []string{"sleep", "100"}})
 	q := jt.spawn(t, api.JobRequest{Argv: []string{bad}})
 	if q.State != api.StateQueued {
@@ -286,6 +295,9 @@ func TestJobsQueuedExecFails(t *testing.T) {
 		e, err := es.Next()
 		if err != nil {
 			t.Fatalf("Next(): %v (events of the queued job so far %q)", err, types)
+		}
+		if e.Job != nil && len(e.Job.Argv) > 0 && e.Job.Argv[0] == missing {
+			t.Errorf("event %s for the refused submission: %+v", e.Type, e.Job)
 		}
 		if e.Job != nil && e.Job.ID == q.ID {
 			types = append(types, e.Type)
