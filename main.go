@@ -261,7 +261,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "log a warning for every orphan reaped"},
 			&cli.StringFlag{Name: "grace", EnvVars: envTwin("grace"), // read by durationFlag
 				Usage: "the stop budget `D` (a duration with its unit: 30s): on SIGTERM/SIGINT (or a critical stop), kill what is left D after (default: none in init mode, the runtime's stop timeout decides; [shutdown] grace with --config; 0 is refused)"},
-			&cli.StringFlag{Name: "cleanup-grace", Value: "2s", EnvVars: envTwin("cleanup-grace"),
+			&cli.StringFlag{Name: "cleanup-grace", Value: config.DefaultCleanupGrace.String(), EnvVars: envTwin("cleanup-grace"),
 				Usage: "after the main process exits, SIGTERM what is left and SIGKILL it `D` after"},
 			&cli.StringFlag{Name: "killed-exit-code", EnvVars: envTwin("killed-exit-code"), // parsed below, to name a bad value
 				Usage: "exit with `CODE` (1-255, e.g. 137) when the stop had to SIGKILL anything (default: a clean stop's code; with --config it overrides [shutdown] killed_exit_code)"},
@@ -273,7 +273,7 @@ func newApp(sigs *signals.Set, argv []string, code *int) *cli.App {
 				Usage: "every `D`, look for live processes holding zombies they never waited for, and warn (zombie.held) of each holding --zombie-warn-at (overrides [zombies] scan; default: only when asked, tend zombies)"},
 			&cli.StringFlag{Name: "zombie-warn-at", EnvVars: envTwin("zombie-warn-at"),
 				Usage: "warn of a parent holding `N` zombies or more (overrides [zombies] warn_at; default 10)"},
-			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envTwin("log-format"),
+			&cli.StringFlag{Name: "log-format", Value: config.DefaultLogFormat, EnvVars: envTwin("log-format"),
 				Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "config", EnvVars: envTwin("config"),
 				Usage: "supervise the services of this TOML `FILE` (the command after -- becomes the critical service main)"},
@@ -364,9 +364,16 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 		sigs = signals.Notify() // not reached: clientWord named a client command
 	}
 	stdout, stderr := outlet.New(1, 0), outlet.New(2, 0)
-	defer func() { // tend's last words must reach its stderr before it exits
-		stdout.Close(outletFlush)
-		stderr.Close(outletFlush)
+	defer func() {
+		// tend's last words must reach its stderr before it exits. After
+		// supervisor.Run this returns at once: Run flushed both by its
+		// teardown deadline. Before it (a refused config), both flush side
+		// by side by one deadline.
+		by := time.Now().Add(outletFlush)
+		done := make(chan struct{})
+		go func() { defer close(done); stdout.CloseBy(by) }()
+		stderr.CloseBy(by)
+		<-done
 	}()
 	cfg, err := initConfig(c, argv, sigs, stderr)
 	if err != nil {
@@ -414,10 +421,7 @@ func runInit(c *cli.Context, argv []string, sigs *signals.Set) (int, error) {
 	case n < 0:
 		return -1, err // a socket that was asked for cannot be served: exit 1
 	}
-	if err != nil {
-		cfg.Log.Warn("errors while running", "err", err)
-	}
-	return n, nil
+	return n, nil // Run logged its errors before closing tend's stderr
 }
 
 // checkUser looks a service's user up, so that an unknown one is refused
@@ -436,7 +440,8 @@ func checkUser(spec string) error {
 }
 
 // outletFlush bounds how long tend waits at exit for its stdout and stderr
-// to take what is queued.
+// to take what is queued when it exits before supervisor.Run (which flushes
+// them within its own teardown bound).
 const outletFlush = time.Second
 
 // initConfig turns flags and environment into the loop's config.

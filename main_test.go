@@ -12,7 +12,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 	"github.com/tendinit/tend/signals"
 )
 
@@ -88,5 +91,30 @@ func TestRunDispatchesClientCommands(t *testing.T) {
 	}
 	if got := seen(); !slices.Equal(got, []string{"exit3", "help"}) {
 		t.Errorf("jobs submitted: %q, want exit3 and help", got)
+	}
+}
+
+// TestFlagDefaultsFromConfig: the flags that have a default take it from
+// config's table, the only one: --help shows it and an unset flag gets it.
+func TestFlagDefaultsFromConfig(t *testing.T) {
+	want := map[string]string{
+		"cleanup-grace": config.DefaultCleanupGrace.String(),
+		"log-format":    config.DefaultLogFormat,
+	}
+	code := -1
+	for _, f := range newApp(nil, nil, &code).Flags {
+		sf, ok := f.(*cli.StringFlag)
+		if !ok {
+			continue
+		}
+		if w, ok := want[sf.Name]; ok {
+			if sf.Value != w {
+				t.Errorf("--%s defaults to %q, want config's %q", sf.Name, sf.Value, w)
+			}
+			delete(want, sf.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no flag --%s", name)
 	}
 }

@@ -23,7 +23,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Defaults of DESIGN.md §4, the values in its brackets.
+// Defaults of DESIGN.md §4, the values in its brackets: the only table of
+// defaults. The flags (main.go), the control server and the loop take
+// theirs from here.
 const (
 	DefaultSocket = "/run/tend.sock"
 	DefaultMode   = os.FileMode(0o600)
@@ -83,6 +85,14 @@ const (
 	// [zombies]: no scan unless asked; a warning at 10 held by one parent.
 	DefaultZombieWarnAt = 10
 	DefaultStopSignal   = unix.SIGTERM
+	// DefaultCleanupGrace is --cleanup-grace: after the main process
+	// exits, what is left gets SIGTERM, then SIGKILL this long after.
+	DefaultCleanupGrace = 2 * time.Second
+	// DefaultJobDir is a job's working directory when its request names
+	// none: the one directory every uid can enter.
+	DefaultJobDir = "/"
+	// DefaultLogFormat is --log-format: tend's own log lines on stderr.
+	DefaultLogFormat = "text"
 	// NoLimit is a memory_max or pids_max that limits nothing: the key
 	// absent (the default: today's behaviour, nothing made for it) or "max".
 	NoLimit          int64 = 0

@@ -358,3 +358,16 @@ func TestJobsNProc(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultsAsDocumented pins the defaults that used to live outside this
+// table (main.go, supervisor/, control/) to the values README states.
+func TestDefaultsAsDocumented(t *testing.T) {
+	if DefaultCleanupGrace != 2*time.Second || DefaultJobDir != "/" || DefaultMode != 0o600 || DefaultLogFormat != "text" {
+		t.Errorf("cleanup grace %v, job dir %q, socket mode %04o, log format %q: want 2s, /, 0600, text (README)",
+			DefaultCleanupGrace, DefaultJobDir, DefaultMode, DefaultLogFormat)
+	}
+	c, err := Parse(nil, "defaults")
+	if err != nil || c.Control.Mode != DefaultMode {
+		t.Errorf("Parse(nil): mode %v, %v; want %v", c.Control.Mode, err, DefaultMode)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tendinit/tend/api"
+	"github.com/tendinit/tend/config"
 )
 
 // handlerFunc is an endpoint: it gets the connection the request came on.
@@ -150,7 +151,7 @@ func (s *Server) mayConnect(c Caller) bool {
 func (s *Server) connectRule() string {
 	mode := s.cfg.Mode.Perm()
 	if mode == 0 {
-		mode = 0o600
+		mode = config.DefaultMode
 	}
 	group := fmt.Sprintf("group = %q", s.cfg.Group)
 	if s.cfg.Group == "" {

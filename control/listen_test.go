@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tendinit/tend/config"
 )
 
 func TestListenMode(t *testing.T) {
@@ -355,5 +357,20 @@ func TestListenStaleModeAndGroup(t *testing.T) {
 	}
 	if st.Mode != unix.S_IFSOCK|0o660 || st.Gid != 4242 || l.Group() != 4242 {
 		t.Errorf("replaced socket: mode %#o gid %d Group() %d, want 0660 and 4242", st.Mode, st.Gid, l.Group())
+	}
+}
+
+// TestServeDefaultMode: a Config with no mode serves a socket with config's
+// default mode, the one table of defaults.
+func TestServeDefaultMode(t *testing.T) {
+	old := syscall.Umask(0o022) // bind(2) alone would make 0755
+	defer syscall.Umask(old)
+	h := startServer(t, nil)
+	st, err := os.Stat(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != config.DefaultMode {
+		t.Errorf("socket mode %04o with no mode configured, want config.DefaultMode %04o", got, config.DefaultMode)
 	}
 }

@@ -23,11 +23,10 @@ import (
 	"github.com/tendinit/tend/config"
 )
 
-// Defaults of the Config fields that are no setting (those that are have
-// their defaults in config).
+// DefaultIOTimeout is the one Config field's default that is no setting
+// (the settings' defaults are config's).
 const (
 	DefaultIOTimeout = 10 * time.Second
-	DefaultMode      = 0o600
 )
 
 // Jobs is the jobs side of the backend: the supervisor's loop, which owns
@@ -210,7 +209,7 @@ func Serve(cfg Config) (*Server, error) {
 
 func withDefaults(cfg Config) Config {
 	if cfg.Mode == 0 {
-		cfg.Mode = DefaultMode
+		cfg.Mode = config.DefaultMode
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()

@@ -5,6 +5,7 @@ package jobs
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -177,5 +178,39 @@ func TestOutcome(t *testing.T) {
 	}
 	if r := j.Outcome(); r.Record().Reason != api.ReasonExecFailed {
 		t.Error("an Outcome made after the exit is not done with the record")
+	}
+}
+
+// TestListLabels: a label selector matches the jobs that have every one of
+// its labels, newest first; one no job has matches none (the old
+// jobs/submit_test.go's TestListLabels, on the table).
+func TestListLabels(t *testing.T) {
+	tab, c := newTable(Limits{MaxRunning: 10, MaxQueued: 10, Keep: time.Hour, MaxRecords: 10})
+	var ids []string
+	for _, labels := range []map[string]string{{"team": "x", "kind": "build"}, {"team": "x"}} {
+		c.t = c.t.Add(time.Second)
+		j := NewJob([]string{"x"}, 0, labels, c.now())
+		if _, err := tab.Admit(j); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.Rec.ID)
+	}
+	for _, tc := range []struct {
+		sel  map[string]string
+		want []string
+	}{
+		{nil, []string{ids[1], ids[0]}},
+		{map[string]string{"team": "x"}, []string{ids[1], ids[0]}},
+		{map[string]string{"team": "x", "kind": "build"}, []string{ids[0]}},
+		{map[string]string{"kind": "test"}, nil},
+	} {
+		l, _, _ := tab.List(root(), tc.sel, 0, "", 10)
+		var got []string
+		for _, j := range l {
+			got = append(got, j.ID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("List(%v) = %v, want %v", tc.sel, got, tc.want)
+		}
 	}
 }

@@ -130,16 +130,26 @@ func (o *Outlet) Err() error {
 	return err
 }
 
-// Close stops taking writes and waits up to timeout for what is queued to
-// be written. A thread stuck in write(2) is left behind: tend is exiting.
-func (o *Outlet) Close(timeout time.Duration) {
+// Close is CloseBy with timeout from now.
+func (o *Outlet) Close(timeout time.Duration) { o.CloseBy(time.Now().Add(timeout)) }
+
+// CloseBy stops taking writes and waits until deadline for what is queued
+// to be written. A thread stuck in write(2) is left behind: tend is
+// exiting. A second CloseBy returns at once: the first one did the
+// waiting, and a stalled destination must not cost tend a second wait.
+func (o *Outlet) CloseBy(deadline time.Time) {
+	first := false
 	o.stopOnce.Do(func() {
+		first = true
 		o.closeMu.Lock()
 		o.closed = true
 		close(o.queue)
 		o.closeMu.Unlock()
 	})
-	t := time.NewTimer(timeout)
+	if !first {
+		return
+	}
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-o.done:

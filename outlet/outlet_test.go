@@ -87,3 +87,25 @@ func TestNoSIGPIPE(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestSecondCloseReturnsAtOnce: the thread is stuck in write(2) on a full
+// pipe; the first Close waits its timeout, a second one must not wait again
+// (tend's exit path may close an outlet that its teardown already closed).
+func TestSecondCloseReturnsAtOnce(t *testing.T) {
+	_, w := pipe(t)
+	o := New(int(w.Fd()), 0)
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	for range 64 { // 256 KiB against a 64 KiB pipe nobody reads
+		o.Write(chunk)
+	}
+	start := time.Now()
+	o.Close(200 * time.Millisecond)
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("first Close took %v with the writer stuck: want its 200ms", d)
+	}
+	start = time.Now()
+	o.CloseBy(time.Now().Add(5 * time.Second))
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("second Close took %v, want it at once", d)
+	}
+}

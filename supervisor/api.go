@@ -101,7 +101,7 @@ func (b backend) prepareJob(ctx context.Context, sub control.Submit) (*jobs.Job,
 	}
 	dir := sub.Dir
 	if dir == "" {
-		dir = "/"
+		dir = config.DefaultJobDir
 	}
 	env, err := b.environ(ctx, sub, uid, home)
 	if err != nil {

@@ -3,6 +3,8 @@
 package supervisor
 
 import (
+	"errors"
+	"net/http"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -89,6 +91,31 @@ func TestGraceRows(t *testing.T) {
 				t.Errorf("exit code %d, want 137", code)
 			}
 		})
+	})
+}
+
+// TestGraceClockStartsOnce: a second stop signal during the shutdown is
+// forwarded but does not restart the budget: SIGKILL comes 5 s after the
+// first (supervisor/init_test.go's TestInitGrace, before the one loop).
+func TestGraceClockStartsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Init: true, Main: []string{"/bin/true", "main"}, Grace: 5 * time.Second})
+		synctest.Wait()
+		start := time.Now()
+		h.sigs <- unix.SIGTERM
+		h.waitSent("100:TERM", time.Second)
+		time.Sleep(3 * time.Second)
+		h.sigs <- unix.SIGINT
+		h.waitSent("100:INT", time.Second)
+		h.waitSent("-100:KILL", time.Minute)
+		if d := time.Since(start); d < 4900*time.Millisecond || d > 5100*time.Millisecond {
+			t.Errorf("SIGKILL %v after the first SIGTERM (SIGINT at 3s), want 5s", d)
+		}
+		h.exit(mainPid, killedBy(unix.SIGKILL))
+		h.reap()
+		if code := h.exitCode(time.Minute); code != 137 {
+			t.Errorf("exit code %d, want 137", code)
+		}
 	})
 }
 
@@ -249,6 +276,217 @@ func TestCleanupSweep(t *testing.T) {
 	})
 }
 
+// TestCleanupSweepGoneAtTerm: leftovers that go at the sweep's SIGTERM
+// get no SIGKILL, and tend leaves as soon as they are gone, not at the
+// cleanup grace (TestInitCleanup's second case, before the one loop).
+func TestCleanupSweepGoneAtTerm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Init: true, Main: []string{"/bin/true", "main"}, CleanupGrace: 2 * time.Second})
+		synctest.Wait()
+		h.mu.Lock()
+		h.live[555] = true // an orphan, which goes at SIGTERM
+		h.mu.Unlock()
+		start := time.Now()
+		h.exit(mainPid, exitedWith(0))
+		h.reap()
+		h.waitSent("all:TERM", time.Second)
+		time.Sleep(100 * time.Millisecond)
+		h.exit(555, killedBy(unix.SIGTERM))
+		h.reap()
+		if code := h.exitCode(time.Minute); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("done %v after the main exited, want at the leftover's exit (100ms), not the 2s grace", d)
+		}
+		if slices.Contains(h.signalsSent(), "all:KILL") {
+			t.Errorf("SIGKILL sent although everything went at SIGTERM: %q", h.signalsSent())
+		}
+	})
+}
+
+// TestJobTimerStoppedAtExit: a job that ends before its timeout leaves no
+// timer behind (invariant 8: idle means idle; jobs/run_test.go's
+// TestTimerStoppedAtExit, before the one loop).
+func TestJobTimerStoppedAtExit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Init: true, Main: []string{"/bin/true", "main"}})
+		synctest.Wait()
+		var before, during, after int
+		h.do(func() { before = len(h.l.tm.byID) })
+		j, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "job"}, Timeout: time.Hour, TimeoutSet: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.do(func() { during = len(h.l.tm.byID) })
+		pid := *h.jobRec(j).PID
+		h.exit(pid, exitedWith(0))
+		h.reap()
+		synctest.Wait()
+		h.do(func() { after = len(h.l.tm.byID) })
+		if during != before+1 || after != before {
+			t.Errorf("timers: %d before the job, %d while it runs, %d after its exit; want %d, %d, %d",
+				before, during, after, before, before+1, before)
+		}
+		if rec := h.jobRec(j); rec.Reason != api.ReasonExited {
+			t.Errorf("job record %+v, want reason exited", rec)
+		}
+		h.sigs <- unix.SIGTERM
+		h.waitSent("100:TERM", time.Second)
+		h.exit(mainPid, killedBy(unix.SIGTERM))
+		h.reap()
+		h.exitCode(time.Minute)
+	})
+}
+
+// TestShutdownDropsQueuedJobs: at the shutdown a queued job is dropped
+// (exited, reason shutdown, no pid) while the running one is stopped, and a
+// submission is refused with 503; with no job at all, [jobs] stop =
+// "first" waits for nothing (jobs/stop_test.go's TestShutdown and
+// TestShutdownIdle, before the one loop).
+func TestShutdownDropsQueuedJobs(t *testing.T) {
+	t.Run("queued dropped, 503 after", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			file := svcFile(t, "[jobs]\nmax_running = 1\nmax_queued = 5\n")
+			h := newHarness(t, Config{File: file, Init: true, Main: []string{"/bin/true", "main"}})
+			synctest.Wait()
+			run, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "run"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "queued"}})
+			if err != nil || h.jobRec(q).State != api.StateQueued {
+				t.Fatalf("second job: %+v, %v; want queued", h.jobRec(q), err)
+			}
+			pid := *h.jobRec(run).PID
+			h.sigs <- unix.SIGTERM
+			h.waitSent("-"+itoa(pid)+":TERM", time.Second)
+			if rec := h.jobRec(q); rec.State != api.StateExited || rec.Reason != api.ReasonShutdown || rec.PID != nil {
+				t.Errorf("queued job at the shutdown: %+v, want exited, reason shutdown, no pid", rec)
+			}
+			if _, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "late"}}); httpStatus(err) != http.StatusServiceUnavailable {
+				t.Errorf("submission during the shutdown: %v, want a 503", err)
+			}
+			h.exit(pid, killedBy(unix.SIGTERM))
+			h.exit(mainPid, killedBy(unix.SIGTERM))
+			h.reap()
+			if code := h.exitCode(time.Minute); code != 143 {
+				t.Errorf("exit code %d, want 143", code)
+			}
+			if rec := run.Rec; rec.Reason != api.ReasonShutdown {
+				t.Errorf("running job's record %+v, want reason shutdown", rec)
+			}
+		})
+	})
+	t.Run("idle: stop first waits for nothing", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			file := svcFile(t, "[jobs]\nstop = \"first\"\n")
+			h := newHarness(t, Config{File: file, Init: true, Main: []string{"/bin/true", "main"}})
+			synctest.Wait()
+			h.sigs <- unix.SIGTERM
+			if d := h.waitSent("100:TERM", time.Second); d != 0 {
+				t.Errorf("the main process got SIGTERM %v after tend, with no job to wait for: want at once", d)
+			}
+			h.exit(mainPid, killedBy(unix.SIGTERM))
+			h.reap()
+			h.exitCode(time.Minute)
+		})
+	})
+}
+
+// TestConnClosedBoundOnly: a closing connection drops the queued job bound
+// to it (reason disconnected) and does nothing to a job submitted without
+// bind on another (jobs/stop_test.go's TestBindDisconnected and
+// TestUnboundIgnoresConnClosed, before the one loop).
+func TestConnClosedBoundOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		file := svcFile(t, "[jobs]\nmax_running = 1\nmax_queued = 5\n")
+		h := newHarness(t, Config{File: file, Init: true, Main: []string{"/bin/true", "main"}})
+		synctest.Wait()
+		free, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "free"}, Conn: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bound, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "bound"}, Conn: 8, Bind: true})
+		if err != nil || h.jobRec(bound).State != api.StateQueued {
+			t.Fatalf("bound job: %+v, %v; want queued", h.jobRec(bound), err)
+		}
+		be := newBackend(h.l, "")
+		be.ConnClosed(7)
+		be.ConnClosed(8)
+		synctest.Wait()
+		if rec := h.jobRec(free); rec.State != api.StateRunning || len(h.signalsSent()) != 0 {
+			t.Errorf("unbound job after its connection closed: %s, sent %q; want running, nothing sent", rec.State, h.signalsSent())
+		}
+		if rec := h.jobRec(bound); rec.State != api.StateExited || rec.Reason != api.ReasonDisconnected || rec.PID != nil {
+			t.Errorf("bound queued job after its connection closed: %+v, want exited, reason disconnected, no pid", rec)
+		}
+		pid := *h.jobRec(free).PID
+		h.exit(pid, exitedWith(0))
+		h.exit(mainPid, exitedWith(0))
+		h.reap()
+		h.exitCode(time.Minute)
+	})
+}
+
+// TestSignalRequestRows: what a job signal request does on the loop: an
+// unknown id is a 404; a queued job has no process: a signal that would
+// not end it (WINCH) is a 409, one that would (TERM) drops it (exited,
+// reason killed, by SIGTERM); a running job's signal without kill is sent
+// as it is and its death is reason signaled (jobs/stop_test.go's
+// TestSignalErrors, before the one loop; bad names are the validator's:
+// test/jobs_badinput_test.go).
+func TestSignalRequestRows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		file := svcFile(t, "[jobs]\nmax_running = 1\nmax_queued = 5\n")
+		h := newHarness(t, Config{File: file, Init: true, Main: []string{"/bin/true", "main"}})
+		synctest.Wait()
+		run, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "run"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := h.submit(control.Submit{Caller: root, Argv: []string{"/bin/true", "queued"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signal := func(id string, sig unix.Signal) (err error) {
+			h.do(func() { err = h.l.signalRequest(root, id, control.JobSignal{Sig: sig}) })
+			return err
+		}
+		if err := signal("j-00000000", unix.SIGTERM); httpStatus(err) != http.StatusNotFound {
+			t.Errorf("signal to an unknown job: %v, want a 404", err)
+		}
+		if err := signal(q.Rec.ID, unix.SIGWINCH); httpStatus(err) != http.StatusConflict {
+			t.Errorf("WINCH to a queued job: %v, want a 409", err)
+		}
+		if err := signal(q.Rec.ID, unix.SIGTERM); err != nil {
+			t.Errorf("TERM to a queued job: %v, want it dropped", err)
+		}
+		if rec := h.jobRec(q); rec.State != api.StateExited || rec.Reason != api.ReasonKilled || rec.Signal == nil || *rec.Signal != "SIGTERM" || rec.PID != nil {
+			t.Errorf("queued job after TERM: %+v, want exited, reason killed, by SIGTERM, no pid", rec)
+		}
+		pid := *h.jobRec(run).PID
+		if err := signal(run.Rec.ID, unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if sent := h.signalsSent(); !slices.Contains(sent, itoa(pid)+":KILL") && !slices.Contains(sent, "-"+itoa(pid)+":KILL") {
+			t.Errorf("sent %q, want SIGKILL to job pid %d", sent, pid)
+		}
+		h.exit(pid, killedBy(unix.SIGKILL))
+		h.reap()
+		synctest.Wait()
+		if rec := h.jobRec(run); rec.Reason != api.ReasonSignaled {
+			t.Errorf("running job killed by a signal request without kill: reason %q, want signaled", rec.Reason)
+		}
+		if err := signal(run.Rec.ID, unix.SIGTERM); httpStatus(err) != http.StatusConflict {
+			t.Errorf("signal to an exited job: %v, want a 409", err)
+		}
+		h.exit(mainPid, exitedWith(0))
+		h.reap()
+		h.exitCode(time.Minute)
+	})
+}
+
 // TestExecFailureBackoff: a service that cannot be executed restarts with
 // its backoff, not each time another service becomes ready.
 func TestExecFailureBackoff(t *testing.T) {
@@ -308,4 +546,13 @@ func TestInitMainStatus(t *testing.T) {
 		h.reap()
 		h.exitCode(time.Minute)
 	})
+}
+
+// httpStatus is the status an error is answered with, 0 for none.
+func httpStatus(err error) int {
+	var se *api.StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }

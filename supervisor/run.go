@@ -43,14 +43,14 @@ type Config struct {
 	SocketExplicit bool // the socket was asked for: failing to bind it is fatal
 
 	// Init is init mode: no config file, tini's rules for the main
-	// process (every forwardable signal forwarded to it, Rewrite applied).
+	// process (every forwardable signal forwarded to it).
 	Init bool
 	Main []string // the command after --; nil: none
 	Env  []string // tend's environment less its own settings
 	Log  *slog.Logger
 
 	Group      bool                        // -g: signals go to the main process's group
-	Rewrite    map[unix.Signal]unix.Signal // -r (init mode); a 0 value drops the signal
+	Rewrite    map[unix.Signal]unix.Signal // -r, in both modes; a 0 value drops the signal
 	ExpectZero []int                       // -e: tend's exit codes reported as 0
 	WarnReap   bool                        // -w: tini's warning for each orphan reaped
 
@@ -90,9 +90,10 @@ const (
 	spareThreads = 8
 )
 
-// teardownBound is how long everything after the loop may take: the
-// control server's close, the last log lines, tend's own output
-// (DESIGN.md §1.6).
+// teardownBound is how long everything after the loop may take, all of it
+// against this one deadline: the control server's close, the last log
+// lines, tend's own stdout and stderr (DESIGN.md §1.6; README and
+// docs/GUARANTEES.md state the same figure).
 const teardownBound = time.Second
 
 // Run supervises until a shutdown completes and returns tend's exit code.
@@ -133,10 +134,30 @@ func Run(cfg Config) (int, error) {
 	}
 	code := l.run()
 
-	// One deadline for everything after the loop, all at once.
-	deadline := time.Now().Add(teardownBound)
+	cancel() // the reaper ends at its next wake-up (see endReaper)
+	teardown(cfg, log, time.Now().Add(teardownBound), srv, l, reaped)
+	l.release()
+	for _, c := range cfg.ExpectZero {
+		if c == code {
+			code = 0
+		}
+	}
+	return code, l.errs.ErrorOrNil()
+}
+
+// flusher is tend's own stdout or stderr (an outlet.Outlet): CloseBy
+// stops it and waits until the deadline for what it has queued.
+type flusher interface{ CloseBy(time.Time) }
+
+// teardown ends everything after the loop by one deadline: the control
+// server and the service logs (pipes drained, sinks flushed) close side by
+// side; tend's own stdout and stderr keep taking their lines meanwhile and
+// are flushed side by side by the same deadline, so a stalled terminal or
+// a pipe nobody reads costs teardownBound once, not once per step.
+func teardown(cfg Config, log *slog.Logger, deadline time.Time, srv *control.Server, l *loop, reaped <-chan struct{}) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); endReaper(log, reaped, deadline) }()
 	go func() {
 		defer wg.Done()
 		if srv != nil {
@@ -147,15 +168,16 @@ func Run(cfg Config) (int, error) {
 	}()
 	go func() { defer wg.Done(); l.closeLogs(deadline) }()
 	wg.Wait()
-	cancel()
-	endReaper(log, reaped, deadline)
-	l.release()
-	for _, c := range cfg.ExpectZero {
-		if c == code {
-			code = 0
+	if err := l.errs.ErrorOrNil(); err != nil { // tend's last words, before its outlets close
+		log.Warn("errors while running", "err", err)
+	}
+	for _, w := range []io.Writer{cfg.Stdout, cfg.Stderr} {
+		if f, ok := w.(flusher); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); f.CloseBy(deadline) }()
 		}
 	}
-	return code, l.errs.ErrorOrNil()
+	wg.Wait()
 }
 
 // endReaper waits for the reaper's Run to return (closing reaped), until
@@ -190,7 +212,9 @@ func (l *loop) serve(hub *events.Hub, closer *blocking.Closer) (*control.Server,
 	})
 	if err != nil {
 		if !l.cfg.SocketExplicit {
-			l.log.Warn("no control API: cannot open the default socket", "err", err)
+			l.log.Warn("no control API: cannot open the default socket; running without it "+
+				"(set [control] socket or --socket to a path tend can create, or socket = \"\" for none)",
+				"socket", ctl.Socket, "err", err)
 			return nil, nil
 		}
 		return nil, fmt.Errorf("control socket: %w", err)

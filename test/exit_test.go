@@ -87,6 +87,10 @@ func TestUsageAndExecErrors(t *testing.T) {
 	if err := os.WriteFile(noexec, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	badFormat := filepath.Join(dir, "badformat") // executable, but no #! and no ELF: execve says ENOEXEC
+	if err := os.WriteFile(badFormat, []byte("not a program\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -104,6 +108,7 @@ func TestUsageAndExecErrors(t *testing.T) {
 		{"missing in PATH", []string{"--", "no-such-prog-x7"}, 127, []string{"no-such-prog-x7", "ENOENT"}},
 		{"not executable", []string{"--", noexec}, 126, []string{noexec, "EACCES"}},
 		{"directory", []string{"--", dir}, 126, []string{dir, "EACCES"}},
+		{"bad format", []string{"--", badFormat}, 126, []string{badFormat, "ENOEXEC"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -321,7 +321,10 @@ func helperHClient(args []string) int {
 // helperHSetup prepares tend's stdio, then execs ARGV (tend):
 //
 //	stdout=closed        fd 1 closed (a shell's >&-)
+//	stdout=fullpipe      fd 1 a pipe nobody reads, already full
 //	stderr=fullpipe      fd 2 a pipe nobody reads, already full
+//	run=readonly         /run an empty read-only tmpfs (in pid1's private
+//	                     mount namespace), so the default socket cannot be bound
 //
 // args: SETTING... -- ARGV...
 func helperHSetup(args []string) int {
@@ -329,7 +332,11 @@ func helperHSetup(args []string) int {
 		switch args[0] {
 		case "stdout=closed":
 			unix.Close(1)
-		case "stderr=fullpipe":
+		case "stdout=fullpipe", "stderr=fullpipe":
+			fd := 1
+			if args[0] == "stderr=fullpipe" {
+				fd = 2
+			}
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_NONBLOCK); err != nil { // both ends kept: writes block
 				return fail("pipe: %v", err)
@@ -339,12 +346,16 @@ func helperHSetup(args []string) int {
 					break // EAGAIN: full
 				}
 			}
-			// Blocking again for tend (whatever it makes of it), and fd 2.
+			// Blocking again for tend (whatever it makes of it), and fd 1 or 2.
 			if err := unix.SetNonblock(p[1], false); err != nil {
 				return fail("%v", err)
 			}
-			if err := unix.Dup3(p[1], 2, 0); err != nil {
+			if err := unix.Dup3(p[1], fd, 0); err != nil {
 				return fail("dup3: %v", err)
+			}
+		case "run=readonly":
+			if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "size=64k"); err != nil {
+				return fail("mount a read-only /run: %v", err)
 			}
 		default:
 			return fail("hsetup: unknown setting %q", args[0])

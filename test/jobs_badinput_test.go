@@ -59,6 +59,7 @@ func TestJobsBadInput(t *testing.T) {
 		{"missing command", jobsPost("/v1/jobs", `{"argv": ["/no/such/cmd"]}`), 422, "/no/such/cmd"},
 		{"bad signal", jobsPost("/v1/jobs/"+id+"/signal", `{"signal": "SIGFOO"}`), 400, "SIGFOO"},
 		{"signal a number too big", jobsPost("/v1/jobs/"+id+"/signal", `{"signal": "99"}`), 400, "99"},
+		{"signal 0", jobsPost("/v1/jobs/"+id+"/signal", `{"signal": "0"}`), 400, "out of range"},
 		{"signal unknown job", jobsPost("/v1/jobs/j-00000000/signal", `{}`), 404, "j-00000000"},
 		{"get unknown job", jobsGet("/v1/jobs/j-00000000"), 404, "j-00000000"},
 		{"bad wait timeout", jobsGet("/v1/jobs/" + id + "/wait?timeout=xyz"), 400, "timeout"},

@@ -6,6 +6,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,6 +243,71 @@ func TestJobsEventsOrder(t *testing.T) {
 		default:
 			t.Errorf("unexpected event %s of job %s", e.Type, e.Job.ID)
 		}
+	}
+	jt.expectHealthy(t)
+}
+
+// TestJobsQueuedExecFails: a command missing at submission is a 422 naming
+// the path and ENOENT, with no record and no event; a queued job whose
+// command passes the lookup at submission but cannot be executed when its
+// turn comes (no #! and no ELF: ENOEXEC) ends with reason exec_failed, code
+// 126, no pid, an error naming the path and the errno, and only a
+// job.exited event: it never started (jobs/run_test.go's
+// TestQueuedExecFails and jobs/submit_test.go's
+// TestExecFailureNamesPathAndErrno, before the one loop).
+func TestJobsQueuedExecFails(t *testing.T) {
+	t.Parallel()
+	jt := startJobsTend(t, opts{}, "[jobs]\nmax_running = 1\nmax_queued = 1\n")
+	ctx := jobsCtx(t)
+	bad := filepath.Join(jt.dir, "badformat")
+	if err := os.WriteFile(bad, []byte("not a program\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	es, err := jt.client.Events(ctx)
+	if err != nil {
+		t.Fatalf("Events(): %v", err)
+	}
+	defer es.Close()
+	// A command missing at submission: 422 naming the path and the errno,
+	// no record and no event (the events below would show one).
+	missing := filepath.Join(jt.dir, "no-such-prog")
+	_, err = jt.client.Spawn(ctx, api.JobRequest{Argv: []string{missing}}, nil)
+	if jobsCode(err) != http.StatusUnprocessableEntity || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "ENOENT") {
+		t.Errorf("Spawn of a missing command: %v, want a 422 naming %s and ENOENT", err, missing)
+	}
+	hold := jt.spawn(t, api.JobRequest{Argv: []string{"sleep", "100"}})
+	q := jt.spawn(t, api.JobRequest{Argv: []string{bad}})
+	if q.State != api.StateQueued {
+		t.Fatalf("state %s, want queued", q.State)
+	}
+	if err := jt.client.Signal(ctx, hold.ID, api.SignalRequest{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	j := jt.waitJob(t, q.ID)
+	if j.Reason != api.ReasonExecFailed || j.ExitCode == nil || *j.ExitCode != 126 || j.PID != nil {
+		t.Errorf("record %+v: want exec_failed, 126, no pid", j)
+	}
+	if !strings.Contains(j.Error, bad) || !strings.Contains(j.Error, "ENOEXEC") {
+		t.Errorf("error %q does not name %s and ENOEXEC", j.Error, bad)
+	}
+	var types []string
+	for {
+		e, err := es.Next()
+		if err != nil {
+			t.Fatalf("Next(): %v (events of the queued job so far %q)", err, types)
+		}
+		if e.Job != nil && len(e.Job.Argv) > 0 && e.Job.Argv[0] == missing {
+			t.Errorf("event %s for the refused submission: %+v", e.Type, e.Job)
+		}
+		if e.Job != nil && e.Job.ID == q.ID {
+			types = append(types, e.Type)
+			if e.Type == api.EventJobExited {
+				break
+			}
+		}
+	}
+	if !slices.Equal(types, []string{api.EventJobExited}) {
+		t.Errorf("the queued job's events %q, want only job.exited", types)
 	}
 	jt.expectHealthy(t)
 }

@@ -3,13 +3,19 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tendinit/tend/api"
 )
@@ -135,6 +141,107 @@ func TestJobsQueuedJobSignalled(t *testing.T) {
 	}
 	if err := jt.client.Signal(ctx, hold.ID, api.SignalRequest{Signal: "SIGKILL"}); err != nil {
 		t.Fatal(err)
+	}
+	jt.expectHealthy(t)
+}
+
+// TestJobsFilesClosedAtStart: tend closes its copy of a passed fd once the
+// job has started, not when it exits: while the job runs, no fd of tend's
+// is the pipe, and the job still has it (jobs/env_test.go's
+// TestFilesClosedAtStart, before the one loop).
+func TestJobsFilesClosedAtStart(t *testing.T) {
+	t.Parallel()
+	r, sock := hServe(t, opts{}, hDir(t), nil)
+	c := hClient(t, sock)
+	pr, pw := mustPipe(t)
+	defer pr.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(pw.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	pipe := fmt.Sprintf("pipe:[%d]", st.Ino)
+	j, err := c.Spawn(hCtx(t), api.JobRequest{Argv: []string{"sleep", "30"}, Stdio: []int{2}}, []*os.File{pw})
+	pw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds := func(pid int) bool {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, e := range ents {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); l == pipe {
+				return true
+			}
+		}
+		return false
+	}
+	// The close runs on tend's closer thread, just after the start.
+	svPoll(t, r, 5*time.Second, "tend has closed its copy of the passed pipe", func() bool { return !holds(r.pid()) })
+	if j, err := c.Job(hCtx(t), j.ID); err != nil || j.State != api.StateRunning {
+		t.Fatalf("job %+v, %v: want it running, with the pipe", j, err)
+	}
+	if job := svHostPid(t, r, *j.PID); !holds(job) {
+		t.Errorf("the job (pid %d) does not hold the pipe it was passed", job)
+	}
+	if err := c.Signal(hCtx(t), j.ID, api.SignalRequest{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	pr.SetReadDeadline(time.Now().Add(hWait))
+	if _, err := io.ReadAll(pr); err != nil { // EOF with the job's end: nobody else holds it
+		t.Errorf("reading the pipe after the job's end: %v", err)
+	}
+}
+
+// TestJobsGrandchildStopped: a job's timeout and a tree signal with kill
+// reach the job's whole unit, grandchild included: the timeout's SIGTERM
+// ends both (reason timeout); a tree SIGTERM that both ignore is followed
+// by SIGKILL after stop_grace (reason killed), and a signal to the exited
+// job is a 409 (jobs/run_test.go's TestTimeout and TestSignalTreeKill,
+// before the one loop).
+func TestJobsGrandchildStopped(t *testing.T) {
+	t.Parallel()
+	const grace = 300 * time.Millisecond
+	jt := startJobsTend(t, opts{}, "[jobs]\nstop_grace = \""+grace.String()+"\"\n")
+	for _, tc := range []struct {
+		name, script, timeout string
+		reason                string
+		sig                   string
+		treeKill              bool
+	}{
+		{"timeout", `sleep 30 & echo $!; wait`, "300ms", api.ReasonTimeout, "SIGTERM", false},
+		{"tree kill", `trap "" TERM; sleep 30 & echo $!; wait`, "", api.ReasonKilled, "SIGKILL", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w := mustPipe(t)
+			defer r.Close()
+			j := jt.spawn(t, api.JobRequest{Argv: []string{"sh", "-c", tc.script}, Timeout: tc.timeout, Stdio: []int{1}}, w)
+			w.Close()
+			line, err := bufio.NewReader(r).ReadString('\n')
+			nsPid, perr := strconv.Atoi(strings.TrimSpace(line))
+			if err != nil || perr != nil {
+				t.Fatalf("the job's grandchild pid: %q, %v, %v", line, err, perr)
+			}
+			grandchild := svHostPid(t, jt.tendRun, nsPid)
+			sent := time.Now()
+			if tc.treeKill {
+				if err := jt.client.Signal(jobsCtx(t), j.ID, api.SignalRequest{Signal: "SIGTERM", Tree: true, Kill: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rec := jt.waitJob(t, j.ID)
+			if rec.Reason != tc.reason || rec.Signal == nil || *rec.Signal != tc.sig {
+				t.Errorf("record: reason %q signal %v; want %s by %s", rec.Reason, jobsDeref(rec.Signal), tc.reason, tc.sig)
+			}
+			if d := time.Since(sent); tc.treeKill && d < grace {
+				t.Errorf("killed %v after the tree signal, before stop_grace %v", d, grace)
+			}
+			svPoll(t, jt.tendRun, 5*time.Second, "the job's grandchild is gone", func() bool { return !alive(grandchild, "sleep") })
+			if tc.treeKill {
+				err := jt.client.Signal(jobsCtx(t), j.ID, api.SignalRequest{})
+				if jobsCode(err) != http.StatusConflict {
+					t.Errorf("signal to the exited job: %v, want a 409", err)
+				}
+			}
+		})
 	}
 	jt.expectHealthy(t)
 }
