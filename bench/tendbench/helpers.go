@@ -31,7 +31,11 @@ func runHelper(args []string) int {
 		fmt.Fprintf(os.Stderr, "tendbench helper: want one of storm, reaplat, sigrecv\n")
 		return 2
 	}
-	if err := helpers[args[0]](args[1:]); err != nil {
+	finish, err := asService()
+	if err == nil {
+		err = finish(helpers[args[0]](args[1:]))
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "tendbench helper %s: %v\n", args[0], err)
 		return 1
 	}

@@ -10,8 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tendinit/tend/api"
@@ -197,26 +197,35 @@ func shuffledWays(n int) []int {
 	return out
 }
 
-// shutdown runs each tend build as PID 1 in supervisor mode with 100 sleep
-// services: the time until all 100 run, and from SIGTERM to tend's exit.
+// shutdown runs each tend build (--config with 100 sleep services),
+// s6-svscan and runsvdir (a scan directory with 100 services whose run
+// scripts exec sleep) as PID 1: the time until all 100 sleep run, and from
+// the stop signal (stopSignal) to PID 1's exit, as unshare's wait sees it,
+// which the kernel reports only once every process of the namespace is gone.
+// The -- COMMAND inits supervise no services and are left out.
 func shutdown(c *config, res *Results) error {
 	const services = 100
-	var b strings.Builder
-	b.WriteString("[control]\nsocket = \"\"\n[shutdown]\ngrace = \"10s\"\n")
-	for i := 0; i < services; i++ {
-		fmt.Fprintf(&b, "[[service]]\nname = \"s%d\"\ncommand = [\"sleep\", \"100000\"]\n", i)
-	}
-	cfg := filepath.Join(c.tmp, "services.toml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+	cfg, err := tendServices(c, "services.toml", services)
+	if err != nil {
 		return err
 	}
 	fs := res.figure("services.start", "supervisor: start 100 services", "ms", false, "")
-	fd := res.figure("services.stop", "supervisor: SIGTERM to exit, 100 services", "ms", false, "")
+	fd := res.figure("services.stop", "supervisor: stop signal to exit, 100 services", "ms", false, "")
 	for _, s := range shuffled(c.inits) {
-		if !isTend(s.Name) {
+		var argv []string
+		switch {
+		case isTend(s.Name):
+			argv = []string{s.Path, "--config", cfg}
+		case isScanner(s.Name):
+			dir, err := sleepServices(c, s, services)
+			if err != nil {
+				return err
+			}
+			argv = []string{s.Path, dir}
+		default:
 			continue
 		}
-		cmd := nsCommand([]string{s.Path, "--config", cfg})
+		cmd := nsCommand(argv)
 		cmd.Stderr = os.Stderr
 		t0 := time.Now()
 		if err := cmd.Start(); err != nil {
@@ -226,21 +235,29 @@ func shutdown(c *config, res *Results) error {
 		if err != nil {
 			return err
 		}
-		for childCount(pid) < services {
+		for countSleeps(pid) < services {
 			if time.Since(t0) > 20*time.Second {
 				cmd.Process.Kill()
 				cmd.Wait()
-				return fmt.Errorf("%s: %d services running after 20s", s.Name, childCount(pid))
+				return fmt.Errorf("%s: %d services running after 20s", s.Name, countSleeps(pid))
 			}
 			time.Sleep(200 * time.Microsecond)
 		}
 		fs.add(s.Name, float64(time.Since(t0).Microseconds())/1e3, 1)
 		time.Sleep(300 * time.Millisecond)
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
 		t1 := time.Now()
-		if err := unixKill(pid); err != nil {
+		if err := syscall.Kill(pid, stopSignal(s.Name)); err != nil {
 			return err
 		}
-		_ = cmd.Wait()
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("%s: still running 30 s after %v", s.Name, stopSignal(s.Name))
+		}
 		fd.add(s.Name, float64(time.Since(t1).Microseconds())/1e3, 1)
 	}
 	return nil

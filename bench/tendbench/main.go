@@ -1,8 +1,9 @@
 //go:build linux
 
 // Command tendbench measures tend against other inits (tini, dumb-init,
-// catatonit) and against bench/refinit, the least a Go init can be. bench/run
-// builds everything and calls it; see docs/BENCHMARKS.md.
+// catatonit; s6-svscan and runsvdir where they do the same job, see
+// supervisors.go) and against bench/refinit, the least a Go init can be.
+// bench/run builds everything and calls it; see docs/BENCHMARKS.md.
 //
 //	tendbench run -out results.json -rounds 3 [-quick] -init NAME=PATH...
 //	tendbench report -in results.json -svg chart.svg -md table.md
@@ -64,7 +65,7 @@ func isTend(name string) bool { return strings.HasPrefix(name, "tend") }
 func suiteFlags(args []string) (*flag.FlagSet, *config) {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	c := &config{}
-	fs.Var(&c.inits, "init", "NAME=PATH of an init to measure (repeatable; names starting with tend are tend builds)")
+	fs.Var(&c.inits, "init", "NAME=PATH of an init to measure (repeatable; names starting with tend are tend builds; s6-svscan and runsvdir take a scan directory)")
 	fs.StringVar(&c.out, "out", "results.json", "where to write the results")
 	fs.IntVar(&c.rounds, "rounds", 4, "rounds; every scenario runs every init once per round, in a shuffled order")
 	fs.BoolVar(&c.quick, "quick", false, "fewer samples per round")

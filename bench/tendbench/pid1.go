@@ -18,10 +18,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// idle starts every init as PID 1 with a sleeping child (and each tend build
-// a second time with --socket, from a copy of its binary so that PSS does
-// not share its text with the first), all at once, lets them settle, and
-// counts their wake-ups over 10 s and their memory.
+// idle starts every init as PID 1 with one sleeping service, all at once,
+// lets them settle, and counts the wake-ups over 10 s and the memory of the
+// supervisor tree: the init plus its per-service supervisors, if any (the
+// s6-supervise of s6-svscan, the runsv of runsvdir), never the sleep. The
+// `-- COMMAND` inits run sleep as their child; each tend build runs a second
+// time with --socket and a third time as a supervisor (--config with one
+// sleep service), each from its own copy of the binary so that PSS does not
+// split the text between them; s6-svscan and runsvdir scan a directory with
+// one service whose run script execs sleep.
 func idle(c *config, res *Results) error {
 	type run struct {
 		name string
@@ -32,11 +37,25 @@ func idle(c *config, res *Results) error {
 	var runs []*run
 	defer func() {
 		for _, r := range runs {
-			_ = r.cmd.Process.Kill() // --kill-child takes the namespace down
-			_ = r.cmd.Wait()
+			if r.cmd.Process != nil {
+				_ = r.cmd.Process.Kill() // --kill-child takes the namespace down
+				_ = r.cmd.Wait()
+			}
 		}
 	}()
+	cfg, err := tendServices(c, "one-service.toml", 1)
+	if err != nil {
+		return err
+	}
 	for _, s := range c.inits {
+		if isScanner(s.Name) {
+			dir, err := sleepServices(c, s, 1)
+			if err != nil {
+				return err
+			}
+			runs = append(runs, &run{name: s.Name, cmd: nsCommand([]string{s.Path, dir})})
+			continue
+		}
 		runs = append(runs, &run{name: s.Name, cmd: nsCommand(s.argv("sleep", "100000"))})
 		if isTend(s.Name) {
 			cp := filepath.Join(c.tmp, s.Name+"-socket")
@@ -46,6 +65,11 @@ func idle(c *config, res *Results) error {
 			sock := filepath.Join(c.tmp, s.Name+".sock")
 			runs = append(runs, &run{name: s.Name + " --socket",
 				cmd: nsCommand([]string{cp, "--socket", sock, "--", "sleep", "100000"})})
+			cp = filepath.Join(c.tmp, s.Name+"-config")
+			if err := copyFile(s.Path, cp); err != nil {
+				return err
+			}
+			runs = append(runs, &run{name: s.Name + " --config", cmd: nsCommand([]string{cp, "--config", cfg})})
 		}
 	}
 	for _, r := range runs {
@@ -61,16 +85,26 @@ func idle(c *config, res *Results) error {
 	}
 	time.Sleep(2 * time.Second) // start-up done, GC settled
 	for _, r := range runs {
-		r.w0 = wakeups(r.pid)
+		if n := countSleeps(r.pid); n != 1 {
+			return fmt.Errorf("idle: %s runs %d sleep after 2 s, want 1", r.name, n)
+		}
+		for _, p := range supervisorTree(r.pid) {
+			r.w0 += wakeups(p)
+		}
 	}
 	const window = 10 * time.Second
 	time.Sleep(window)
-	fw := res.figure("idle.wakeups", "idle wake-ups over 10 s, all threads", "count", false, "0")
-	fr := res.figure("idle.rssanon", "idle RssAnon", "MiB", false, "<= 2 MiB (init), 3 MiB (--socket)")
-	fp := res.figure("idle.pss", "idle PSS", "MiB", false, "")
+	fw := res.figure("idle.wakeups", "idle wake-ups over 10 s, all threads of the supervisor tree", "count", false, "0")
+	fr := res.figure("idle.rssanon", "idle RssAnon of the supervisor tree", "MiB", false, "<= 2 MiB (init), 3 MiB (--socket)")
+	fp := res.figure("idle.pss", "idle PSS of the supervisor tree", "MiB", false, "")
 	for _, r := range runs {
-		fw.add(r.name, float64(wakeups(r.pid)-r.w0), 1)
-		anon, pss := memory(r.pid)
+		w, anon, pss := -r.w0, 0, 0
+		for _, p := range supervisorTree(r.pid) {
+			w += wakeups(p)
+			a, s := memory(p)
+			anon, pss = anon+a, pss+s
+		}
+		fw.add(r.name, float64(w), 1)
 		fr.add(r.name, float64(anon)/1024, 1)
 		fp.add(r.name, float64(pss)/1024, 1)
 	}
@@ -101,7 +135,9 @@ func runHelperAsInit(c *config, s initSpec, out any, args ...string) error {
 	return nil
 }
 
-// storm: N children of PID 1 released over about a second.
+// storm: N children of PID 1 released over about a second. The helper is
+// the init's main process, or for s6-svscan and runsvdir an orphan that a
+// service left to PID 1 (runHelperAsService).
 func storm(c *config, res *Results) error {
 	n := c.n(10000, 3000)
 	spread := 1000
@@ -110,7 +146,11 @@ func storm(c *config, res *Results) error {
 	fc := res.figure("storm.cpu", "orphan storm: PID 1 CPU", "ms", false, "<= 1.5x refinit")
 	for _, s := range shuffled(c.inits) {
 		var r stormResult
-		if err := runHelperAsInit(c, s, &r, "storm", strconv.Itoa(n), strconv.Itoa(spread)); err != nil {
+		run := runHelperAsInit
+		if isScanner(s.Name) {
+			run = runHelperAsService
+		}
+		if err := run(c, s, &r, "storm", strconv.Itoa(n), strconv.Itoa(spread)); err != nil {
 			return err
 		}
 		fd.add(s.Name, r.DrainMs, 1)
@@ -125,7 +165,7 @@ func reapLatency(c *config, res *Results) error {
 	n := c.n(1000, 200)
 	f50 := res.figure("reap.p50", "reap latency of one orphan, p50", "µs", false, "")
 	f99 := res.figure("reap.p99", "reap latency of one orphan, p99", "µs", false, "p99 < 1 ms")
-	for _, s := range shuffled(c.inits) {
+	for _, s := range shuffled(c.execInits()) {
 		var r latResult
 		if err := runHelperAsInit(c, s, &r, "reaplat", strconv.Itoa(n)); err != nil {
 			return err
@@ -143,7 +183,7 @@ func signalLatency(c *config, res *Results) error {
 	n := c.n(500, 100)
 	f50 := res.figure("signal.p50", "signal forwarding latency, p50", "µs", false, "")
 	f99 := res.figure("signal.p99", "signal forwarding latency, p99", "µs", false, "")
-	all := append([]initSpec{{Name: "direct"}}, c.inits...)
+	all := append([]initSpec{{Name: "direct"}}, c.execInits()...)
 	for _, s := range shuffled(all) {
 		var cmd *exec.Cmd
 		if s.Name == "direct" {

@@ -47,9 +47,10 @@ func runReport(args []string) int {
 }
 
 // order is the column order: tend's builds and ways first, then the floor,
-// then the peers.
-var order = []string{"tend", "tend --socket", "tend-nodocs", "tend-nodocs --socket", "tend API", "tend spawn",
-	"refinit", "refinit-deps", "Go exec", "Python Popen", "tini", "dumb-init", "catatonit", "direct"}
+// then the peers, the supervision suites last.
+var order = []string{"tend", "tend --socket", "tend --config", "tend-nodocs", "tend-nodocs --socket", "tend-nodocs --config",
+	"tend API", "tend spawn", "refinit", "refinit-deps", "Go exec", "Python Popen", "tini", "dumb-init", "catatonit",
+	"s6-svscan", "runsvdir", "direct"}
 
 func names(f *Figure) []string {
 	var out []string
@@ -77,7 +78,7 @@ func names(f *Figure) []string {
 func subjects(f *Figure) []string {
 	var out []string
 	for _, n := range names(f) {
-		if n == "tend" || n == "tend --socket" || n == "tend API" || n == "tend spawn" {
+		if n == "tend" || n == "tend --socket" || n == "tend --config" || n == "tend API" || n == "tend spawn" {
 			out = append(out, n)
 		}
 	}

@@ -96,7 +96,7 @@ func sizes(c *config, res *Results) {
 // and CPU (the init's and /bin/true's, from wait4's rusage) of the round.
 func startup(c *config, res *Results) error {
 	n := c.n(150, 30)
-	all := append([]initSpec{{Name: "direct", Path: "/bin/true"}}, c.inits...)
+	all := append([]initSpec{{Name: "direct", Path: "/bin/true"}}, c.execInits()...)
 	wall := map[string][]float64{}
 	cpu := map[string][]float64{}
 	for i := 0; i < n; i++ {
