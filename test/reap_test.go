@@ -3,11 +3,16 @@
 package test
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tendinit/tend/api"
 )
 
 // stormTimeout bounds a whole orphan storm.
@@ -136,5 +141,49 @@ func TestExitDuringStorm(t *testing.T) {
 				t.Errorf("only %d orphans reaped: the storm did not run", n)
 			}
 		})
+	}
+}
+
+// TestReapWithNoChildOfItsOwn: an orphan that reaches tend while tend has
+// no child of its own (a process of `docker exec`, whose parent is outside
+// the container, leaves a child behind, while the only service waits out
+// its restart backoff) is reaped as soon as it exits.
+// The reaper then waits in waitid, which fails with ECHILD at once when
+// tend has no child at all; the orphan's reparenting is not announced, its
+// exit is, by SIGCHLD: the reaper must be waiting for that too, else the
+// zombie stays until tend next starts a child.
+func TestReapWithNoChildOfItsOwn(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	dir := t.TempDir()
+	// The service runs for a moment every 30 s: tend has no child between.
+	r, sock := hConfig(t, opts{env: []string{"TEND_WARN_ON_REAP=1"}}, dir, "[control]\nsocket = \""+filepath.Join(dir, "s")+"\"\n"+
+		"[[service]]\nname = \"blink\"\ncommand = [\"true\"]\nrestart = \"always\"\nbackoff = \"30s\"\nbackoff_max = \"30s\"\n")
+	svPoll(t, r, 5*time.Second, "blink's first run over", func() bool { return strings.Contains(r.stderrNow(), `msg="service exited" service=blink`) })
+	c := api.NewClient(sock)
+	defer c.CloseIdle()
+	for round := 1; round <= 3; round++ {
+		// nsenter forks into tend's PID namespace; the shell there leaves
+		// a sleep behind and exits, so the sleep's parent becomes tend.
+		out, err := exec.Command("nsenter", "--target", strconv.Itoa(r.pid()), "--pid", "--",
+			"sh", "-c", `sleep 0.3 & echo $!`).Output()
+		if err != nil {
+			t.Fatalf("nsenter: %v", err)
+		}
+		pid := strings.TrimSpace(string(out))
+		start := time.Now()
+		svPoll(t, r, 5*time.Second, "orphan "+pid+" reaped", func() bool {
+			return strings.Contains(r.stderrNow(), "Reaped zombie process with pid="+pid+`"`)
+		})
+		if el := time.Since(start); el > 1300*time.Millisecond {
+			t.Errorf("round %d: orphan %s (a 0.3 s sleep) reaped %v after it was made; want within 1 s of its exit", round, pid, el)
+		}
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Counters.OrphansReaped != uint64(round) {
+			t.Errorf("round %d: orphans_reaped = %d, want %d", round, st.Counters.OrphansReaped, round)
+		}
 	}
 }
