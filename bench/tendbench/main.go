@@ -72,6 +72,7 @@ func suiteFlags(args []string) (*flag.FlagSet, *config) {
 	fs.StringVar(&c.only, "only", "", "comma-separated scenarios to run (default all)")
 	fs.StringVar(&c.python, "python", "python3", "the Python for the subprocess.Popen baseline")
 	fs.StringVar(&c.tmp, "tmp", os.TempDir(), "scratch directory")
+	fs.StringVar(&c.empty, "empty", "", "an empty static Go program (bench/empty): tend spawn's reference")
 	_ = fs.Parse(args)
 	return fs, c
 }
@@ -84,6 +85,7 @@ type config struct {
 	only   string
 	python string
 	tmp    string
+	empty  string // bench/empty's binary, or ""
 	self   string // this binary, for the helpers
 }
 

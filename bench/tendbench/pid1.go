@@ -163,7 +163,7 @@ func storm(c *config, res *Results) error {
 // reapLatency: one child of PID 1 at a time, exit to reaped.
 func reapLatency(c *config, res *Results) error {
 	n := c.n(1000, 200)
-	f50 := res.figure("reap.p50", "reap latency of one orphan, p50", "µs", false, "")
+	f50 := res.figure("reap.p50", "reap latency of one orphan, p50", "µs", false, "<= 1.5x the best C init")
 	f99 := res.figure("reap.p99", "reap latency of one orphan, p99", "µs", false, "p99 < 1 ms")
 	for _, s := range shuffled(c.execInits()) {
 		var r latResult
@@ -181,7 +181,7 @@ func reapLatency(c *config, res *Results) error {
 // straight to the helper (no init: Go's own signal delivery, the floor).
 func signalLatency(c *config, res *Results) error {
 	n := c.n(500, 100)
-	f50 := res.figure("signal.p50", "signal forwarding latency, p50", "µs", false, "")
+	f50 := res.figure("signal.p50", "signal forwarding latency, p50", "µs", false, "<= 1.5x tini")
 	f99 := res.figure("signal.p99", "signal forwarding latency, p99", "µs", false, "")
 	all := append([]initSpec{{Name: "direct"}}, c.execInits()...)
 	for _, s := range shuffled(all) {

@@ -49,7 +49,7 @@ func runReport(args []string) int {
 // order is the column order: tend's builds and ways first, then the floor,
 // then the peers, the supervision suites last.
 var order = []string{"tend", "tend --socket", "tend --config", "tend-nodocs", "tend-nodocs --socket", "tend-nodocs --config",
-	"tend API", "tend spawn", "refinit", "refinit-deps", "Go exec", "Python Popen", "tini", "dumb-init", "catatonit",
+	"tend API", "tend API group", "tend spawn", "empty Go + tend API", "refinit", "refinit-deps", "Go exec", "Python Popen", "tini", "dumb-init", "catatonit",
 	"s6-svscan", "runsvdir", "direct"}
 
 func names(f *Figure) []string {
@@ -78,7 +78,7 @@ func names(f *Figure) []string {
 func subjects(f *Figure) []string {
 	var out []string
 	for _, n := range names(f) {
-		if n == "tend" || n == "tend --socket" || n == "tend --config" || n == "tend API" || n == "tend spawn" {
+		if n == "tend" || n == "tend --socket" || n == "tend --config" || n == "tend API" || n == "tend API group" || n == "tend spawn" {
 			out = append(out, n)
 		}
 	}
@@ -134,7 +134,15 @@ func verdict(f *Figure, subj string) string {
 	}
 	switch f.ID {
 	case "startup.wall":
-		return yes(ratio("refinit") <= 1.25)
+		return yes(ratio("refinit-deps") <= 1.25 && ratio("refinit") <= 1.5)
+	case "reap.p50":
+		if subj == "tend" {
+			return yes(v <= 1.5*bestOf(f, "tini", "dumb-init", "catatonit"))
+		}
+	case "signal.p50":
+		if subj == "tend" {
+			return yes(ratio("tini") <= 1.5)
+		}
 	case "idle.wakeups":
 		return yes(v == 0)
 	case "idle.rssanon":
@@ -148,14 +156,32 @@ func verdict(f *Figure, subj string) string {
 		return yes(ratio("refinit") <= 1.5)
 	case "reap.p99":
 		return yes(v < 1000)
-	case "jobs.rate.c1", "jobs.rate.c4":
-		if subj == "tend API" {
-			return yes(ratio("Go exec") >= 0.8 && v >= 1000)
+	case "jobs.rate.c1":
+		switch subj {
+		case "tend API", "tend API group":
+			return yes(ratio("Go exec") >= 0.8 && ratio("Python Popen") >= 1.0)
+		case "tend spawn": // a rate: at most 1.5x the reference's time
+			return yes(ratio("empty Go + tend API") >= 1/1.5)
+		}
+	case "jobs.rate.c4":
+		if subj == "tend API" || subj == "tend API group" {
+			return yes(ratio("Go exec") >= 0.8)
 		}
 	case "size.binary":
 		return yes(v < 10)
 	}
 	return ""
+}
+
+// bestOf is the least median among names (the best latency).
+func bestOf(f *Figure, names ...string) float64 {
+	best := math.Inf(1)
+	for _, n := range names {
+		if v, _, _, ok := f.stat(n); ok && v < best {
+			best = v
+		}
+	}
+	return best
 }
 
 func markdown(res *Results) string {

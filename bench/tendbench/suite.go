@@ -115,7 +115,7 @@ func startup(c *config, res *Results) error {
 			cpu[s.Name] = append(cpu[s.Name], float64(ru.Utime.Nano()+ru.Stime.Nano())/1e6)
 		}
 	}
-	fw := res.figure("startup.wall", "start-up wall, INIT -- /bin/true", "ms", false, "<= 1.25x refinit")
+	fw := res.figure("startup.wall", "start-up wall, INIT -- /bin/true", "ms", false, "<= 1.25x refinit-deps, <= 1.5x refinit")
 	fc := res.figure("startup.cpu", "start-up CPU (user+sys, INIT and /bin/true)", "ms", false, "")
 	for _, s := range all {
 		fw.add(s.Name, percentile(wall[s.Name], 50), n)
