@@ -323,7 +323,7 @@ func helperHClient(args []string) int {
 //	stdout=closed        fd 1 closed (a shell's >&-)
 //	stdout=fullpipe      fd 1 a pipe nobody reads, already full
 //	stderr=fullpipe      fd 2 a pipe nobody reads, already full
-//	run=readonly         /run an empty read-only tmpfs (in pid1's private
+//	run=readonly         /run an empty read-only tmpfs of mode 0755, as /run is (in pid1's private
 //	                     mount namespace), so the default socket cannot be bound
 //
 // args: SETTING... -- ARGV...
@@ -354,7 +354,7 @@ func helperHSetup(args []string) int {
 				return fail("dup3: %v", err)
 			}
 		case "run=readonly":
-			if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "size=64k"); err != nil {
+			if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0755"); err != nil {
 				return fail("mount a read-only /run: %v", err)
 			}
 		default:
