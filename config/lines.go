@@ -4,17 +4,31 @@ package config
 
 import (
 	"bytes"
-	"regexp"
 	"strconv"
+	"strings"
 )
 
-// bareKey is a TOML key that needs no quotes.
-var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// bareKey reports whether key is a TOML key that needs no quotes. (A loop,
+// not a regexp: package-level regexps compile at every start of tend,
+// init mode included.)
+func bareKey(key string) bool { return key != "" && onlyOf(key, "_-") }
+
+// onlyOf reports whether s holds only ASCII letters, digits and bytes of
+// extra.
+func onlyOf(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
 
 // joinPath appends key to a key path, quoting it when it is not bare, so
 // that "a.b" = 1 is not mistaken for a.b = 1.
 func joinPath(path, key string) string {
-	if !bareKey.MatchString(key) {
+	if !bareKey(key) {
 		key = strconv.Quote(key)
 	}
 	if path == "" {

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,12 +18,12 @@ import (
 
 // validName is what a service name may be made of; names appear in URLs
 // (/v1/services/{name}) and log prefixes, so nothing needs escaping.
-var validName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+func validName(name string) bool { return name != "" && onlyOf(name, "._-") }
 
 // isValidName reports whether name may name a service from the file. "."
 // and ".." are refused too: HTTP clients and muxes clean them out of paths.
 func isValidName(name string) bool {
-	return name != MainName && name != "." && name != ".." && validName.MatchString(name)
+	return name != MainName && name != "." && name != ".." && validName(name)
 }
 
 // service reads one [[service]] table.
@@ -277,7 +276,7 @@ func (t *table) name() string {
 		t.errorf("name", "%q is reserved for the command after --", name)
 	case name == "." || name == "..":
 		t.errorf("name", "%q is a path element, not a usable name", name)
-	case !validName.MatchString(name):
+	case !validName(name):
 		t.errorf("name", "%q is not made of letters, digits, '.', '_' and '-'", name)
 	default:
 		t.label = fmt.Sprintf("service %q", name)
@@ -443,7 +442,7 @@ func (t *table) checks(key string) []Check {
 		ct.label = fmt.Sprintf("%s: %s[%d]", t.label, key, i)
 		if name, ok := ct.str("name"); ok {
 			switch {
-			case !validName.MatchString(name) || name == "." || name == "..":
+			case !validName(name) || name == "." || name == "..":
 				ct.errorf("name", "%q is not made of letters, digits, '.', '_' and '-'", name)
 			case slices.ContainsFunc(out, func(o Check) bool { return o.Name == name }):
 				ct.errorf("name", "%q is already the name of another check of this service", name)
