@@ -88,7 +88,7 @@ func runTests(m *testing.M) int {
 
 // buildTend builds the repository root (the parent of this directory) into
 // dir/tend, once for the whole package, and the standalone unit helper
-// beside it, as a release ships them; with TEND_TEST_HELPER=self the helper
+// beside it, as a release ships them; with TEND_TEST_UNIT_HELPER=self the helper
 // is left out, and tend's own binary is the unit helper (its fallback).
 func buildTend(dir string) error {
 	root, err := filepath.Abs("..")
@@ -102,7 +102,7 @@ func buildTend(dir string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build tend in %s: %v\n%s", root, err, out)
 	}
-	if os.Getenv("TEND_TEST_HELPER") == "self" {
+	if os.Getenv("TEND_TEST_UNIT_HELPER") == "self" {
 		return nil
 	}
 	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "tend-unit-helper"), "./unit/helper/cmd/tend-unit-helper")
