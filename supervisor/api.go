@@ -308,7 +308,6 @@ func (b backend) Signal(c control.Caller, id string, req control.JobSignal) (err
 	return err
 }
 
-// ConnClosed stops every bound job whose last bound connection this was.
 // PidFD is a new pidfd of running job id's process: opened by tend where
 // that process is tend's own child (group, cgroup, the trampoline that
 // became the command); for a subreaper unit, whose command is its
@@ -330,7 +329,7 @@ func (b backend) PidFD(c control.Caller, id string) (fd int, err error) {
 			fd, err = unix.FcntlInt(uintptr(u.pidfd), unix.F_DUPFD_CLOEXEC, 3)
 			closePidFD(&u.pidfd)
 		case !u.started || u.main != u.proc.Pid():
-			err = api.Errorf(http.StatusConflict, "job %s's process is its unit helper's child: no pidfd", id)
+			err = api.Errorf(http.StatusConflict, "job %s: its exec trampoline has not become the command yet: no pidfd", id)
 		default:
 			fd, err = u.proc.OpenPidFD()
 		}
@@ -349,6 +348,7 @@ func jobUnit(j *jobs.Job) (*unit, bool) {
 	return u, ok && u != nil
 }
 
+// ConnClosed stops every bound job whose last bound connection this was.
 func (b backend) ConnClosed(conn uint64) {
 	b.do(func() {
 		for _, j := range b.l.jobs.ConnClosed(conn) {
