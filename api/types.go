@@ -46,9 +46,10 @@ type JobRequest struct {
 	Timeout string            `json:"timeout,omitempty"` // Go duration; "" = [jobs] timeout
 	Bind    bool              `json:"bind,omitempty"`
 	// PidFD asks for a pidfd of the job's process, passed (SCM_RIGHTS)
-	// with the 201 answer, when the job runs at once as tend's own child
-	// (tracking group or cgroup; not subreaper): readable once it exits,
-	// good for pidfd_send_signal; the status still comes from tend.
+	// with the 201 answer when the job runs at once, whatever its track
+	// (subreaper: opened by its unit helper before it can reap it):
+	// readable once it exits, good for pidfd_send_signal; the status
+	// still comes from tend.
 	PidFD bool   `json:"pidfd,omitempty"`
 	User  string `json:"user,omitempty"`  // root callers only
 	Stdio []int  `json:"stdio,omitempty"` // target fd (0-2) of each passed fd

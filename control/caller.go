@@ -44,8 +44,12 @@ type Submit struct {
 	Timeout    time.Duration // with TimeoutSet; else the [jobs] default
 	TimeoutSet bool
 	Bind       bool
-	User       string // root callers only (checked by the backend)
-	Track      string // "", or a valid config.Track
+	// PidFD: the answer will pass a pidfd of the job's process if it
+	// runs by then (POST /v1/jobs without wait): a subreaper unit's
+	// helper is asked for one.
+	PidFD bool
+	User  string // root callers only (checked by the backend)
+	Track string // "", or a valid config.Track
 	// MemoryMax and PidsMax are the job's limits, config.NoLimit if none.
 	MemoryMax int64
 	PidsMax   int64

@@ -148,6 +148,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	var sub Submit
 	if err == nil {
 		sub, err = parseJob(req, files, c.caller, c.id, s.cfg.Limits)
+		// The NDJSON answer of wait=1 passes no fd: no helper need
+		// open a pidfd for it.
+		sub.PidFD = sub.PidFD && !wait
 	}
 	if err != nil {
 		c.closeFDs(files...)
@@ -168,8 +171,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	if req.PidFD && job.State == api.StateRunning {
 		// Sent with the answer's first bytes; none when it cannot be had
-		// (the job ended already, subreaper tracking, seccomp): the
-		// client then waits on tend alone.
+		// (the job ended already, seccomp): the client then waits on
+		// tend alone.
 		if fd, err := s.cfg.Jobs.PidFD(c.caller, job.ID); err == nil {
 			c.sendWithNext(fd)
 		} else {

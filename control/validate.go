@@ -41,7 +41,7 @@ func parseJob(req api.JobRequest, files []int, c Caller, conn uint64, lim Limits
 		return bad("dir %s is not an absolute path", quoteCut(req.Dir))
 	}
 	sub := Submit{Caller: c, Conn: conn, Argv: req.Argv, Env: req.Env, Dir: req.Dir,
-		Labels: req.Labels, Bind: req.Bind, User: req.User, Files: files}
+		Labels: req.Labels, Bind: req.Bind, PidFD: req.PidFD, User: req.User, Files: files}
 	if req.Timeout != "" {
 		d, err := time.ParseDuration(req.Timeout)
 		if err != nil || d < 0 {

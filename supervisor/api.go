@@ -308,11 +308,13 @@ func (b backend) Signal(c control.Caller, id string, req control.JobSignal) (err
 	return err
 }
 
-// ConnClosed stops every bound job whose last bound connection this was.
-// PidFD is a new pidfd of running job id's process, where that process is
-// tend's own child (group, cgroup, the trampoline that became the
-// command); a subreaper unit's command is its helper's child, which tend
-// cannot name safely.
+// PidFD is a new pidfd of running job id's process: opened by tend where
+// that process is tend's own child (group, cgroup, the trampoline that
+// became the command); for a subreaper unit, whose command is its
+// helper's child that tend cannot name safely, a copy of the one its
+// helper opened before it could reap it (asked for by the request:
+// control.Submit.PidFD). That one is released here: the answer this is
+// for is its only taker.
 func (b backend) PidFD(c control.Caller, id string) (fd int, err error) {
 	fd = -1
 	if e := b.do(func() {
@@ -321,8 +323,13 @@ func (b backend) PidFD(c control.Caller, id string) (fd int, err error) {
 		switch {
 		case j == nil || j.Rec.State != api.StateRunning || u == nil || u.proc == nil:
 			err = api.Errorf(http.StatusConflict, "job %s is not running", id)
-		case u.track == config.TrackSubreaper || !u.started || u.main != u.proc.Pid():
-			err = api.Errorf(http.StatusConflict, "job %s's process is its unit helper's child: no pidfd", id)
+		case u.track == config.TrackSubreaper && u.pidfd < 0:
+			err = api.Errorf(http.StatusConflict, "job %s: its unit helper passed no pidfd of it (pidfd_open refused there, or it was taken already)", id)
+		case u.track == config.TrackSubreaper:
+			fd, err = unix.FcntlInt(uintptr(u.pidfd), unix.F_DUPFD_CLOEXEC, 3)
+			closePidFD(&u.pidfd)
+		case !u.started || u.main != u.proc.Pid():
+			err = api.Errorf(http.StatusConflict, "job %s: its exec trampoline has not become the command yet: no pidfd", id)
 		default:
 			fd, err = u.proc.OpenPidFD()
 		}
@@ -341,6 +348,7 @@ func jobUnit(j *jobs.Job) (*unit, bool) {
 	return u, ok && u != nil
 }
 
+// ConnClosed stops every bound job whose last bound connection this was.
 func (b backend) ConnClosed(conn uint64) {
 	b.do(func() {
 		for _, j := range b.l.jobs.ConnClosed(conn) {

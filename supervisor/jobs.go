@@ -41,7 +41,7 @@ func (l *loop) submitJob(j *jobs.Job, sub control.Submit) (api.Job, <-chan jobs.
 		return j.Rec, nil, nil
 	}
 	j.StartWait = make(chan jobs.StartResult, 1)
-	if err := l.startJob(j); err != nil {
+	if err := l.startJob(j, sub.PidFD); err != nil {
 		j.StartWait = nil
 		l.jobs.Forget(j) // an exec failure leaves no record: the request gets the error
 		return api.Job{}, nil, l.refused(startError(err))
@@ -55,8 +55,9 @@ func (l *loop) submitJob(j *jobs.Job, sub control.Submit) (api.Job, <-chan jobs.
 // startJob forks j with its passed files on their stdio fds and /dev/null
 // on the others; tend's copies of the files and the prepared command are
 // released either way (the closing off the loop: a passed socket's close
-// can block).
-func (l *loop) startJob(j *jobs.Job) error {
+// can block). pidfd: the request waits to pass a pidfd of the job's
+// process (a subreaper helper must then open one).
+func (l *loop) startJob(j *jobs.Job, pidfd bool) error {
 	fds := []uintptr{uintptr(l.null), uintptr(l.null), uintptr(l.null)}
 	var err error
 	for i, fd := range j.Files {
@@ -79,6 +80,10 @@ func (l *loop) startJob(j *jobs.Job) error {
 	if err == nil {
 		us := unitSpec{name: "job-" + j.Rec.ID, track: config.Track(j.Rec.Track), files: fds, stopSignal: unix.SIGTERM,
 			stopTimeout: l.jobsConfig().StopGrace, killMode: config.KillUnit, signalAs: j.SignalAs, limits: limits}
+		// tend's own child it can open a pidfd of itself (PidFD); a
+		// subreaper helper's command only its helper can, before it
+		// may reap it.
+		us.pidfd = pidfd && us.track == config.TrackSubreaper
 		if c := j.Prep.Cred(); c != nil {
 			us.uid = int(c.Uid)
 		}
@@ -248,7 +253,7 @@ func (l *loop) startQueued() {
 		if j == nil {
 			return
 		}
-		err := l.startJob(j)
+		err := l.startJob(j, false) // its request was answered (queued): nobody takes a pidfd
 		if err == nil {
 			continue
 		}

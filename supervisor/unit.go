@@ -54,6 +54,11 @@ type unit struct {
 	startErr error           // why the command could not be started (subreaper)
 	ended    bool
 	rescue   uint64 // timer: kill the helper's tree if it has not ended the unit
+	// pidfd (subreaper, spec.pidfd) is the command's pidfd from its
+	// helper, -1 if none: kept only until the request's answer takes a
+	// copy (backend.PidFD) or the command exits, so that running units
+	// hold no fd each.
+	pidfd int
 
 	// subreaper: the unit ends when the helper has been reaped and its
 	// socket read to EOF, whichever comes last: the reaper and the relay
@@ -100,6 +105,9 @@ type unitSpec struct {
 	// proc is set in the command's process before its exec (umask, nice,
 	// rlimits, no_new_privs): by the trampoline, or the subreaper helper.
 	proc helper.Process
+	// pidfd (subreaper): the helper passes a pidfd of the command with
+	// its started message, for the answer of the job's request.
+	pidfd bool
 }
 
 // errHelperEnded is a unit helper that died before it started its
@@ -147,7 +155,7 @@ func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 // runs when it returns (started); a subreaper unit's command is exec'd by
 // its helper, which says so later (unitMessage).
 func (l *loop) startUnit(p *spawn.Prepared, us unitSpec, owner any) (*unit, error) {
-	u := &unit{track: us.track, owner: owner, spec: us}
+	u := &unit{track: us.track, owner: owner, spec: us, pidfd: -1}
 	q := p.WithFiles(us.files)
 	if err := l.makeV1(u, us.name, l.v1Owner(us)); err != nil {
 		l.removeV1(u)
@@ -212,7 +220,7 @@ func (l *loop) startUnitIn(u *unit, p, q *spawn.Prepared) (*unit, error) {
 	}
 	hs := helper.Subreaper{Path: p.Path(), Argv: p.Spec().Argv, Env: p.Spec().Env,
 		StopSignal: syscall.Signal(us.stopSignal), StopTimeout: us.stopTimeout, KillMode: helper.KillMode(us.killMode),
-		Setsid: p.Spec().Setsid, NProc: us.nproc, Cgroups: len(u.v1), Process: us.proc}
+		Setsid: p.Spec().Setsid, NProc: us.nproc, Cgroups: len(u.v1), Process: us.proc, PidFD: us.pidfd}
 	// The control socket goes after the stdio and any fds passed on at
 	// their own numbers (socket activation): where Via puts it; the v1
 	// directories to join follow it.
@@ -294,7 +302,7 @@ func (l *loop) startTrampoline(u *unit, p, q *spawn.Prepared) (*unit, error) {
 // relay posts a helper's messages to the loop, in order, then its EOF.
 func (l *loop) relay(u *unit) {
 	for m := range u.conn.Messages() {
-		l.post(func() { l.unitMessage(u, m) }, nil)
+		l.post(func() { l.unitMessage(u, m) }, func() { closePidFD(&m.FD) })
 	}
 	l.post(func() { l.unitRelayDone(u) }, nil)
 }
@@ -321,13 +329,19 @@ func (l *loop) unitRelayDone(u *unit) {
 
 // unitMessage handles one message of a unit's helper.
 func (l *loop) unitMessage(u *unit, m helper.Message) {
+	if u.ended || m.Kind != helper.Started || !u.spec.pidfd || u.pidfd >= 0 {
+		closePidFD(&m.FD) // not asked for, or too late: nobody would close it
+	}
 	if u.ended {
 		return
 	}
 	switch m.Kind {
 	case helper.Started:
 		u.main, u.started = m.PID, true
-		l.unitStarted(u)
+		if m.FD >= 0 {
+			u.pidfd = m.FD
+		}
+		l.unitStarted(u) // answers the request: the pidfd is there for it
 	case helper.Failed:
 		if u.started { // the helper exits now: its end reports this
 			break
@@ -403,6 +417,7 @@ func (l *loop) endUnit(u *unit, e reaper.Exit) {
 		}
 	}
 	u.ended = true
+	closePidFD(&u.pidfd)
 	l.readOOM(u)
 	l.removeV1(u)
 	if u.rescue != 0 {
@@ -435,10 +450,19 @@ func (l *loop) unitStarted(u *unit) {
 // recorded now: its waiter learns the command's status when the command
 // ends, not when the last leftover is gone; its slot is free again.
 func (l *loop) unitMainExited(u *unit) {
+	closePidFD(&u.pidfd) // the job's record is exited: no answer passes it now
 	l.readOOM(u)
 	l.log.Debug("main process exited, unit still ending", "pid", u.main, "status", reaper.Describe(u.mainWS))
 	if j, ok := u.owner.(*jobs.Job); ok && j.Run == u && u.started {
 		l.jobExited(j, u)
+	}
+}
+
+// closePidFD closes *fd, if any, and leaves -1.
+func closePidFD(fd *int) {
+	if *fd >= 0 {
+		unix.Close(*fd)
+		*fd = -1
 	}
 }
 

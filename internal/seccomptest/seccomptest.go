@@ -1,8 +1,9 @@
 //go:build linux
 
-// Package seccomptest gives tests the seccomp filter that Docker's and
-// Podman's default profiles apply to clone3, so that tend's fallbacks can
-// be tested where clone3 is refused. Only tests import it.
+// Package seccomptest gives tests seccomp filters that refuse one syscall
+// with ENOSYS, as container runtimes' profiles do to clone3 (and older
+// ones to pidfd_open), so that tend's fallbacks can be tested where these
+// are refused. Only tests import it.
 package seccomptest
 
 import (
@@ -19,7 +20,15 @@ var auditArch = map[string]uint32{"amd64": unix.AUDIT_ARCH_X86_64, "arm64": unix
 // DenyClone3 installs, on every thread (TSYNC), the filter of Docker's and
 // Podman's default profiles as far as clone3 goes: ENOSYS for clone3, any
 // other syscall allowed.
-func DenyClone3() error {
+func DenyClone3() error { return denyENOSYS(unix.SYS_CLONE3) }
+
+// DenyPidfdOpen installs, as DenyClone3 does, a filter answering
+// pidfd_open with ENOSYS, as a profile written before the syscall existed
+// can (kernels before 5.3 answer the same).
+func DenyPidfdOpen() error { return denyENOSYS(unix.SYS_PIDFD_OPEN) }
+
+// denyENOSYS installs the filter: ENOSYS for syscall nr, any other allowed.
+func denyENOSYS(nr uint32) error {
 	arch, ok := auditArch[runtime.GOARCH]
 	if !ok {
 		return fmt.Errorf("no audit arch for %s", runtime.GOARCH)
@@ -32,7 +41,7 @@ func DenyClone3() error {
 		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: arch},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0},
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_CLONE3},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: nr},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 	}

@@ -587,6 +587,25 @@ UNSUPPORTED = [("executable", "/bin/sh"), ("preexec_fn", lambda: None), ("close_
                ("process_group", 0)]
 
 
+class PidfdTest(TendTestCase):
+    def test_the_job_comes_with_its_pidfd(self):
+        # Every track gives one (subreaper: its helper's, opened before it
+        # could reap the command), unless pidfds are refused (seccomp, a
+        # kernel before 5.3): the only fallback, checked here.
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except (AttributeError, OSError):
+            self.skipTest("no pidfd_open here")
+        p = self.popen(["sleep", "30"])
+        track = p.record.get("track")
+        self.assertIsNotNone(p._pidfd, "tend passed no pidfd for a %s job" % track)
+        self.assertEqual(tend._pidfd_pid(p._pidfd), p.pid, "the pidfd is not the job's (%s)" % track)
+        self.assertIsNone(p.poll())
+        signal.pidfd_send_signal(p._pidfd, signal.SIGKILL)
+        self.assertEqual(p.wait(DEADLINE), -signal.SIGKILL)
+        self.assertIsNone(p._pidfd, "the pidfd is kept after the exit")
+
+
 class UnsupportedTest(TendTestCase):
     def test_each_unsupported_argument_is_a_typeerror_naming_it(self):
         for name, value in UNSUPPORTED:

@@ -36,6 +36,11 @@ type Message struct {
 	Status syscall.WaitStatus
 	N      int
 	Err    error
+	// FD is, on Started from a helper started with Subreaper.PidFD, a
+	// pidfd of the command (close-on-exec), the receiver's to close; -1:
+	// none. Messages of other kinds never carry one: an fd passed with
+	// them is closed on arrival.
+	FD int
 }
 
 // Socketpair makes the control (or report) socket: AF_UNIX SOCK_SEQPACKET,
@@ -79,16 +84,67 @@ func (c *Conn) Messages() <-chan Message { return c.msgs }
 
 func (c *Conn) read() {
 	defer close(c.msgs)
+	raw, err := c.f.SyscallConn()
+	if err != nil {
+		return
+	}
 	buf := make([]byte, boot.MaxMessage+1)
+	// Room for a few fds: more than fit are dropped (closed) by the
+	// kernel, not installed in tend (unix(7), MSG_CTRUNC).
+	oob := make([]byte, syscall.CmsgSpace(4*4))
 	for {
-		n, err := c.f.Read(buf)
-		if n == 0 || err != nil {
+		var n, oobn int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			// MSG_CMSG_CLOEXEC: a passed fd is never inherited by a
+			// child tend forks meanwhile.
+			n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), buf, oob, syscall.MSG_CMSG_CLOEXEC)
+			return rerr != syscall.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		fds := passedFDs(oob[:max(oobn, 0)])
+		if n <= 0 || err != nil {
+			closeFDs(fds)
 			return // EOF, or closed by Close
 		}
+		m := Parse(buf[:n])
+		if m.Kind == Started && len(fds) == 1 {
+			m.FD, fds = fds[0], nil
+		}
+		closeFDs(fds) // on any other message, or more than one: not ours to keep
 		select {
-		case c.msgs <- Parse(buf[:n]):
+		case c.msgs <- m:
 		case <-c.done:
+			closeFDs([]int{m.FD})
 			return
+		}
+	}
+}
+
+// passedFDs are the fds of the SCM_RIGHTS messages in oob.
+func passedFDs(oob []byte) []int {
+	if len(oob) == 0 {
+		return nil
+	}
+	cms, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for i := range cms {
+		if got, err := syscall.ParseUnixRights(&cms[i]); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	return fds
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			syscall.Close(fd)
 		}
 	}
 }
@@ -144,8 +200,15 @@ func (c *Conn) send(verb string, args ...int) error {
 	return nil
 }
 
-// Parse reads one datagram from a helper.
+// Parse reads one datagram from a helper; FD is -1 (fds come with
+// Conn's reads only).
 func Parse(b []byte) Message {
+	m := parse(b)
+	m.FD = -1
+	return m
+}
+
+func parse(b []byte) Message {
 	f := strings.SplitN(string(b), " ", 3)
 	bad := func(why string) Message {
 		return Message{Kind: Invalid, Err: fmt.Errorf("unit helper: bad message %q: %s", b, why)}

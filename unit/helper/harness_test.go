@@ -60,7 +60,7 @@ func buildStandalone(dir string) (string, error) {
 	return bin, nil
 }
 
-var testHelpers = map[string]func([]string) int{"pidns": helperPIDNS}
+var testHelpers = map[string]func([]string) int{"pidns": helperPIDNS, "nopidfd": helperNoPidfd}
 
 func needRoot(t *testing.T) {
 	t.Helper()
@@ -95,6 +95,12 @@ func startSubreaper(t *testing.T, s helper.Subreaper) *run {
 // (read by r.stdout) and stderr; fd 3 the socket; extra fds follow.
 func start(t *testing.T, argv, env []string, sys *syscall.SysProcAttr, extra []*os.File) *run {
 	t.Helper()
+	return startVia(t, exe, argv, env, sys, extra)
+}
+
+// startVia is start running path, a program that runs the helper in turn.
+func startVia(t *testing.T, path string, argv, env []string, sys *syscall.SysProcAttr, extra []*os.File) *run {
+	t.Helper()
 	tend, peer, err := helper.Socketpair()
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +118,7 @@ func start(t *testing.T, argv, env []string, sys *syscall.SysProcAttr, extra []*
 		files = append(files, f.Fd())
 	}
 	// A fresh cwd: a command dumping core writes it there.
-	pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{Dir: t.TempDir(), Env: env, Files: files, Sys: sys})
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Dir: t.TempDir(), Env: env, Files: files, Sys: sys})
 	peer.Close()
 	pw.Close()
 	null.Close()

@@ -90,6 +90,10 @@ type Subreaper struct {
 	// forks the command.
 	Cgroups int
 	Process Process
+	// PidFD has the helper pass a pidfd of the command with Started
+	// (Message.FD), opened before it can reap the command. Off, the
+	// message carries no fd: a unit that does not want one holds none.
+	PidFD bool
 }
 
 // Process is what the command gets set in the helper before its exec (or
@@ -178,6 +182,9 @@ func (s Subreaper) Args() (argv, env []string, err error) {
 	}
 	if s.Setsid {
 		opts = append(opts, opt(boot.OptSetsid, 1))
+	}
+	if s.PidFD {
+		opts = append(opts, opt(boot.OptPidFD, 1))
 	}
 	opts = append(opts, s.Process.opts()...)
 	ctl := FDControl

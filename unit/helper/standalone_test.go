@@ -41,7 +41,7 @@ func TestStandaloneRefuses(t *testing.T) {
 	}{
 		{"by hand", nil, helper.BinaryName, "started by tend", true},
 		{"argv0 not the helper's", env, "other", "started by tend", true},
-		{"another version", replaceMarker(env, marker+"1"), helper.BinaryName, "protocol version 2, but tend asked for 1", true},
+		{"another version", replaceMarker(env, marker+"1"), helper.BinaryName, "protocol version 3, but tend asked for 1", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tend, peer, err := helper.Socketpair()

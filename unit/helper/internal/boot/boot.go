@@ -36,7 +36,7 @@ import "syscall"
 // that asks for another version (see Refuse), instead of misreading it.
 const (
 	Marker      = "TEND_UNIT_HELPER" // environment variable, removed before the command runs
-	MarkerValue = "2"
+	MarkerValue = "3"
 	Name        = "tend-unit-helper" // argv[0]
 )
 

@@ -23,6 +23,7 @@ const (
 	OptNice        = "nice"            // both: its nice value, -20 to 19
 	OptRlimit      = "rlimit"          // both, repeatable: RESOURCE:SOFT:HARD (numbers; -1 is unlimited)
 	OptNoNewPrivs  = "no-new-privs"    // both: 1: PR_SET_NO_NEW_PRIVS before the exec
+	OptPidFD       = "pidfd"           // subreaper: 1: pass a pidfd of the command with started
 )
 
 // rlimit is one OptRlimit.
@@ -49,6 +50,7 @@ type options struct {
 	mainOnly    bool
 	nproc       int64
 	setsid      bool
+	pidfd       bool // pass a pidfd of the command (SCM_RIGHTS) with started
 	ctlFD       int
 	cgroupFDs   []int // joined in order before the command starts
 	uid, gid    int
@@ -125,6 +127,11 @@ func (o *options) set(word string) error {
 			return errors.New("bad option " + word)
 		}
 		o.setsid = n == 1
+	case OptPidFD:
+		if n != 0 && n != 1 {
+			return errors.New("bad option " + word)
+		}
+		o.pidfd = n == 1
 	case OptCgroup:
 		return o.setCgroups(val)
 	case OptUID:

@@ -9,7 +9,9 @@ import "syscall"
 //
 // helper -> tend:
 //
-//	started PID          the command was exec'd; PID is the main process
+//	started PID          the command was exec'd; PID is the main process; with
+//	                     option pidfd=1, a pidfd of it passed (SCM_RIGHTS) where
+//	                     pidfd_open works
 //	failed ERRNO WHAT    the command (or the step WHAT) failed; the helper exits
 //	exit WS              the main process's raw wait status, as wait4 gave it
 //	left N               leftovers killed after the main exited; last message
@@ -48,13 +50,26 @@ func failed(errno syscall.Errno, what string) string {
 // report sends one message on fd. MSG_NOSIGNAL: a closed peer gives EPIPE,
 // not a SIGPIPE the helper would have to tell from one sent to it
 // (send(2)). It reports whether the peer is still there.
-func report(fd int, msg string) bool {
+func report(fd int, msg string) bool { return reportFD(fd, msg, -1) }
+
+// reportFD is report passing pass (SCM_RIGHTS) with msg, when >= 0. A
+// message the kernel refuses to carry the fd with (a limit on fds in
+// flight, ETOOMANYREFS) goes without it: tend must still learn of it.
+func reportFD(fd int, msg string, pass int) bool {
 	if len(msg) > MaxMessage {
 		msg = msg[:MaxMessage]
 	}
+	var oob []byte
+	if pass >= 0 {
+		oob = syscall.UnixRights(pass)
+	}
 	for {
-		err := syscall.Sendmsg(fd, []byte(msg), nil, nil, syscall.MSG_NOSIGNAL)
-		if err == syscall.EINTR {
+		err := syscall.Sendmsg(fd, []byte(msg), oob, nil, syscall.MSG_NOSIGNAL)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil && oob != nil && err != syscall.EPIPE && err != syscall.ECONNRESET:
+			oob = nil
 			continue
 		}
 		return err == nil

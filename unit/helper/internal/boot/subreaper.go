@@ -75,7 +75,19 @@ func runSubreaper(o *options) int {
 		return execCode(errno)
 	}
 	u.main = pid
-	if !report(ctlFD, MsgStarted+" "+itoa(int64(pid))) {
+	// The pidfd is opened before the loop runs, and only the loop reaps:
+	// pid is still the command's here, alive or a zombie, never a recycled
+	// number. Where pidfd_open fails (ENOSYS: an old kernel or a seccomp
+	// filter) started comes without one.
+	pidfd := -1
+	if o.pidfd && u.pidfd {
+		pidfd, _ = pidfdOpen(pid)
+	}
+	ok := reportFD(ctlFD, MsgStarted+" "+itoa(int64(pid)), pidfd)
+	if pidfd >= 0 {
+		syscall.Close(pidfd) // tend has its own now: the helper holds no extra fd
+	}
+	if !ok {
 		u.onEOF()
 	}
 	return u.loop(sigs)
