@@ -18,13 +18,12 @@ const unitsDir = "units"
 // unitsPids is the pids reserve of tend's, fixed at start by setUnitsPids:
 // the cgroup that every unit goes below, and its figures. Both nil: none.
 type unitsPids struct {
-	v2     *cgroup.Hierarchy // the v2 parent: l.cg.h is it from then on
-	v1     *cgroup.V1        // the v1 parent, in tend's pids hierarchy
-	max    int64             // its pids.max
-	limit  int64             // tend's own pids limit (0: none found)
-	file   string            // the pids.max that sets limit
-	dir    string
-	reason string // why there is none, for the debug log
+	v2    *cgroup.Hierarchy // the v2 parent: l.cg.h is it from then on
+	v1    *cgroup.V1        // the v1 parent, in tend's pids hierarchy
+	max   int64             // its pids.max
+	limit int64             // tend's own pids limit (0: none found)
+	file  string            // the pids.max that sets limit
+	dir   string
 }
 
 // setUnitsPids resolves [jobs] units_pids once, at start, after the
@@ -42,14 +41,13 @@ func (l *loop) setUnitsPids() {
 	u := &l.units
 	n := int64(l.cfg.File.Jobs.UnitsPids)
 	if n == 0 {
-		u.reason = "[jobs] units_pids is off"
 		return
 	}
 	limit, file, _ := cgroup.PidsLimit()
 	u.limit, u.file = limit, file
 	if n == config.UnitsPidsAuto {
 		if limit == 0 {
-			u.reason = "tend has no pids limit: no reserve to keep"
+			l.log.Debug("no pids limit found: no pids reserve to keep", "setting", `[jobs] units_pids = "auto"`)
 			return
 		}
 		n = int64(config.NProcFor(limit))
@@ -95,14 +93,19 @@ func (l *loop) setUnitsPids() {
 		u.v1, u.dir = sub, sub.Dir()
 		l.v1.pids = sub
 	default:
-		u.reason = fmt.Sprintf("no writable pids cgroup for units: cgroup v2: %v; %v", l.v2PidsErr(), l.v1.pidsErr)
-		l.log.Info("no pids reserve: units are not under one pids cgroup", "why", u.reason, "pids_max", limit, "setting", "[jobs] units_pids")
+		why := fmt.Sprintf("no writable pids cgroup for units: cgroup v2: %v; %v", l.v2PidsErr(), l.v1.pidsErr)
+		l.log.Info("no pids reserve: units are not under one pids cgroup", "why", why, "pids_max", limit, "setting", "[jobs] units_pids")
 		return
 	}
 	u.max = n
 	msg := fmt.Sprintf("units share pids.max %d", n)
-	if limit > 0 {
+	switch {
+	case limit > n:
 		msg += fmt.Sprintf("; tend keeps %d", limit-n)
+	case limit > 0:
+		// A number set by hand at or over the limit: the units are
+		// grouped, but tend keeps nothing of its own.
+		l.log.Warn(fmt.Sprintf("[jobs] units_pids %d is not below tend's pids limit %d: tend keeps no pids reserve", n, limit), "file", file)
 	}
 	l.log.Info(msg, "dir", u.dir, "pids_max", limit, "file", file, "setting", "[jobs] units_pids")
 }
@@ -140,7 +143,7 @@ func (l *loop) pidsReserve() *api.PidsReserve {
 		return nil
 	}
 	r := &api.PidsReserve{UnitsPidsMax: u.max, Dir: u.dir, PidsLimit: u.limit}
-	if u.limit > 0 {
+	if u.limit > u.max {
 		r.Reserved = u.limit - u.max
 	}
 	return r

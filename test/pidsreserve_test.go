@@ -57,9 +57,12 @@ func rsRefused(t *testing.T, dir string) int {
 
 func TestPidsReserveRootForkBomb(t *testing.T) {
 	const pidsMax = 63
-	share := config.NProcFor(pidsMax) // 31: tend keeps 32
-	for _, setting := range []string{"auto", "off"} {
+	for _, setting := range []string{"auto", "20", "off"} {
 		t.Run(setting, func(t *testing.T) {
+			share, value := config.NProcFor(pidsMax), svQuote(setting) // auto: 31, tend keeps 32
+			if n, err := strconv.Atoi(setting); err == nil {
+				share, value = n, setting
+			}
 			cg := hCgroup(t, "pids")
 			units := filepath.Join(cg, "units")
 			t.Cleanup(func() { // after tend is gone, before hCgroup's removal
@@ -72,19 +75,19 @@ func TestPidsReserveRootForkBomb(t *testing.T) {
 			hWrite(t, filepath.Join(cg, "pids.max"), strconv.Itoa(pidsMax))
 			o := opts{argv0: []string{"/bin/sh", "-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", cg, tendBin}}
 			dir := hDir(t)
-			body := fmt.Sprintf("[control]\nsocket = %s\n[jobs]\nunits_pids = %s\n", svQuote(filepath.Join(dir, "s")), svQuote(setting)) +
+			body := fmt.Sprintf("[control]\nsocket = %s\n[jobs]\nunits_pids = %s\n", svQuote(filepath.Join(dir, "s")), value) +
 				svShell("svc", dir, `echo $$ >> "$D/runs"; exec sleep 100000`)
 			r, sock := hConfig(t, o, dir, body)
 			c := hClient(t, sock)
 			runs := filepath.Join(dir, "runs")
 			svWaitLines(t, r, runs, 1)
 			said := strings.Contains(r.stderrNow(), fmt.Sprintf("units share pids.max %d; tend keeps %d", share, pidsMax-share))
-			if said != (setting == "auto") {
-				t.Errorf("units_pids %s: tend said the units share pids.max %d: %v, want %v; stderr:\n%s", setting, share, said, setting == "auto", r.stderrNow())
+			if said != (setting != "off") {
+				t.Errorf("units_pids %s: tend said the units share pids.max %d: %v, want %v; stderr:\n%s", setting, share, said, setting != "off", r.stderrNow())
 			}
 			threads := watchThreads(r)
 			before := 0 // the service's tasks (its helper's threads too)
-			if setting == "auto" {
+			if setting != "off" {
 				before = rsRead(t, filepath.Join(units, "pids.current"))
 			}
 			// Root's fork bomb: background sleeps until fork fails, then
