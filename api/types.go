@@ -176,6 +176,18 @@ type Status struct {
 	// GET /v1/jobs?after=JobsNext.
 	JobsNext string   `json:"jobs_next,omitempty"`
 	Counters Counters `json:"counters"`
+	// PidsReserve is the pids tend keeps that no unit can spend, where it
+	// keeps some ([jobs] units_pids); absent otherwise.
+	PidsReserve *PidsReserve `json:"pids_reserve,omitempty"`
+}
+
+// PidsReserve is the one pids cgroup that holds every unit (service runs
+// and jobs, root's too), fixed at start.
+type PidsReserve struct {
+	UnitsPidsMax int64  `json:"units_pids_max"` // the cgroup's pids.max: all units together
+	Dir          string `json:"dir"`
+	PidsLimit    int64  `json:"pids_limit,omitempty"` // tend's own pids limit, where one is set
+	Reserved     int64  `json:"reserved,omitempty"`   // PidsLimit less UnitsPidsMax: tend's and nobody else's
 }
 
 // NextHeader is the header of a GET /v1/jobs answer that has a next page:

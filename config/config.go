@@ -57,6 +57,10 @@ const (
 	// DefaultNProc is [jobs] nproc: RLIMIT_NPROC for non-root jobs derived
 	// from tend's own pids limit (NProcAuto).
 	DefaultNProc = NProcAuto
+	// DefaultUnitsPids is [jobs] units_pids: every unit under one pids
+	// cgroup whose pids.max is NProcFor of tend's own pids limit
+	// (UnitsPidsAuto), where tend can make one.
+	DefaultUnitsPids = UnitsPidsAuto
 	// Bounds of the API's answers and of what callers may hold open
 	// ([control] page_size and the rest).
 	DefaultPageSize             = 100
@@ -211,7 +215,17 @@ type Jobs struct {
 	// forks. NProcAuto: tend's pids limit less a reserve (NProcFor), or
 	// none where tend has no pids limit; 0: none.
 	NProc int
+	// UnitsPids is the pids.max of the one cgroup that holds every unit
+	// (service runs and jobs, root's too), so that together they cannot
+	// spend the pids tend keeps for itself. UnitsPidsAuto: NProcFor of
+	// tend's pids limit, or none where tend has no pids limit; 0: off (no
+	// such cgroup); else that many tasks. Only where tend can make pids
+	// cgroups (a writable v2 hierarchy with pids, or a v1 pids one).
+	UnitsPids int
 }
+
+// UnitsPidsAuto is [jobs] units_pids = "auto".
+const UnitsPidsAuto = -1
 
 // NProcAuto is [jobs] nproc = "auto".
 const NProcAuto = -1

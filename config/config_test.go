@@ -306,7 +306,7 @@ func limited(j Jobs) Jobs {
 	j.MaxLabels, j.MaxLabelKeyBytes, j.MaxLabelValueBytes = DefaultMaxLabels, DefaultMaxLabelKeyBytes, DefaultMaxLabelValueBytes
 	j.MaxArgv, j.MaxArgvBytes, j.MaxEnv, j.MaxEnvBytes = DefaultMaxArgv, DefaultMaxArgvBytes, DefaultMaxEnv, DefaultMaxEnvBytes
 	j.MaxDirBytes, j.RecordArgvBytes, j.MaxRecordBytes = DefaultMaxDirBytes, DefaultRecordArgvBytes, DefaultMaxRecordBytes
-	j.NProc, j.Stop = DefaultNProc, DefaultJobsStop
+	j.NProc, j.UnitsPids, j.Stop = DefaultNProc, DefaultUnitsPids, DefaultJobsStop
 	return j
 }
 
@@ -369,5 +369,33 @@ func TestDefaultsAsDocumented(t *testing.T) {
 	c, err := Parse(nil, "defaults")
 	if err != nil || c.Control.Mode != DefaultMode {
 		t.Errorf("Parse(nil): mode %v, %v; want %v", c.Control.Mode, err, DefaultMode)
+	}
+}
+
+func TestJobsUnitsPids(t *testing.T) {
+	for _, c := range []struct {
+		toml string
+		want int
+		err  string
+	}{
+		{"", UnitsPidsAuto, ""},
+		{`units_pids = "auto"`, UnitsPidsAuto, ""},
+		{`units_pids = "off"`, 0, ""},
+		{`units_pids = 0`, 0, ""},
+		{`units_pids = 300`, 300, ""},
+		{`units_pids = -3`, 0, `jobs: units_pids: -3 is not "auto", "off" or a number of tasks`},
+		{`units_pids = "all"`, 0, `jobs: units_pids: "all" is not "auto", "off" or a number of tasks`},
+		{`units_pids = true`, 0, `jobs: units_pids: must be "auto", "off" or an integer, not a bool`},
+	} {
+		f, err := Parse([]byte("[jobs]\n"+c.toml+"\n"), "t.toml")
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: err %v, want one containing %q", c.toml, err, c.err)
+			}
+			continue
+		}
+		if err != nil || f.Jobs.UnitsPids != c.want {
+			t.Errorf("%s: units_pids %v (err %v), want %d", c.toml, f, err, c.want)
+		}
 	}
 }

@@ -220,11 +220,14 @@ func encode(t *testing.T, cfg *Config) []byte {
 			"max_labels":  j.MaxLabels, "max_label_key_bytes": j.MaxLabelKeyBytes, "max_label_value_bytes": j.MaxLabelValueBytes,
 			"max_argv": j.MaxArgv, "max_argv_bytes": j.MaxArgvBytes, "max_env": j.MaxEnv, "max_env_bytes": j.MaxEnvBytes,
 			"max_dir_bytes": j.MaxDirBytes, "record_argv_bytes": j.RecordArgvBytes, "max_record_bytes": j.MaxRecordBytes,
-			"nproc": any(j.NProc), "stop": string(j.Stop),
+			"nproc": any(j.NProc), "units_pids": any(j.UnitsPids), "stop": string(j.Stop),
 		},
 	}
 	if j.NProc == NProcAuto {
 		doc["jobs"].(map[string]any)["nproc"] = "auto"
+	}
+	if j.UnitsPids == UnitsPidsAuto {
+		doc["jobs"].(map[string]any)["units_pids"] = "auto"
 	}
 	var svcs []map[string]any
 	for _, s := range cfg.Services {

@@ -155,7 +155,8 @@ func (d *decoder) jobs(t *table) Jobs {
 		MaxRecordBytes:     t.integer("max_record_bytes", DefaultMaxRecordBytes, minRecordBytes),
 	}
 	t.atMost("record_argv_bytes", j.RecordArgvBytes, "max_argv_bytes", j.MaxArgvBytes)
-	j.NProc = t.nproc("nproc")
+	j.NProc = t.autoCount("nproc", DefaultNProc, "processes")
+	j.UnitsPids = t.autoCount("units_pids", DefaultUnitsPids, "tasks")
 	j.Stop = DefaultJobsStop
 	if v, ok := t.str("stop"); ok {
 		if st, err := ParseJobsStop(v); err != nil {
@@ -210,28 +211,30 @@ func (d *decoder) health(t *table) Health {
 	return h
 }
 
-// nproc reads [jobs] nproc: "auto", "off" or 0 (none), or a count >= 1.
-func (t *table) nproc(key string) int {
+// autoCount reads a count that may be derived from tend's pids limit
+// ([jobs] nproc, units_pids): "auto" (-1, NProcAuto and UnitsPidsAuto),
+// "off" or 0 (none), or a count >= 1 of what (processes, tasks).
+func (t *table) autoCount(key string, def int, what string) int {
 	v, present := t.get(key)
 	if !present {
-		return DefaultNProc
+		return def
 	}
 	switch v := v.(type) {
 	case string:
 		switch v {
 		case "auto":
-			return NProcAuto
+			return -1
 		case "off":
 			return 0
 		}
-		t.errorf(key, "%q is not \"auto\", \"off\" or a number of processes", v)
+		t.errorf(key, "%q is not \"auto\", \"off\" or a number of %s", v, what)
 	case int64:
 		if v >= 0 && v <= math.MaxInt32 {
 			return int(v)
 		}
-		t.errorf(key, "%d is not \"auto\", \"off\" or a number of processes (0 to %d)", v, math.MaxInt32)
+		t.errorf(key, "%d is not \"auto\", \"off\" or a number of %s (0 to %d)", v, what, math.MaxInt32)
 	default:
 		t.typeErr(key, "\"auto\", \"off\" or an integer", v)
 	}
-	return DefaultNProc
+	return def
 }

@@ -309,3 +309,5 @@ func (h *harness) dial(t *testing.T) *net.UnixConn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+func (f *fakeServices) PidsReserve() *api.PidsReserve { return nil }

@@ -35,6 +35,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, c *conn) {
 		Jobs:     nonNil(page),
 		JobsNext: next,
 		Counters: counters,
+
+		PidsReserve: s.cfg.Services.PidsReserve(),
 	}
 	s.reply(w, http.StatusOK, st)
 }

@@ -381,3 +381,5 @@ func wellFormed(req Submit) bool {
 	}
 	return true
 }
+
+func (f *fuzzServices) PidsReserve() *api.PidsReserve { return nil }

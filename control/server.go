@@ -98,6 +98,9 @@ type Services interface {
 	Zombies(c Caller) []api.ZombieParent
 	Stopping() bool
 	Reaped() (total, orphans uint64)
+	// PidsReserve is the units' shared pids cgroup, fixed at start; nil
+	// where tend keeps no reserve.
+	PidsReserve() *api.PidsReserve
 }
 
 // Subscribe subscribes uid to tend's events with room for buffer of them,

@@ -413,6 +413,9 @@ func (b backend) Stopping() bool {
 
 func (b backend) Reaped() (total, orphans uint64) { return b.l.r.Reaped(), b.l.r.Orphans() }
 
+// PidsReserve reads what setUnitsPids fixed at start: no loop round trip.
+func (b backend) PidsReserve() *api.PidsReserve { return b.l.pidsReserve() }
+
 var _ control.Jobs = backend{}
 var _ control.Services = backend{}
 

@@ -73,11 +73,13 @@ func (l *loop) findCgroups() {
 	}()
 }
 
-// closeCgroups stops the watcher (its goroutine ends with its channel).
+// closeCgroups stops the watcher (its goroutine ends with its channel)
+// and removes the units' pids parent.
 func (l *loop) closeCgroups() {
 	if l.cg.w != nil {
 		l.cg.w.Close()
 	}
+	l.removeUnitsPids()
 }
 
 // cgroupEvent is a change of a unit's cgroup.events.
@@ -159,11 +161,14 @@ func (l *loop) cgroupEnd(u *unit) {
 	l.endUnit(u, *u.exit)
 }
 
-// setNProc resolves [jobs] nproc once, at start: "auto" is tend's own
-// pids limit (its cgroup's pids.max or an ancestor's, v1 or v2, read-only
-// is enough) less a reserve for root, so that a non-root caller's fork
-// bomb meets its RLIMIT_NPROC before the container's pids limit; where no
-// pids limit is set there is nothing to protect and no limit.
+// setNProc resolves [jobs] nproc once, at start, after setUnitsPids:
+// "auto" is tend's own pids limit (its cgroup's pids.max or an ancestor's,
+// v1 or v2, read-only is enough) less a reserve for root, so that a
+// non-root caller's fork bomb meets its RLIMIT_NPROC before the container's
+// pids limit; where the units share a pids cgroup (setUnitsPids) it is that
+// cgroup's pids.max less a reserve, so that root's units still have room
+// beside such a bomb. Where no pids limit is set there is nothing to
+// protect and no limit.
 func (l *loop) setNProc() {
 	n := l.cfg.File.Jobs.NProc
 	if n != config.NProcAuto {
@@ -178,9 +183,13 @@ func (l *loop) setNProc() {
 		l.log.Debug("no pids limit found: jobs get no RLIMIT_NPROC", "err", err)
 		return
 	}
-	l.nproc = config.NProcFor(limit)
+	base := limit
+	if l.units.max > 0 {
+		base = l.units.max
+	}
+	l.nproc = config.NProcFor(base)
 	if l.nproc > 0 {
 		l.log.Info("jobs of non-root users get RLIMIT_NPROC", "nproc", l.nproc, "pids_max", limit, "file", file,
-			"reserved", limit-int64(l.nproc), "setting", `[jobs] nproc = "auto"`)
+			"units_pids_max", l.units.max, "reserved", base-int64(l.nproc), "setting", `[jobs] nproc = "auto"`)
 	}
 }

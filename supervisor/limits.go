@@ -27,7 +27,8 @@ type v1Limits struct {
 }
 
 // wantsLimits says whether any unit may ask for a limit: a service with
-// one, or any job while the control socket is on. Finding is cheap and
+// one, or any job while the control socket is on (setUnitsPids looks for
+// the pids hierarchy itself when it needs one). Finding is cheap and
 // creates nothing; a unit's directory is made when it starts.
 func wantsLimits(f *config.Config) bool {
 	if f.Control.Socket != "" {
@@ -103,6 +104,11 @@ func (l *loop) planLimits(track config.Track, memory, pids int64) (limitPlan, er
 			return p, fmt.Errorf("pids_max: the pids controller is missing here: cgroup v2: %v; %v", err, l.v1.pidsErr)
 		}
 	}
+	if l.units.v1 != nil && !p.pidsV2 && !p.pidsV1 {
+		// The pids reserve: every unit has a directory below the units'
+		// parent, joined before its command runs (setUnitsPids).
+		p.pidsV1, p.v1Pids = true, l.units.v1
+	}
 	p.needsTrampoline = p.memV1 || p.pidsV1
 	return p, nil
 }
@@ -173,8 +179,10 @@ func (l *loop) makeV1(u *unit, name string, uid int) error {
 			}
 			u.v1 = append(u.v1, g)
 		}
-		if err := g.SetPidsMax(p.pids); err != nil {
-			return err
+		if p.pids != config.NoLimit {
+			if err := g.SetPidsMax(p.pids); err != nil {
+				return err
+			}
 		}
 	}
 	if uid > 0 {

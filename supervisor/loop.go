@@ -69,8 +69,9 @@ type loop struct {
 	// the standalone binary beside tend's, else tend's own); "" when
 	// neither can be executed.
 	helperExe string
-	cg        cgroups  // cgroup v2 tracking, where tend found a hierarchy
-	v1        v1Limits // cgroup v1 hierarchies for unit limits
+	cg        cgroups   // cgroup v2 tracking, where tend found a hierarchy
+	v1        v1Limits  // cgroup v1 hierarchies for unit limits
+	units     unitsPids // the one pids cgroup of every unit, where made
 	// nproc is the RLIMIT_NPROC of jobs that run as a non-root uid
 	// ([jobs] nproc, "auto" resolved at start by setNProc); 0: none.
 	nproc int
@@ -118,7 +119,8 @@ func newLoop(cfg Config, r *reaper.Reaper, pool *blocking.Pool, closer *blocking
 	l.locateHelper()
 	l.findCgroups()
 	l.findV1()
-	l.setNProc()
+	l.setUnitsPids()
+	l.setNProc() // below the units' share, if any
 	l.fork = func(p *spawn.Prepared, pidfd *int) (int, error) { return p.Start(pidfd) }
 	l.signalAll = func(sig unix.Signal) error { return signalAll(r, sig, pid1) }
 	j := cfg.File.Jobs

@@ -86,8 +86,9 @@ const (
 	closeWorkers  = 2
 	// spareThreads are idle OS threads made at start for the runtime to
 	// use when a caller's flood puts goroutines in system calls
-	// (blocking.Spare): more than the most seen added in any flood here.
-	spareThreads = 8
+	// (blocking.Spare): more than the most seen added in any flood here,
+	// and one more for the reaper's, which its waitid keeps for good.
+	spareThreads = 9
 )
 
 // teardownBound is how long everything after the loop may take, all of it

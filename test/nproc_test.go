@@ -100,7 +100,8 @@ func npEnd(t *testing.T, r *tendRun, c *api.Client, id string) {
 
 func TestJobNProcUnderPidsLimit(t *testing.T) {
 	const pidsMax = 220
-	nproc := config.NProcFor(pidsMax)
+	// 124: NProcFor of the units' pids.max, 165 (NProcFor of 220).
+	nproc := config.NProcFor(int64(config.NProcFor(pidsMax)))
 	for _, track := range []string{"group", "subreaper"} {
 		for _, setting := range []string{"auto", "off"} {
 			t.Run(track+"/"+setting, func(t *testing.T) {
@@ -143,7 +144,7 @@ func TestJobNProcUnderPidsLimit(t *testing.T) {
 					}
 				} else {
 					if n <= nproc {
-						t.Errorf("nproc off: uid %d's job holds only %d processes: want more than %d (up to pids.max)", npUID, n, nproc)
+						t.Errorf("nproc off: uid %d's job holds only %d processes: want more than %d (up to the units' pids.max)", npUID, n, nproc)
 					}
 					if err == nil && code == 0 {
 						t.Errorf("nproc off: root's job ran beside a job at pids.max: the limit this test relies on was not reached")

@@ -11,10 +11,11 @@ import (
 // tendThreadsMade is how many OS threads tend with a control socket makes
 // at start beyond GOMAXPROCS, as README "Pids and threads" and
 // docs/GUARANTEES.md §0d state it (supervisor/run.go): 4 lookup workers
-// and 4 spares for their permits (blocking.Pool), 2 closers, 8 spares
-// (blocking.Spare), the thread that signals as a caller (reaper), and the
-// writers of tend's stdout and stderr (outlet).
-const tendThreadsMade = 4 + 4 + 2 + 8 + 1 + 2
+// and 4 spares for their permits (blocking.Pool), 2 closers, 9 spares
+// (blocking.Spare: 8 and the one the reaper keeps, blocked in waitid), the
+// thread that signals as a caller (reaper), and the writers of tend's
+// stdout and stderr (outlet).
+const tendThreadsMade = 4 + 4 + 2 + 9 + 1 + 2
 
 // threadBound is the stated bound of tend's threads, GOMAXPROCS +
 // tendThreadsMade: tend inherits the test's environment and cgroup, so its

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -234,6 +235,50 @@ func (g *Group) Remove() error {
 	if g.fd >= 0 {
 		unix.Close(g.fd)
 		g.fd = -1
+	}
+	return nil
+}
+
+// Sub makes (or reuses) the cgroup name below the base, with the base's
+// controllers enabled in it for units, and returns it as the base of a
+// hierarchy of its own: units made by its New go below it, so a limit
+// written in it (SetPidsMax) holds for all of them together. It holds no
+// process itself, as v2 requires of a cgroup that enables controllers for
+// its children (tend's own are in the leaf beside it). RemoveDir removes
+// it.
+func (h *Hierarchy) Sub(name string) (*Hierarchy, error) {
+	dir := filepath.Join(h.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("cgroup: make %s: %w", dir, err)
+	}
+	for _, c := range h.ctrls {
+		if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+c); err != nil {
+			_ = unix.Rmdir(dir)
+			return nil, fmt.Errorf("cgroup: enable %s in %s: %w", c, dir, err)
+		}
+	}
+	return &Hierarchy{mount: h.mount, dir: dir, rel: path.Join(h.rel, name), ctrls: slices.Clone(h.ctrls)}, nil
+}
+
+// SetPidsMax writes pids.max of the base itself (a Sub's: the cap on every
+// unit below it together). It needs the pids controller in the base's
+// parent, which Sub copies from.
+func (h *Hierarchy) SetPidsMax(n int64) error {
+	if err := h.needs("pids", "setting pids.max"); err != nil {
+		return err
+	}
+	name := filepath.Join(h.dir, "pids.max")
+	if err := writeFile(name, strconv.FormatInt(n, 10)); err != nil {
+		return fmt.Errorf("cgroup: set %s to %d: %w", name, n, err)
+	}
+	return nil
+}
+
+// RemoveDir removes the base directory (a Sub's, at tend's exit); a unit
+// cgroup still in it makes it EBUSY.
+func (h *Hierarchy) RemoveDir() error {
+	if err := unix.Rmdir(h.dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("cgroup: remove %s: %w", h.dir, err)
 	}
 	return nil
 }

@@ -252,3 +252,37 @@ func TestLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestSub: the units' parent (the pids reserve) holds the units made
+// through it, gets the base's controllers, and is removed once empty.
+func TestSub(t *testing.T) {
+	h := testHierarchy(t)
+	sub, err := h.Sub("units")
+	if err != nil {
+		t.Fatalf("Sub: %v", err)
+	}
+	if want := filepath.Join(h.Dir(), "units"); sub.Dir() != want || !slices.Equal(sub.Controllers(), h.Controllers()) {
+		t.Errorf("Sub: dir %s, controllers %v; want %s, %v", sub.Dir(), sub.Controllers(), want, h.Controllers())
+	}
+	g := newGroup(t, sub, "u")
+	if filepath.Dir(g.Path()) != sub.Dir() || g.rel != sub.rel+"/"+filepath.Base(g.Path()) {
+		t.Errorf("unit %s (%s) is not below %s", g.Path(), g.rel, sub.Dir())
+	}
+	err = sub.SetPidsMax(40)
+	if !h.Has("pids") {
+		if err == nil || !strings.Contains(err.Error(), "needs the pids controller") {
+			t.Errorf("SetPidsMax without pids: %v, want an error naming it", err)
+		}
+	} else if data, rerr := os.ReadFile(filepath.Join(sub.Dir(), "pids.max")); err != nil || strings.TrimSpace(string(data)) != "40" {
+		t.Errorf("SetPidsMax(40): %v; pids.max %q, %v", err, data, rerr)
+	}
+	if err := sub.RemoveDir(); err == nil {
+		t.Errorf("RemoveDir with a unit in it: no error")
+	}
+	if err := g.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.RemoveDir(); err != nil || exists(sub.Dir()) {
+		t.Errorf("RemoveDir: %v; still there: %v", err, exists(sub.Dir()))
+	}
+}

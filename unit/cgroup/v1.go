@@ -237,3 +237,39 @@ func (g *V1Group) Remove() error {
 	}
 	return fmt.Errorf("cgroup v1: remove %s: %w", g.dir, err)
 }
+
+// Sub makes (or reuses, left by an earlier tend) the directory name below
+// tend's own in the hierarchy and returns it as a hierarchy of its own:
+// units made by its New go below it, so a limit written in it (SetPidsMax)
+// holds for all of them together. RemoveDir removes it.
+func (v *V1) Sub(name string) (*V1, error) {
+	dir := filepath.Join(v.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("cgroup v1: make %s: %w", dir, err)
+	}
+	return &V1{ctrls: v.ctrls, mount: v.mount, dir: dir}, nil
+}
+
+// SameHierarchy reports whether v and o are directories of one mounted
+// hierarchy (controllers co-mounted, as memory and pids can be): a process
+// is in one cgroup of it, so a unit gets one directory there.
+func (v *V1) SameHierarchy(o *V1) bool { return o != nil && v.mount == o.mount }
+
+// SetPidsMax writes pids.max of tend's directory itself (a Sub's: the cap
+// on every unit below it together).
+func (v *V1) SetPidsMax(n int64) error {
+	name := filepath.Join(v.dir, "pids.max")
+	if err := writeFile(name, strconv.FormatInt(n, 10)); err != nil {
+		return fmt.Errorf("cgroup v1: set %s to %d: %w", name, n, err)
+	}
+	return nil
+}
+
+// RemoveDir removes tend's directory (a Sub's, at tend's exit); a unit
+// directory still in it (a process outlived its unit) makes it EBUSY.
+func (v *V1) RemoveDir() error {
+	if err := unix.Rmdir(v.dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("cgroup v1: remove %s: %w", v.dir, err)
+	}
+	return nil
+}

@@ -99,3 +99,45 @@ func TestV1OOMKillsErrors(t *testing.T) {
 		t.Errorf("V1OOMKills() = %d, %v; want 7", n, err)
 	}
 }
+
+// TestV1Sub: the units' parent in a v1 pids hierarchy caps the units below
+// it together and is removed once empty.
+func TestV1Sub(t *testing.T) {
+	needNS(t)
+	const mnt = "/sys/fs/cgroup/pids"
+	dir := filepath.Join(mnt, testTop+"-sub")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("no writable v1 pids hierarchy: %v", err)
+	}
+	t.Cleanup(func() { _ = removeTree(dir) })
+	v := &V1{ctrls: []string{"pids"}, mount: mnt, dir: dir}
+	sub, err := v.Sub("units")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sub.SameHierarchy(v) || sub.SameHierarchy(&V1{mount: v1Memory}) || sub.SameHierarchy(nil) {
+		t.Errorf("SameHierarchy: wrong")
+	}
+	if err := sub.SetPidsMax(40); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "units", "pids.max")); strings.TrimSpace(string(data)) != "40" {
+		t.Errorf("pids.max %q, want 40", data)
+	}
+	g, err := sub.New("u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(g.Path()) != sub.Dir() {
+		t.Errorf("unit %s is not below %s", g.Path(), sub.Dir())
+	}
+	if err := sub.RemoveDir(); err == nil {
+		t.Errorf("RemoveDir with a unit in it: no error")
+	}
+	if err := g.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.RemoveDir(); err != nil || exists(sub.Dir()) {
+		t.Errorf("RemoveDir: %v; still there: %v", err, exists(sub.Dir()))
+	}
+}
