@@ -126,17 +126,31 @@ func Run(cfg Config) (int, error) {
 	reaped := make(chan struct{}) // closed when Run has returned
 	go func() { defer close(reaped); r.Run(ctx, cfg.SIGCHLD) }()
 
+	// Run owns every goroutine it starts: each part below has its stop,
+	// and teardown calls them all against one deadline.
+	parts := []part{{"reaper", func(d time.Time) { cancel(); endReaper(log, reaped, d) }}}
 	srv, err := l.serve(hub, closer)
 	if err != nil {
-		cancel()
-		endReaper(log, reaped, time.Now().Add(teardownBound))
+		teardownParts(parts, time.Now().Add(teardownBound))
 		l.release()
 		return -1, err
 	}
 	code := l.run()
 
-	cancel() // the reaper ends at its next wake-up (see endReaper)
-	teardown(cfg, log, time.Now().Add(teardownBound), srv, l, reaped)
+	parts = append(parts, part{"service logs", l.closeLogs})
+	if srv != nil {
+		// The pool and the closer stop once no request can reach them:
+		// a handler still running past the deadline keeps them.
+		parts = append(parts, part{"control server", func(d time.Time) {
+			if err := srv.Close(d); err != nil {
+				log.Warn("closing the control socket", "err", err)
+				return
+			}
+			pool.Close()
+			closer.Stop()
+		}})
+	}
+	teardown(cfg, log, time.Now().Add(teardownBound), parts, l)
 	l.release()
 	for _, c := range cfg.ExpectZero {
 		if c == code {
@@ -150,28 +164,37 @@ func Run(cfg Config) (int, error) {
 // stops it and waits until the deadline for what it has queued.
 type flusher interface{ CloseBy(time.Time) }
 
-// teardown ends everything after the loop by one deadline: the control
-// server and the service logs (pipes drained, sinks flushed) close side by
-// side; tend's own stdout and stderr keep taking their lines meanwhile and
-// are flushed side by side by the same deadline, so a stalled terminal or
-// a pipe nobody reads costs teardownBound once, not once per step.
-func teardown(cfg Config, log *slog.Logger, deadline time.Time, srv *control.Server, l *loop, reaped <-chan struct{}) {
+// part is something Run started, with what ends it by a deadline (the
+// shape of oklog/run's actors: each with its interrupt; here all of them
+// are interrupted together, once the loop has returned).
+type part struct {
+	name string
+	stop func(deadline time.Time)
+}
+
+// teardownParts stops every part side by side and returns when all have
+// stopped (each stop ends by the deadline itself).
+func teardownParts(parts []part, deadline time.Time) {
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); endReaper(log, reaped, deadline) }()
-	go func() {
-		defer wg.Done()
-		if srv != nil {
-			if err := srv.Close(deadline); err != nil {
-				log.Warn("closing the control socket", "err", err)
-			}
-		}
-	}()
-	go func() { defer wg.Done(); l.closeLogs(deadline) }()
+	for _, p := range parts {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop(deadline) }()
+	}
 	wg.Wait()
+}
+
+// teardown ends everything after the loop by one deadline: the parts (the
+// reaper, the control server, the service logs: pipes drained, sinks
+// flushed) stop side by side; tend's own stdout and stderr keep taking
+// their lines meanwhile and are flushed side by side by the same deadline,
+// so a stalled terminal or a pipe nobody reads costs teardownBound once,
+// not once per step.
+func teardown(cfg Config, log *slog.Logger, deadline time.Time, parts []part, l *loop) {
+	teardownParts(parts, deadline)
 	if err := l.errs.ErrorOrNil(); err != nil { // tend's last words, before its outlets close
 		log.Warn("errors while running", "err", err)
 	}
+	var wg sync.WaitGroup
 	for _, w := range []io.Writer{cfg.Stdout, cfg.Stderr} {
 		if f, ok := w.(flusher); ok {
 			wg.Add(1)
