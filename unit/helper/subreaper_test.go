@@ -377,3 +377,33 @@ func TestCommandSetup(t *testing.T) {
 	}
 	r.expect(helper.Exited)
 }
+
+// TestStopSparesWhatATrapStarts: the stop signal reaches the main's process
+// group at once, as with track group, so a process that the main's TERM
+// trap starts afterwards is not hit by it. The walk used to signal the
+// main, then read its children: a trap quick enough to fork by then (here a
+// busy loop of the main's own, so the trap runs at once, and its helper
+// program is started straight away) had that program killed, and the trap's
+// work was lost (seen as a service that never wrote its stop stamp).
+func TestStopSparesWhatATrapStarts(t *testing.T) {
+	needRoot(t)
+	for i := 0; i < 30; i++ {
+		d := t.TempDir()
+		f := filepath.Join(d, "stamp")
+		// No foreground child: the shell runs the trap as soon as TERM comes.
+		script := `trap '/bin/sh -c "sleep 0.05; echo done > ` + f + `"; exit 0' TERM; echo ready; while :; do :; done`
+		r := startSubreaper(t, sh(t, script))
+		r.expect(helper.Started)
+		r.line()
+		if err := r.conn.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ws := r.expect(helper.Exited).Status
+		r.expect(helper.Left)
+		r.eof()
+		b, _ := os.ReadFile(f)
+		if ws.ExitStatus() != 0 || ws.Signaled() || strings.TrimSpace(string(b)) != "done" {
+			t.Fatalf("run %d: main %s, the trap's program wrote %q; want exit 0 and \"done\" (it was signalled too)", i, desc(ws), b)
+		}
+	}
+}

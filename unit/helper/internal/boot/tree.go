@@ -110,12 +110,28 @@ func (u *unit) descend(p pinned, visit func(pinned)) int {
 	return n
 }
 
-// signalTree sends sig to every process of the unit.
+// signalTree sends sig to every process of the unit. The main's process
+// group (its session's, for a job) gets it first and at once, by one
+// kill(2) of the group, as a unit tracked by its group does: so the walk,
+// which finds processes one by one, skips that group, and a process that
+// a handler of sig starts in it (a shell's trap running date) is not hit
+// by a signal meant for the processes that were there. The rest of the
+// unit (what left the group: setsid, double forks) gets it from the walk.
+// The group is the main's pid only while the main is unreaped, so it
+// cannot be another process's number.
 func (u *unit) signalTree(sig syscall.Signal) {
-	if !u.pidfd && u.main > 0 {
-		syscall.Kill(-u.main, sig) // see the fallback above; ESRCH: gone
+	group := 0
+	if u.main > 0 && syscall.Kill(-u.main, sig) == nil {
+		group = u.main
 	}
-	u.walk(func(p pinned) { u.send(p, sig) })
+	u.walk(func(p pinned) {
+		if group != 0 {
+			if pg, err := syscall.Getpgid(p.pid); err == nil && pg == group {
+				return // signalled with its group
+			}
+		}
+		u.send(p, sig)
+	})
 }
 
 // send signals one pinned member; ESRCH (exited, unreaped) is not an error.
