@@ -62,12 +62,7 @@ func (l *loop) setUnitsPids() {
 	}
 	switch {
 	case v2:
-		sub, err := l.cg.h.Sub(unitsDir)
-		if err == nil {
-			if err = sub.SetPidsMax(n); err != nil {
-				_ = sub.RemoveDir()
-			}
-		}
+		sub, err := limitedSub(l.cg.h, n)
 		if err != nil {
 			l.log.Warn("no pids reserve: cannot make the units' cgroup", "err", err, "setting", "[jobs] units_pids")
 			return
@@ -75,12 +70,7 @@ func (l *loop) setUnitsPids() {
 		u.v2, u.dir = sub, sub.Dir()
 		l.cg.h = sub
 	case l.v1.pids != nil:
-		sub, err := l.v1.pids.Sub(unitsDir)
-		if err == nil {
-			if err = sub.SetPidsMax(n); err != nil {
-				_ = sub.RemoveDir()
-			}
-		}
+		sub, err := limitedSub(l.v1.pids, n)
 		if err != nil {
 			l.log.Warn("no pids reserve: cannot make the units' cgroup", "err", err, "setting", "[jobs] units_pids")
 			return
@@ -147,4 +137,26 @@ func (l *loop) pidsReserve() *api.PidsReserve {
 		r.Reserved = u.limit - u.max
 	}
 	return r
+}
+
+// cgroupDir is what a cgroup directory of either version offers the
+// units' parent.
+type cgroupDir interface {
+	SetPidsMax(int64) error
+	RemoveDir() error
+}
+
+// limitedSub makes the units' parent below base with pids.max n, and
+// removes it again when the limit cannot be written.
+func limitedSub[T cgroupDir](base interface{ Sub(string) (T, error) }, n int64) (T, error) {
+	sub, err := base.Sub(unitsDir)
+	if err != nil {
+		return sub, err
+	}
+	if err := sub.SetPidsMax(n); err != nil {
+		_ = sub.RemoveDir()
+		var none T
+		return none, err
+	}
+	return sub, nil
 }
