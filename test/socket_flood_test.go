@@ -110,7 +110,11 @@ func floodAs(t *testing.T, uid, n int, sock string) (string, func()) {
 	t.Helper()
 	cmd := exec.Command(testBin, "sockflood", strconv.Itoa(uid), strconv.Itoa(uid), strconv.Itoa(hGroup), sock, strconv.Itoa(n))
 	cmd.Env = childEnv(nil)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the OS thread that forked the helper
+	// ends (DESIGN.md §8), which another test's locked goroutine can make
+	// happen mid-flood, closing this uid's connections early (seen: uid
+	// 1001 then got its 256 under a max_connections of 400). The helper
+	// ends when its stdin does, with this process at the latest.
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
