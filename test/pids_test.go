@@ -68,14 +68,22 @@ func TestPidsLimitFlood(t *testing.T) {
 			hWrite(t, filepath.Join(cg, "pids.max"), strconv.Itoa(n+tc.room))
 			var eater string
 			if tc.room > 0 {
-				// The job forks until it can't: 100 sleeps in 40 pids.
-				j, err := c.Spawn(hCtx(t), api.JobRequest{Argv: []string{"sh", "-c",
-					"i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done 2>/dev/null; wait"}}, nil)
+				// The job forks until it can't: 100 sleepers in 40 pids.
+				// Not a shell: dash exits when a fork fails, and its
+				// unit's leftovers are then stopped, giving the room back.
+				j, err := c.Spawn(hCtx(t), api.JobRequest{Argv: []string{"python3", "-c",
+					"import os, time\nfor i in range(100):\n    try:\n        if os.fork() == 0:\n            time.sleep(600)\n            os._exit(0)\n    except OSError:\n        pass\ntime.sleep(600)\n"}}, nil)
 				if err != nil {
 					t.Fatalf("the eating job: %v", err)
 				}
 				eater = j.ID
-				time.Sleep(500 * time.Millisecond)
+				// Until it has eaten the room (under load its forks take
+				// a while, and jobs started meanwhile would take it).
+				svPoll(t, r, 20*time.Second, "the eating job at pids.max", func() bool {
+					cur, _ := os.ReadFile(filepath.Join(cg, "pids.current"))
+					k, _ := strconv.Atoi(strings.TrimSpace(string(cur)))
+					return k >= n+tc.room
+				})
 			}
 
 			threads := watchThreads(r)
