@@ -3,6 +3,7 @@
 package helper_test
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -405,5 +406,38 @@ func TestStopSparesWhatATrapStarts(t *testing.T) {
 		if ws.ExitStatus() != 0 || ws.Signaled() || strings.TrimSpace(string(b)) != "done" {
 			t.Fatalf("run %d: main %s, the trap's program wrote %q; want exit 0 and \"done\" (it was signalled too)", i, desc(ws), b)
 		}
+	}
+}
+
+// TestHelperGivesUpTheCommandsFDs: an fd passed for the command (here a
+// pipe's write end at fd 4, as a service's ready = "fd:4" is) is the
+// command's alone once it runs: when the command closes it, the reader
+// sees EOF although the helper lives on. The helper used to keep its copy
+// until it exited, so "closed without a newline" was never seen.
+func TestHelperGivesUpTheCommandsFDs(t *testing.T) {
+	needRoot(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	s := sh(t, `printf x >&4; exec 4>&-; echo closed; exec sleep 1000`)
+	argv, env, err := s.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, argv, env, &syscall.SysProcAttr{Setsid: true}, []*os.File{pw})
+	pw.Close()
+	r.expect(helper.Started)
+	r.line() // "closed"
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(pr); got <- string(b) }()
+	select {
+	case b := <-got:
+		if b != "x" {
+			t.Errorf("read %q from the command's fd 4; want x", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no EOF on the command's fd 4 in 5 s after the command closed it: the helper holds a copy")
 	}
 }

@@ -29,6 +29,12 @@ type unit struct {
 func runSubreaper(o *options) int {
 	// fd 3 is tend's socket: the command must not inherit it.
 	syscall.CloseOnExec(ctlFD)
+	// Every other fd above stdio is the command's (its ready fd, passed
+	// sockets, the cgroup directories joined below): the helper gives them
+	// up once the command has them, or a pipe's reader would not see EOF
+	// when the command closes its end (ready = "fd:N" closed without a
+	// newline) until the helper's own end.
+	theirs := commandFDs()
 	runtime.GOMAXPROCS(1) // one loop does all the work; fewer idle threads
 	sigs, err := catchSignals()
 	if err == nil {
@@ -68,6 +74,9 @@ func runSubreaper(o *options) int {
 		Sys: &syscall.SysProcAttr{Setpgid: !o.setsid, Setsid: o.setsid},
 	}
 	pid, err := syscall.ForkExec(o.path, o.argv, attr)
+	for _, fd := range theirs {
+		syscall.Close(fd)
+	}
 	if err != nil {
 		// ForkExec reaped the child itself; nothing else has started.
 		errno, _ := err.(syscall.Errno)
@@ -91,6 +100,24 @@ func runSubreaper(o *options) int {
 		u.onEOF()
 	}
 	return u.loop(sigs)
+}
+
+// commandFDs lists the fds open now above stdio, ctlFD left out
+// (/proc/self/fd; none when it cannot be read: they then stay open). The
+// listing's own fd is in the listing, closed by the time F_GETFD asks.
+func commandFDs() []int {
+	var fds []int
+	for _, name := range listDir("/proc/self/fd") {
+		n, err := atoi(name)
+		fd := int(n)
+		if err != nil || fd <= 2 || fd == ctlFD {
+			continue
+		}
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); errno == 0 {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
 }
 
 func setSubreaper() error {
