@@ -33,6 +33,7 @@ type result struct {
 	Asserts         int      `json:"asserts"`
 	Lost            int      `json:"lost"`
 	Misreported     int      `json:"misreported"`
+	MisreportedEx   []string `json:"misreported_examples"` // "TOKEN: got X, was Y"
 	ClassifiedRight int      `json:"classified_right"`
 	ClassifiedOf    int      `json:"classified_of"`
 	StopTime        float64  `json:"stop_time"`
@@ -108,7 +109,7 @@ func zeroOfEverything(t *testing.T, r result) {
 		{"workers lost", r.Lost}, {"workers misreported", r.Misreported}, {"spawn errors", r.SpawnErrors},
 	} {
 		if c.n != 0 {
-			t.Errorf("%s: %d, want 0 (%v %v)", c.what, c.n, r.LeakedNames, r.GatewayFailures)
+			t.Errorf("%s: %d, want 0 (%v %v %v)", c.what, c.n, r.LeakedNames, r.GatewayFailures, r.MisreportedEx)
 		}
 	}
 	if r.Asserts == 0 {
