@@ -129,14 +129,13 @@ func (l *loop) resolveTrack(t config.Track) (config.Track, error) {
 	}
 	switch t {
 	case config.TrackAuto, "":
-		// A cgroup each where tend has a writable hierarchy; else each
-		// unit's own subreaper (docs/BENCHMARKS.md, Units: about 1.1 ms
-		// more a start); the group alone only where neither can be had.
-		switch {
-		case l.cg.h != nil:
+		// A cgroup each where tend has a writable hierarchy, else the
+		// process group. The unit helper is not auto's choice yet: with
+		// it as the default the whole suite, run under CI's load, still
+		// fails now and then (a parallel stop's TERM trap not run, a
+		// workload exit misreported); it is there by name.
+		if l.cg.h != nil {
 			return config.TrackCgroup, nil
-		case l.helperExe != "":
-			return config.TrackSubreaper, nil
 		}
 		return config.TrackGroup, nil
 	case config.TrackCgroup:
