@@ -75,7 +75,11 @@ func TestPidsReserveRootForkBomb(t *testing.T) {
 			hWrite(t, filepath.Join(cg, "pids.max"), strconv.Itoa(pidsMax))
 			o := opts{argv0: []string{"/bin/sh", "-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", cg, tendBin}}
 			dir := hDir(t)
-			body := fmt.Sprintf("[control]\nsocket = %s\n[jobs]\nunits_pids = %s\n", svQuote(filepath.Join(dir, "s")), value) +
+			// Units of the unit helper, as this test was written for: with
+			// track group the units' directory can outlive tend (a unit's
+			// own directory left while its processes die keeps the
+			// parent), a gap named in the closing note of stop 24.
+			body := fmt.Sprintf("[control]\nsocket = %s\n[defaults]\ntrack = \"subreaper\"\n[jobs]\nunits_pids = %s\n", svQuote(filepath.Join(dir, "s")), value) +
 				svShell("svc", dir, `echo $$ >> "$D/runs"; exec sleep 100000`)
 			r, sock := hConfig(t, o, dir, body)
 			c := hClient(t, sock)
